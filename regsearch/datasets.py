@@ -10,8 +10,9 @@ tests on the last 70, as the tutorials do.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from sklearn import datasets as sk_datasets
@@ -138,31 +139,56 @@ def _sequence(n_samples: int, noise: float, random_state: int) -> tuple[np.ndarr
 _DATASETS: dict[str, _Dataset] = {
     "moons": _Dataset(
         "two interleaving half circles, make_moons(noise=0.2); 30 train / 70 test",
-        _moons, n_samples=100, noise=0.2, train_size=30, n_classes=2,
+        _moons,
+        n_samples=100,
+        noise=0.2,
+        train_size=30,
+        n_classes=2,
     ),
     "circles": _Dataset(
         "a circle inside a circle, make_circles(noise=0.1); 30 train / 70 test",
-        _circles, n_samples=100, noise=0.1, train_size=30, n_classes=2,
+        _circles,
+        n_samples=100,
+        noise=0.1,
+        train_size=30,
+        n_classes=2,
     ),
     "blobs": _Dataset(
         "two Gaussian blobs at (-2,-2) and (2,2), linearly separable; 30 train / 70 test",
-        _blobs, n_samples=100, noise=1.0, train_size=30, n_classes=2,
+        _blobs,
+        n_samples=100,
+        noise=1.0,
+        train_size=30,
+        n_classes=2,
     ),
     "rings": _Dataset(
         "a Gaussian blob at the origin (0) inside a noisy ring of radius 5 (1); 30 train / 70 test",
-        _rings, n_samples=100, noise=1.0, train_size=30, n_classes=2,
+        _rings,
+        n_samples=100,
+        noise=1.0,
+        train_size=30,
+        n_classes=2,
     ),
     "digits": _Dataset(
         "scikit-learn's bundled 8x8 handwritten digits as (8, 8, 1) images in [0, 1], "
         "10 classes; first 500 train / 1297 test",
-        _digits, n_samples=N_DIGITS, noise=0.0, train_size=500, n_classes=10,
+        _digits,
+        n_samples=N_DIGITS,
+        noise=0.0,
+        train_size=500,
+        n_classes=10,
         max_samples=N_DIGITS,
     ),
     "sequence": _Dataset(
         f"int32 token sequences of length {SEQUENCE_LENGTH} over {SEQUENCE_VOCABULARY} tokens; "
         "label: marker 1 comes before marker 2 (10% of labels flipped); 200 train / 400 test",
-        _sequence, n_samples=600, noise=0.1, train_size=200, n_classes=2,
-        max_noise=0.5, vocab_size=SEQUENCE_VOCABULARY,
+        _sequence,
+        n_samples=600,
+        noise=0.1,
+        train_size=200,
+        n_classes=2,
+        max_noise=0.5,
+        vocab_size=SEQUENCE_VOCABULARY,
     ),
 }
 
