@@ -1,0 +1,128 @@
+"""Writes the report of one search to its results folder: the only place that writes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from regsearch.atomic import save_figure_atomic, write_csv_atomic, write_text_atomic
+from regsearch.report.markdown import summary_markdown
+from regsearch.report.plots import DPI, plot_accuracy_vs_strength, plot_learning_curves
+from regsearch.report.tables import format_params, summary_frame, trials_frame
+
+__all__ = ["REPORT_FILES", "best_history", "write_report"]
+
+REPORT_FILES = (
+    "trials.csv",
+    "summary.csv",
+    "summary.md",
+    "accuracy_vs_strength.png",
+    "learning_curves.png",
+)
+
+
+def best_history(
+    trials: pd.DataFrame,
+    summary: pd.DataFrame,
+    histories: Mapping[str, Mapping[str, Sequence[float]]],
+) -> tuple[Mapping[str, Sequence[float]], str] | None:
+    """Finds the history of the best configuration's first completed run.
+
+    Args:
+        trials: A table from ``trials_frame``.
+        summary: Its ``summary_frame``.
+        histories: Histories keyed by ``"<trial_id>/<repeat>"`` or by
+            ``trial_id`` (then taken as that configuration's first run).
+
+    Returns:
+        The history and a title describing the run, or None if there is none.
+    """
+    if summary.empty or summary["n_failed"].iloc[0] == summary["n_runs"].iloc[0]:
+        return None
+    best = summary.iloc[0]
+    runs = trials[(trials["phase"] == best["phase"]) & (trials["trial_id"] == best["trial_id"])]
+    runs = runs[runs["status"].astype(str) == "completed"].sort_values("repeat", kind="stable")
+    params = {c: best[c] for c in summary.columns if c.startswith("param_")}
+    for _, run in runs.iterrows():
+        for key in (f"{run['trial_id']}/{run['repeat']}", str(run["trial_id"])):
+            if key in histories and histories[key]:
+                title = (
+                    f"{run['search']}: best configuration {format_params(params)} "
+                    f"(trial {run['trial_id']}, repeat {run['repeat']})"
+                )
+                return histories[key], title
+    return None
+
+
+def write_report(
+    out_dir: str | os.PathLike[str],
+    records: Iterable[Mapping[str, Any]],
+    histories: Mapping[str, Mapping[str, Sequence[float]]],
+    *,
+    search_name: str,
+    rerun_command: str,
+    objective: str = "test_accuracy",
+    direction: str = "max",
+    definition_text: str | None = None,
+) -> list[Path]:
+    """Writes trials.csv, summary.csv, summary.md and the plots, each atomically.
+
+    A plot without data (no completed run, or no history for the best run)
+    is skipped rather than drawn empty; summary.md links only what exists.
+
+    Args:
+        out_dir: The search's results folder; created if missing.
+        records: Trial records, one per run.
+        histories: Per-run histories keyed by ``"<trial_id>/<repeat>"`` or
+            ``trial_id`` (see ``best_history``).
+        search_name: The search, e.g. ``moons_l2``.
+        rerun_command: The shell command that reruns it.
+        objective: The metric to rank by.
+        direction: ``max`` or ``min``.
+        definition_text: The search definition (TOML), copied into summary.md.
+
+    Returns:
+        The written files, in the order of ``REPORT_FILES``.
+
+    Raises:
+        SettingError: For an unknown objective or direction (nothing is written).
+    """
+    folder = Path(out_dir)
+    trials = trials_frame(records)
+    summary = summary_frame(trials, objective, direction)
+    written = [
+        write_csv_atomic(trials, folder / "trials.csv"),
+        write_csv_atomic(summary, folder / "summary.csv"),
+    ]
+
+    figures: list[Path] = []
+    plotted = (
+        trials[["train_accuracy", "test_accuracy", "train_loss", "test_loss"]].notna().any(axis=1)
+    )
+    if (plotted & (trials["status"].astype(str) != "failed")).any():
+        ax = plot_accuracy_vs_strength(trials)
+        figures.append(
+            save_figure_atomic(ax.get_figure(), folder / "accuracy_vs_strength.png", dpi=DPI)
+        )
+    found = best_history(trials, summary, histories)
+    if found is not None:
+        history, title = found
+        axes = plot_learning_curves(history, title=title)
+        figures.append(
+            save_figure_atomic(axes[0].get_figure(), folder / "learning_curves.png", dpi=DPI)
+        )
+
+    text = summary_markdown(
+        summary,
+        search_name=search_name,
+        rerun_command=rerun_command,
+        definition_text=definition_text,
+        objective=objective,
+        figures=[path.name for path in figures],
+    )
+    written.append(write_text_atomic(folder / "summary.md", text))
+    return written + figures
