@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import keras
 
@@ -137,9 +137,9 @@ class Range:
         return f"Range({self.low!r}, {self.high!r}, step={self.step!r})"
 
 
-Continuous = Union[LogRange, Range]
+Continuous = LogRange | Range
 #: A searchable number: one value, an explicit list, a grid, or a continuous range.
-Values = Union[float, Sequence[float], Decades, FineGrid, LogRange, Range]
+Values = float | Sequence[float] | Decades | FineGrid | LogRange | Range
 
 
 def declare_value(hp: Any, name: str, spec: tuple | Continuous) -> Any:
@@ -163,7 +163,9 @@ def as_choices(value: Any, setting: str, allowed: Sequence[str], where: str) -> 
     """Normalises a name or a list of names, each checked against ``allowed``."""
     names = (value,) if isinstance(value, str) else value
     if not isinstance(names, Sequence) or len(names) == 0:
-        raise SettingError(setting, f"a name or a non-empty list of names, {one_of(allowed)}", value, where)
+        raise SettingError(
+            setting, f"a name or a non-empty list of names, {one_of(allowed)}", value, where
+        )
     for name in names:
         if name not in allowed:
             raise SettingError(setting, one_of(allowed), name, where)
@@ -187,7 +189,12 @@ def as_numbers(
     elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0:
         numbers = value
     else:
-        raise SettingError(setting, "a number, a list of numbers, Decades, FineGrid, LogRange or Range", value, where)
+        raise SettingError(
+            setting,
+            "a number, a list of numbers, Decades, FineGrid, LogRange or Range",
+            value,
+            where,
+        )
     for number in numbers:
         if not _is_number(number) or number < 0 or (positive and number == 0):
             raise SettingError(setting, "positive" if positive else "non-negative", number, where)
@@ -228,19 +235,27 @@ class Regularizer:
         strengths = Decades(1e-1, 1e-6) if strengths is None else strengths
         for setting, value in (("strengths", strengths), ("l1_strengths", l1_strengths)):
             if isinstance(value, Range):
-                raise SettingError(setting, "a grid or a LogRange (strengths live on a log scale)", value, where)
+                raise SettingError(
+                    setting, "a grid or a LogRange (strengths live on a log scale)", value, where
+                )
         self.strengths = as_numbers(strengths, "strengths", where, positive=True)
         self.l1_strengths = (
-            None if l1_strengths is None else as_numbers(l1_strengths, "l1_strengths", where, positive=True)
+            None
+            if l1_strengths is None
+            else as_numbers(l1_strengths, "l1_strengths", where, positive=True)
         )
         targets = (target,) if isinstance(target, str) else target
         if not isinstance(targets, Sequence) or not targets:
-            raise SettingError("target", f"a name or a list of names, {one_of(TARGETS)}", target, where)
+            raise SettingError(
+                "target", f"a name or a list of names, {one_of(TARGETS)}", target, where
+            )
         for option in targets:
             parts = option.split("+") if isinstance(option, str) else [option]
             for part in parts:
                 if part not in TARGETS:
-                    raise SettingError("target", one_of(TARGETS) + " (joined by '+' for several)", option, where)
+                    raise SettingError(
+                        "target", one_of(TARGETS) + " (joined by '+' for several)", option, where
+                    )
         self.targets = tuple(targets)
 
     @property
@@ -256,7 +271,10 @@ class Regularizer:
     def resolve(self, hp: Any) -> dict[str, Any]:
         """Declares this piece's hyperparameters; returns kind, strength (l1, l2) and target."""
         kind, l1, l2 = self._resolve_kind_and_strength(hp)
-        config: dict[str, Any] = {"kind": kind, "strength": None if kind == "none" else (l2 if kind != "l1" else l1)}
+        config: dict[str, Any] = {
+            "kind": kind,
+            "strength": None if kind == "none" else (l2 if kind != "l1" else l1),
+        }
         if "l1_l2" in self.kinds:
             config["l1"] = l1 if kind in ("l1", "l1_l2") else None
             config["l2"] = l2 if kind in ("l2", "l1_l2") else None
@@ -264,14 +282,20 @@ class Regularizer:
         return config
 
     def _resolve_kind_and_strength(self, hp: Any) -> tuple[str, float | None, float | None]:
-        grids = isinstance(self.strengths, tuple) and (self.l1_strengths is None or isinstance(self.l1_strengths, tuple))
+        grids = isinstance(self.strengths, tuple) and (
+            self.l1_strengths is None or isinstance(self.l1_strengths, tuple)
+        )
         if grids:
             options = self._grid_options()
             if len(options) == 1:
                 return _decode_regularizer(options[0])
             if len(self.kinds) == 1 and self.kinds[0] in ("l1", "l2"):
                 strength = hp.Choice("strength", list(self.strengths))
-                return (self.kinds[0], strength, None) if self.kinds[0] == "l1" else (self.kinds[0], None, strength)
+                return (
+                    (self.kinds[0], strength, None)
+                    if self.kinds[0] == "l1"
+                    else (self.kinds[0], None, strength)
+                )
             return _decode_regularizer(hp.Choice("regularizer", options))
         kind = declare_value(hp, "kind", self.kinds)
         strength = declare_value(hp, "strength", self.strengths)
@@ -296,7 +320,9 @@ class Regularizer:
             elif self.l1_strengths is None:
                 options.extend(f"l1_l2:{s!r}:{s!r}" for s in self.strengths)
             else:
-                options.extend(f"l1_l2:{a!r}:{b!r}" for a in self.l1_strengths for b in self.strengths)
+                options.extend(
+                    f"l1_l2:{a!r}:{b!r}" for a in self.l1_strengths for b in self.strengths
+                )
         return options
 
     def __repr__(self) -> str:
@@ -375,17 +401,27 @@ class Constraint:
     ) -> None:
         where = "Constraint"
         self.kinds = as_choices(kinds, "kinds", CONSTRAINTS, where)
-        self.max_value = None if max_value is None else as_numbers(max_value, "max_value", where, positive=True)
+        self.max_value = (
+            None if max_value is None else as_numbers(max_value, "max_value", where, positive=True)
+        )
         if isinstance(self.max_value, (LogRange, Range)):
             raise SettingError("max_value", "a number or a list of numbers", max_value, where)
         if not _is_number(min_value) or min_value < 0:
             raise SettingError("min_value", "a number >= 0", min_value, where)
         if not _is_number(rate) or not 0 <= rate <= 1:
             raise SettingError("rate", "a number in [0, 1]", rate, where)
-        if "min_max_norm" in self.kinds and self.max_value is not None and min(self.max_value) < min_value:
-            raise SettingError("max_value", f"at least min_value={min_value!r}", self.max_value, where)
+        if (
+            "min_max_norm" in self.kinds
+            and self.max_value is not None
+            and min(self.max_value) < min_value
+        ):
+            raise SettingError(
+                "max_value", f"at least min_value={min_value!r}", self.max_value, where
+            )
         self.min_value, self.rate = float(min_value), float(rate)
-        self.targets = as_choices(targets, "targets", ("kernel", "bias", "recurrent", "embeddings"), where)
+        self.targets = as_choices(
+            targets, "targets", ("kernel", "bias", "recurrent", "embeddings"), where
+        )
 
     @property
     def constrains(self) -> bool:
@@ -399,7 +435,8 @@ class Constraint:
                 options.extend(f"max_norm:{v!r}" for v in (self.max_value or (2.0,)))
             elif kind == "min_max_norm":
                 options.extend(
-                    f"min_max_norm:{self.min_value!r}:{v!r}:{self.rate!r}" for v in (self.max_value or (1.0,))
+                    f"min_max_norm:{self.min_value!r}:{v!r}:{self.rate!r}"
+                    for v in (self.max_value or (1.0,))
                 )
             else:
                 options.append(kind)
@@ -410,7 +447,9 @@ class Constraint:
         kind, *numbers = declare_value(hp, "constraint", tuple(self.options())).split(":")
         config: dict[str, Any] = {"constraint": kind}
         if {"max_norm", "min_max_norm"} & set(self.kinds):
-            config["max_value"] = float(numbers[-2] if kind == "min_max_norm" else numbers[0]) if numbers else None
+            config["max_value"] = (
+                float(numbers[-2] if kind == "min_max_norm" else numbers[0]) if numbers else None
+            )
         if "min_max_norm" in self.kinds:
             config["min_value"] = float(numbers[0]) if kind == "min_max_norm" else None
             config["rate"] = float(numbers[2]) if kind == "min_max_norm" else None
@@ -424,7 +463,9 @@ class Constraint:
         )
 
 
-def make_constraint(config: dict[str, Any], axis: int | list[int] = 0) -> keras.constraints.Constraint | None:
+def make_constraint(
+    config: dict[str, Any], axis: int | list[int] = 0
+) -> keras.constraints.Constraint | None:
     """A new Keras constraint for a resolved configuration (None for none)."""
     kind = config["constraint"]
     if kind == "none":
@@ -496,7 +537,9 @@ class Dropout:
         return {"dropout_kind": kind, "dropout_rate": rate, "dropout_where": where}
 
     def __repr__(self) -> str:
-        return f"Dropout(kinds={list(self.kinds)!r}, rates={self.rates!r}, where={list(self.where)!r})"
+        return (
+            f"Dropout(kinds={list(self.kinds)!r}, rates={self.rates!r}, where={list(self.where)!r})"
+        )
 
 
 def make_dropout(config: dict[str, Any], name: str) -> keras.layers.Layer:

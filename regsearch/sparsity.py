@@ -8,7 +8,9 @@ import keras
 import numpy as np
 
 
-def activation_sparsity(model: keras.Model, layer_name: str, x: Any, *, batch_size: int = 1024) -> dict[str, float]:
+def activation_sparsity(
+    model: keras.Model, layer_name: str, x: Any, *, batch_size: int = 1024
+) -> dict[str, float]:
     """Mean activation and fraction of exact zeros of one layer's output on ``x``.
 
     The layer runs in inference mode (dropout off). Activity L1 and ReLU make
@@ -31,7 +33,9 @@ def activation_sparsity(model: keras.Model, layer_name: str, x: Any, *, batch_si
     total = zeros = count = 0.0
     for start in range(0, n_rows, batch_size):
         batch = [np.asarray(a[start : start + batch_size]) for a in inputs]
-        out = keras.ops.convert_to_numpy(probe(batch if len(batch) > 1 else batch[0], training=False))
+        out = keras.ops.convert_to_numpy(
+            probe(batch if len(batch) > 1 else batch[0], training=False)
+        )
         out = out.astype(np.float64, copy=False)
         total += float(out.sum())
         zeros += float(np.count_nonzero(out == 0.0))

@@ -135,18 +135,32 @@ def test_activity_after_is_one_dense_with_its_activation():
 
 
 def test_activity_before_is_a_linear_dense_then_the_activation():
-    model, _ = built(mlp(regularizer=Regularizer("l1", 1e-4, target="activity"), placement="before"))
-    assert [layer.name for layer in model.layers] == ["inputs", "hidden_1_linear", "hidden_1", "output"]
+    model, _ = built(
+        mlp(regularizer=Regularizer("l1", 1e-4, target="activity"), placement="before")
+    )
+    assert [layer.name for layer in model.layers] == [
+        "inputs",
+        "hidden_1_linear",
+        "hidden_1",
+        "output",
+    ]
     linear, activation = model.get_layer("hidden_1_linear"), model.get_layer("hidden_1")
     assert isinstance(linear, keras.layers.Dense) and linear.activation is keras.activations.linear
     assert float(linear.activity_regularizer.l1) == pytest.approx(1e-4)
-    assert isinstance(activation, keras.layers.Activation) and activation.activation is keras.activations.relu
+    assert (
+        isinstance(activation, keras.layers.Activation)
+        and activation.activation is keras.activations.relu
+    )
 
 
 @pytest.mark.parametrize(
     ("constraint", "cls", "attrs"),
     [
-        (Constraint("max_norm", 3.0, targets=("kernel", "bias")), keras.constraints.MaxNorm, {"max_value": 3.0}),
+        (
+            Constraint("max_norm", 3.0, targets=("kernel", "bias")),
+            keras.constraints.MaxNorm,
+            {"max_value": 3.0},
+        ),
         (Constraint("unit_norm", targets=("kernel", "bias")), keras.constraints.UnitNorm, {}),
         (Constraint("non_neg", targets=("kernel", "bias")), keras.constraints.NonNeg, {}),
         (
@@ -184,10 +198,21 @@ def test_constraint_on_kernel_only_by_default():
     ("where", "names"),
     [
         ("input", ["inputs", "input_dropout", "hidden_1", "hidden_2", "output"]),
-        ("hidden", ["inputs", "hidden_1", "hidden_1_dropout", "hidden_2", "hidden_2_dropout", "output"]),
+        (
+            "hidden",
+            ["inputs", "hidden_1", "hidden_1_dropout", "hidden_2", "hidden_2_dropout", "output"],
+        ),
         (
             "both",
-            ["inputs", "input_dropout", "hidden_1", "hidden_1_dropout", "hidden_2", "hidden_2_dropout", "output"],
+            [
+                "inputs",
+                "input_dropout",
+                "hidden_1",
+                "hidden_1_dropout",
+                "hidden_2",
+                "hidden_2_dropout",
+                "output",
+            ],
         ),
     ],
 )
@@ -203,7 +228,10 @@ def test_tasks_set_head_loss_and_metrics():
     model, _ = built(mlp(task="multiclass", classes=3))
     assert model.get_layer("output").units == 3 and model.loss == "sparse_categorical_crossentropy"
     model, _ = built(mlp(task="regression"))
-    assert model.get_layer("output").activation is keras.activations.linear and model.loss == "mean_squared_error"
+    assert (
+        model.get_layer("output").activation is keras.activations.linear
+        and model.loss == "mean_squared_error"
+    )
 
 
 def test_searched_optimizer_and_learning_rate():
@@ -223,17 +251,34 @@ def test_cnn_regularizes_every_conv_and_hidden_dense():
     )
     model, _ = built(hypermodel)
     names = [layer.name for layer in model.layers]
-    assert names == ["inputs", "conv_1", "pool_1", "conv_2", "pool_2", "flatten", "dense_1", "output"]
+    assert names == [
+        "inputs",
+        "conv_1",
+        "pool_1",
+        "conv_2",
+        "pool_2",
+        "flatten",
+        "dense_1",
+        "output",
+    ]
     for name in ("conv_1", "conv_2", "dense_1"):
         layer = model.get_layer(name)
         assert float(layer.kernel_regularizer.l2) == pytest.approx(5e-4)
         assert layer.kernel_constraint.max_value == 3.0 and layer.bias_constraint.max_value == 3.0
     assert model.get_layer("conv_1").kernel_constraint.axis == [0, 1, 2]
-    assert model.get_layer("output").units == 10 and model.get_layer("output").kernel_regularizer is None
+    assert (
+        model.get_layer("output").units == 10
+        and model.get_layer("output").kernel_regularizer is None
+    )
 
 
 def test_cnn_activity_before():
-    hypermodel = RegularizedCNN(filters=(4,), dense=(), regularizer=Regularizer("l1", 1e-4, target="activity"), placement="before")
+    hypermodel = RegularizedCNN(
+        filters=(4,),
+        dense=(),
+        regularizer=Regularizer("l1", 1e-4, target="activity"),
+        placement="before",
+    )
     model, _ = built(hypermodel)
     assert [layer.name for layer in model.layers][:3] == ["inputs", "conv_1_linear", "conv_1"]
     assert isinstance(model.get_layer("conv_1"), keras.layers.Activation)
@@ -246,7 +291,9 @@ def test_lstm_kernel_recurrent_bias_and_embeddings():
         embedding_dim=4,
         units=4,
         regularizer=Regularizer("l2", 1e-6, target=["kernel+recurrent+bias", "embeddings"]),
-        constraint=Constraint("max_norm", 3.0, targets=("kernel", "recurrent", "bias", "embeddings")),
+        constraint=Constraint(
+            "max_norm", 3.0, targets=("kernel", "recurrent", "bias", "embeddings")
+        ),
     )
     model, _ = built(hypermodel)
     assert [layer.name for layer in model.layers] == ["inputs", "embedding", "lstm", "output"]
@@ -256,7 +303,10 @@ def test_lstm_kernel_recurrent_bias_and_embeddings():
         assert float(getattr(cell, f"{target}_regularizer").l2) == pytest.approx(1e-6)
         assert getattr(cell, f"{target}_constraint").max_value == 3.0
     assert embedding.embeddings_regularizer is None
-    assert embedding.embeddings_constraint.max_value == 3.0 and embedding.embeddings_constraint.axis == 1
+    assert (
+        embedding.embeddings_constraint.max_value == 3.0
+        and embedding.embeddings_constraint.axis == 1
+    )
 
     model, _ = built(hypermodel, target="embeddings")
     assert float(model.get_layer("embedding").embeddings_regularizer.l2) == pytest.approx(1e-6)
@@ -276,8 +326,19 @@ def test_describe_the_moons_activity_search():
     )
     hp = kt.HyperParameters()
     hypermodel.describe(hp)
-    assert [h.name for h in hp.space] == ["regularizer", "placement", "constraint", "dropout_rate", "patience"]
-    hp.values.update(regularizer="l1_l2:0.01:0.01", placement="before", constraint="max_norm:3.0", dropout_rate=0.5)
+    assert [h.name for h in hp.space] == [
+        "regularizer",
+        "placement",
+        "constraint",
+        "dropout_rate",
+        "patience",
+    ]
+    hp.values.update(
+        regularizer="l1_l2:0.01:0.01",
+        placement="before",
+        constraint="max_norm:3.0",
+        dropout_rate=0.5,
+    )
     assert hypermodel.describe(hp) == {
         "kind": "l1_l2",
         "strength": 0.01,
@@ -313,7 +374,10 @@ def test_describe_a_fixed_model_still_shows_everything():
 
 
 def test_describe_placement_only_where_activity_is_the_target():
-    hypermodel = mlp(regularizer=Regularizer("l2", 1e-3, target=["kernel", "activity"]), placement=["after", "before"])
+    hypermodel = mlp(
+        regularizer=Regularizer("l2", 1e-3, target=["kernel", "activity"]),
+        placement=["after", "before"],
+    )
     _, hp = built(hypermodel, target="kernel", placement="before")
     assert hypermodel.describe(hp)["placement"] is None
 
@@ -324,34 +388,73 @@ def test_describe_placement_only_where_activity_is_the_target():
 @pytest.mark.parametrize(
     ("make", "fragment"),
     [
-        (lambda: mlp(task="ranking"), "RegularizedMLP: 'task' must be one of 'binary', 'multiclass', 'regression'"),
-        (lambda: mlp(task="multiclass"), "'classes' must be an integer >= 2 for task 'multiclass'; got None."),
-        (lambda: mlp(hidden=500), "'hidden' must be a non-empty list of positive layer sizes; got 500."),
-        (lambda: RegularizedMLP(input_shape=2), "'input_shape' must be a tuple of positive sizes such as (2,)"),
+        (
+            lambda: mlp(task="ranking"),
+            "RegularizedMLP: 'task' must be one of 'binary', 'multiclass', 'regression'",
+        ),
+        (
+            lambda: mlp(task="multiclass"),
+            "'classes' must be an integer >= 2 for task 'multiclass'; got None.",
+        ),
+        (
+            lambda: mlp(hidden=500),
+            "'hidden' must be a non-empty list of positive layer sizes; got 500.",
+        ),
+        (
+            lambda: RegularizedMLP(input_shape=2),
+            "'input_shape' must be a tuple of positive sizes such as (2,)",
+        ),
         (lambda: mlp(activation="relux"), "'activation' must be a Keras activation name"),
-        (lambda: mlp(regularizer="l2"), "'regularizer' must be a regsearch.Regularizer or None; got 'l2'."),
+        (
+            lambda: mlp(regularizer="l2"),
+            "'regularizer' must be a regsearch.Regularizer or None; got 'l2'.",
+        ),
         (
             lambda: mlp(regularizer=Regularizer("l2", target="recurrent")),
             "RegularizedMLP: 'regularizer target' must be one of 'kernel', 'bias', 'activity'; got 'recurrent'.",
         ),
-        (lambda: mlp(placement=["after", "before"]), "'placement' must be a single value unless the regularizer targets 'activity'"),
-        (lambda: mlp(constraint=Constraint("max_norm", targets="recurrent")), "'constraint targets' must be one of 'kernel', 'bias'"),
+        (
+            lambda: mlp(placement=["after", "before"]),
+            "'placement' must be a single value unless the regularizer targets 'activity'",
+        ),
+        (
+            lambda: mlp(constraint=Constraint("max_norm", targets="recurrent")),
+            "'constraint targets' must be one of 'kernel', 'bias'",
+        ),
         (lambda: mlp(optimizer="adamm"), "'optimizer' must be one of 'adam', 'adamw', 'sgd'"),
         (lambda: mlp(learning_rate=0.0), "'learning_rate' must be positive; got 0.0."),
-        (lambda: mlp(learning_rate=LogRange(1e-4, 1e-4)), "'high' must be a number greater than low=0.0001"),
-        (lambda: mlp(patience=-1), "'patience' must be an integer >= 0 or a list of them; got -1."),
-        (lambda: RegularizedCNN(input_shape=(8, 8)), "RegularizedCNN: 'input_shape' must be (height, width, channels)"),
-        (lambda: RegularizedCNN(filters=()), "'filters' must be a non-empty list of positive sizes"),
         (
-            lambda: RegularizedLSTM(input_shape=(6, 2), regularizer=Regularizer("l2", target="embeddings")),
+            lambda: mlp(learning_rate=LogRange(1e-4, 1e-4)),
+            "'high' must be a number greater than low=0.0001",
+        ),
+        (lambda: mlp(patience=-1), "'patience' must be an integer >= 0 or a list of them; got -1."),
+        (
+            lambda: RegularizedCNN(input_shape=(8, 8)),
+            "RegularizedCNN: 'input_shape' must be (height, width, channels)",
+        ),
+        (
+            lambda: RegularizedCNN(filters=()),
+            "'filters' must be a non-empty list of positive sizes",
+        ),
+        (
+            lambda: RegularizedLSTM(
+                input_shape=(6, 2), regularizer=Regularizer("l2", target="embeddings")
+            ),
             "RegularizedLSTM: 'vocab_size' must be given when a target is 'embeddings'; got None.",
         ),
         (
-            lambda: RegularizedLSTM(input_shape=(6, 2), regularizer=Regularizer("l1", target="activity"), placement="before"),
+            lambda: RegularizedLSTM(
+                input_shape=(6, 2),
+                regularizer=Regularizer("l1", target="activity"),
+                placement="before",
+            ),
             "RegularizedLSTM: 'placement' must be one of 'after'; got 'before'.",
         ),
         (lambda: RegularizedLSTM(input_shape=(6,)), "'input_shape' must be (timesteps, features)"),
-        (lambda: RegularizedLSTM(input_shape=(6, 2), vocab_size=20), "'input_shape' must be (sequence_length,) with an Embedding"),
+        (
+            lambda: RegularizedLSTM(input_shape=(6, 2), vocab_size=20),
+            "'input_shape' must be (sequence_length,) with an Embedding",
+        ),
     ],
 )
 def test_bad_arguments_raise_setting_error(make, fragment):
@@ -377,16 +480,22 @@ def test_run_reports_every_metric_at_the_restored_epoch(moons):
     keras.utils.set_random_seed(0)
     model, hp = built(hypermodel)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
-    result = hypermodel.run(hp, model, x, y, validation_data=(xv, yv), epochs=20, early_stopping=stop, seed=1)
+    result = hypermodel.run(
+        hp, model, x, y, validation_data=(xv, yv), epochs=20, early_stopping=stop, seed=1
+    )
     assert isinstance(result, RunResult) and not result.diverged
     assert CLASSIFICATION_KEYS <= set(result.metrics)
     best = int(result.metrics["best_epoch"])
     assert result.metrics["epochs_run"] == len(result.history["loss"])
     assert result.metrics["val_accuracy"] == result.history["val_accuracy"][best]
     # The restored model is the best epoch's: its validation scores are the logged ones.
-    assert result.metrics["test_accuracy"] == pytest.approx(result.metrics["val_accuracy"], abs=1e-6)
+    assert result.metrics["test_accuracy"] == pytest.approx(
+        result.metrics["val_accuracy"], abs=1e-6
+    )
     assert result.metrics["test_loss"] == pytest.approx(result.metrics["val_loss"], rel=1e-4)
-    assert 0.0 <= result.metrics["zero_fraction"] <= 1.0 and result.metrics["mean_activation"] >= 0.0
+    assert (
+        0.0 <= result.metrics["zero_fraction"] <= 1.0 and result.metrics["mean_activation"] >= 0.0
+    )
 
 
 def test_same_seed_same_run(moons):
@@ -405,8 +514,12 @@ def test_searched_patience_builds_early_stopping_from_the_callback(moons):
     x, y, xv, yv = moons
     hypermodel = mlp(patience=[1, 100])
     model, hp = built(hypermodel, patience=1)
-    monitor = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=999, restore_best_weights=True)
-    result = hypermodel.fit(hp, model, x, y, validation_data=(xv, yv), epochs=30, callbacks=[monitor], verbose=0)
+    monitor = keras.callbacks.EarlyStopping(
+        monitor="val_accuracy", patience=999, restore_best_weights=True
+    )
+    result = hypermodel.fit(
+        hp, model, x, y, validation_data=(xv, yv), epochs=30, callbacks=[monitor], verbose=0
+    )
     assert result["epochs_run"] < 30
     assert result["best_epoch"] <= result["epochs_run"] - 1
 
@@ -416,7 +529,15 @@ def test_regression_metrics_have_no_accuracy(moons):
     hypermodel = mlp(task="regression")
     model, hp = built(hypermodel)
     result = hypermodel.run(hp, model, x, y, validation_data=(xv, yv), epochs=2)
-    assert {"loss", "val_loss", "train_loss", "test_loss", "best_epoch", "epochs_run", "diverged"} <= set(result.metrics)
+    assert {
+        "loss",
+        "val_loss",
+        "train_loss",
+        "test_loss",
+        "best_epoch",
+        "epochs_run",
+        "diverged",
+    } <= set(result.metrics)
     assert not any("accuracy" in key for key in result.metrics)
 
 
@@ -454,19 +575,38 @@ def assert_searched(tuner, n_trials):
 
 def test_mlp_random_search(moons, tmp_path):
     x, y, xv, yv = moons
-    hypermodel = mlp(regularizer=Regularizer(["l1", "l2"], LogRange(1e-5, 1e-1)), dropout=Dropout("dropout", [0.1, 0.5]))
-    tuner = kt.RandomSearch(hypermodel, objective="val_accuracy", max_trials=2, seed=0, directory=tmp_path, overwrite=True)
+    hypermodel = mlp(
+        regularizer=Regularizer(["l1", "l2"], LogRange(1e-5, 1e-1)),
+        dropout=Dropout("dropout", [0.1, 0.5]),
+    )
+    tuner = kt.RandomSearch(
+        hypermodel,
+        objective="val_accuracy",
+        max_trials=2,
+        seed=0,
+        directory=tmp_path,
+        overwrite=True,
+    )
     tuner.search(x, y, validation_data=(xv, yv), epochs=3, verbose=0)
     best = assert_searched(tuner, 2)
     # get_best_models reloads the restored weights of the best trial.
     score = tuner.oracle.get_best_trials(1)[0].score
-    assert best.evaluate(xv, yv, verbose=0, return_dict=True)["accuracy"] == pytest.approx(score, abs=1e-6)
+    assert best.evaluate(xv, yv, verbose=0, return_dict=True)["accuracy"] == pytest.approx(
+        score, abs=1e-6
+    )
 
 
 def test_cnn_random_search(digits, tmp_path):
     x, y, xv, yv = digits
     hypermodel = RegularizedCNN(filters=(4,), dense=(), regularizer=Regularizer("l2", [5e-4, 5e-3]))
-    tuner = kt.RandomSearch(hypermodel, objective="val_accuracy", max_trials=2, seed=0, directory=tmp_path, overwrite=True)
+    tuner = kt.RandomSearch(
+        hypermodel,
+        objective="val_accuracy",
+        max_trials=2,
+        seed=0,
+        directory=tmp_path,
+        overwrite=True,
+    )
     tuner.search(x, y, validation_data=(xv, yv), epochs=2, verbose=0)
     assert_searched(tuner, 2)
 
@@ -480,7 +620,14 @@ def test_lstm_random_search(tokens, tmp_path):
         units=4,
         regularizer=Regularizer("l2", [1e-6, 1e-4], target="kernel+recurrent+bias"),
     )
-    tuner = kt.RandomSearch(hypermodel, objective="val_accuracy", max_trials=2, seed=0, directory=tmp_path, overwrite=True)
+    tuner = kt.RandomSearch(
+        hypermodel,
+        objective="val_accuracy",
+        max_trials=2,
+        seed=0,
+        directory=tmp_path,
+        overwrite=True,
+    )
     tuner.search(x, y, validation_data=(xv, yv), epochs=2, verbose=0)
     assert_searched(tuner, 2)
 
@@ -511,6 +658,12 @@ def test_grid_search_kind_strength_placement_on_moons(moons, tmp_path):
     described = [hypermodel.describe(t.hyperparameters) for t in tuner.oracle.trials.values()]
     assert {(d["kind"], d["strength"], d["placement"]) for d in described} == {
         (kind, strength, placement)
-        for kind, strength in [("none", None), ("l1", 0.01), ("l1", 0.001), ("l2", 0.01), ("l2", 0.001)]
+        for kind, strength in [
+            ("none", None),
+            ("l1", 0.01),
+            ("l1", 0.001),
+            ("l2", 0.01),
+            ("l2", 0.001),
+        ]
         for placement in ("after", "before")
     }

@@ -6,7 +6,17 @@ import keras
 import keras_tuner as kt
 import pytest
 
-from regsearch import Constraint, Decades, Dropout, FineGrid, LogRange, Placement, Range, Regularizer, SettingError
+from regsearch import (
+    Constraint,
+    Decades,
+    Dropout,
+    FineGrid,
+    LogRange,
+    Placement,
+    Range,
+    Regularizer,
+    SettingError,
+)
 from regsearch.space import make_constraint, make_dropout, make_regularizer
 
 DECADES = [0.1, 0.01, 0.001, 0.0001, 1e-05, 1e-06]
@@ -32,7 +42,13 @@ def grid_values(tmp_path, *pieces) -> list[dict]:
             piece.resolve(hp)
         return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
 
-    tuner = _DryGrid(build, objective=kt.Objective("score", "min"), directory=tmp_path, project_name="dry", overwrite=True)
+    tuner = _DryGrid(
+        build,
+        objective=kt.Objective("score", "min"),
+        directory=tmp_path,
+        project_name="dry",
+        overwrite=True,
+    )
     tuner.search()
     trials = sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id))
     return [t.hyperparameters.values for t in trials]
@@ -120,20 +136,24 @@ def test_log_range_declares_kind_choice_and_log_float():
 
 
 def test_l1_l2_log_ranges_declare_a_separate_l1():
-    _, space = declared(Regularizer(["l1_l2"], LogRange(1e-6, 1e-2), l1_strengths=LogRange(1e-5, 1e-3)))
+    _, space = declared(
+        Regularizer(["l1_l2"], LogRange(1e-6, 1e-2), l1_strengths=LogRange(1e-5, 1e-3))
+    )
     assert list(space) == ["strength", "l1"]
     assert space["l1"].sampling == "log"
 
 
 def test_searched_targets_and_placements():
-    config, space = declared(Regularizer("l1", 1e-4, target=["kernel", "activity", "kernel+bias"]))
+    _, space = declared(Regularizer("l1", 1e-4, target=["kernel", "activity", "kernel+bias"]))
     assert space["target"].values == ["kernel", "activity", "kernel+bias"]
     _, space = declared(Placement(["after", "before"]))
     assert space["placement"].values == ["after", "before"]
 
 
 def test_constraint_options_and_decoding():
-    piece = Constraint(["none", "max_norm", "unit_norm", "non_neg", "min_max_norm"], max_value=[2.0, 3.0], rate=0.5)
+    piece = Constraint(
+        ["none", "max_norm", "unit_norm", "non_neg", "min_max_norm"], max_value=[2.0, 3.0], rate=0.5
+    )
     config, space = declared(piece)
     assert space["constraint"].values == [
         "none",
@@ -164,21 +184,35 @@ def test_constraint_options_and_decoding():
 def test_constraint_defaults_follow_keras():
     config, _ = declared(Constraint("max_norm"))
     assert config["max_value"] == 2.0
-    assert make_constraint(declared(Constraint("unit_norm"))[0]).__class__ is keras.constraints.UnitNorm
+    assert (
+        make_constraint(declared(Constraint("unit_norm"))[0]).__class__
+        is keras.constraints.UnitNorm
+    )
     assert make_constraint(declared(Constraint("non_neg"))[0]).__class__ is keras.constraints.NonNeg
     assert make_constraint(declared(Constraint("none"))[0]) is None
 
 
 def test_dropout_grid_range_and_layers():
-    config, space = declared(Dropout(["none", "dropout", "gaussian_noise"], [0.2, 0.5], where=["input", "both"]))
-    assert space["dropout"].values == ["none", "dropout:0.2", "dropout:0.5", "gaussian_noise:0.2", "gaussian_noise:0.5"]
+    config, space = declared(
+        Dropout(["none", "dropout", "gaussian_noise"], [0.2, 0.5], where=["input", "both"])
+    )
+    assert space["dropout"].values == [
+        "none",
+        "dropout:0.2",
+        "dropout:0.5",
+        "gaussian_noise:0.2",
+        "gaussian_noise:0.5",
+    ]
     assert space["dropout_where"].values == ["input", "both"]
     assert config == {"dropout_kind": "none", "dropout_rate": None, "dropout_where": None}
     config, space = declared(Dropout("gaussian_dropout", [0.1, 0.3]))
     assert space["dropout_rate"].values == [0.1, 0.3]
     config, space = declared(Dropout(["dropout", "gaussian_dropout"], Range(0.1, 0.6)))
     assert list(space) == ["dropout_kind", "dropout_rate"]
-    assert isinstance(make_dropout({"dropout_kind": "gaussian_noise", "dropout_rate": 0.3}, "n"), keras.layers.GaussianNoise)
+    assert isinstance(
+        make_dropout({"dropout_kind": "gaussian_noise", "dropout_rate": 0.3}, "n"),
+        keras.layers.GaussianNoise,
+    )
 
 
 @pytest.mark.parametrize(
@@ -220,23 +254,44 @@ def test_grid_search_visits_every_kind_strength_placement_once(tmp_path):
         (lambda: LogRange(0.0, 1.0), "LogRange: 'low' must be a positive number"),
         (lambda: LogRange(1e-2, 1e-3), "'high' must be a number greater than low=0.01"),
         (lambda: Range(0.5, 0.2), "'high' must be a number greater than low=0.5"),
-        (lambda: Regularizer("l3"), "Regularizer: 'kinds' must be one of 'none', 'l1', 'l2', 'l1_l2'; got 'l3'."),
-        (lambda: Regularizer("l2", -1e-3), "Regularizer: 'strengths' must be positive; got -0.001."),
+        (
+            lambda: Regularizer("l3"),
+            "Regularizer: 'kinds' must be one of 'none', 'l1', 'l2', 'l1_l2'; got 'l3'.",
+        ),
+        (
+            lambda: Regularizer("l2", -1e-3),
+            "Regularizer: 'strengths' must be positive; got -0.001.",
+        ),
         (lambda: Regularizer("l2", [1e-3, 1e-3]), "'strengths' must be a list without repeats"),
         (lambda: Regularizer("l2", Range(0.0, 1.0)), "'strengths' must be a grid or a LogRange"),
-        (lambda: Regularizer("l2", 1e-3, target="weights"), "'target' must be one of 'kernel', 'bias', 'activity'"),
-        (lambda: Placement("inside"), "Placement: 'placement' must be one of 'after', 'before'; got 'inside'."),
+        (
+            lambda: Regularizer("l2", 1e-3, target="weights"),
+            "'target' must be one of 'kernel', 'bias', 'activity'",
+        ),
+        (
+            lambda: Placement("inside"),
+            "Placement: 'placement' must be one of 'after', 'before'; got 'inside'.",
+        ),
         (lambda: Constraint("max_nrom"), "Constraint: 'kinds' must be one of 'none', 'max_norm'"),
         (lambda: Constraint("max_norm", max_value=-3.0), "'max_value' must be positive"),
-        (lambda: Constraint("min_max_norm", max_value=0.5, min_value=1.0), "'max_value' must be at least min_value=1.0"),
+        (
+            lambda: Constraint("min_max_norm", max_value=0.5, min_value=1.0),
+            "'max_value' must be at least min_value=1.0",
+        ),
         (lambda: Constraint("min_max_norm", rate=2.0), "'rate' must be a number in [0, 1]"),
-        (lambda: Constraint("max_norm", targets="activity"), "'targets' must be one of 'kernel', 'bias'"),
+        (
+            lambda: Constraint("max_norm", targets="activity"),
+            "'targets' must be one of 'kernel', 'bias'",
+        ),
         (lambda: Dropout("dropout", 1.0), "Dropout: 'rates' must be below 1.0; got 1.0."),
         (lambda: Dropout("gaussian_dropout", [0.2, 1.5]), "'rates' must be below 1.0; got 1.5."),
         (lambda: Dropout("dropout", Range(0.1, 1.0)), "'rates' must be a range below 1.0"),
         (lambda: Dropout("dropout", -0.1), "'rates' must be non-negative; got -0.1."),
         (lambda: Dropout("spatial"), "Dropout: 'kinds' must be one of 'none', 'dropout'"),
-        (lambda: Dropout("dropout", 0.2, where="output"), "'where' must be one of 'input', 'hidden', 'both'"),
+        (
+            lambda: Dropout("dropout", 0.2, where="output"),
+            "'where' must be one of 'input', 'hidden', 'both'",
+        ),
     ],
 )
 def test_bad_settings_raise_setting_error(make, fragment):

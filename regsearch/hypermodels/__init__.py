@@ -5,4 +5,10 @@ from regsearch.hypermodels.cnn import RegularizedCNN
 from regsearch.hypermodels.lstm import RegularizedLSTM
 from regsearch.hypermodels.mlp import RegularizedMLP
 
-__all__ = ["RegularizedHyperModel", "RunResult", "RegularizedMLP", "RegularizedCNN", "RegularizedLSTM"]
+__all__ = [
+    "RegularizedCNN",
+    "RegularizedHyperModel",
+    "RegularizedLSTM",
+    "RegularizedMLP",
+    "RunResult",
+]

@@ -34,7 +34,18 @@ from regsearch.space import (
 from regsearch.sparsity import activation_sparsity
 
 TASKS = ("binary", "multiclass", "regression")
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl", "lion")
+OPTIMIZERS = (
+    "adam",
+    "adamw",
+    "sgd",
+    "rmsprop",
+    "adagrad",
+    "adadelta",
+    "adamax",
+    "nadam",
+    "ftrl",
+    "lion",
+)
 
 
 @dataclass
@@ -111,34 +122,49 @@ class RegularizedHyperModel(kt.HyperModel):
         if task not in TASKS:
             raise SettingError("task", one_of(TASKS), task, where)
         self.task = task
-        if self.task == "multiclass":
-            if not isinstance(classes, int) or isinstance(classes, bool) or classes < 2:
-                raise SettingError("classes", "an integer >= 2 for task 'multiclass'", classes, where)
+        if task == "multiclass" and (
+            not isinstance(classes, int) or isinstance(classes, bool) or classes < 2
+        ):
+            raise SettingError("classes", "an integer >= 2 for task 'multiclass'", classes, where)
         self.classes = classes
-        self.regularizer = _piece(regularizer, Regularizer, "regularizer", where) or Regularizer("none")
+        self.regularizer = _piece(regularizer, Regularizer, "regularizer", where) or Regularizer(
+            "none"
+        )
         unsupported = self.regularizer.target_parts() - set(self.supported_targets)
         if unsupported:
-            raise SettingError("regularizer target", one_of(self.supported_targets), sorted(unsupported)[0], where)
+            raise SettingError(
+                "regularizer target", one_of(self.supported_targets), min(unsupported), where
+            )
         self.placement = placement if isinstance(placement, Placement) else Placement(placement)
         self._has_activity = "activity" in self.regularizer.target_parts()
         if len(self.placement.values) > 1 and not self._has_activity:
             raise SettingError(
-                "placement", "a single value unless the regularizer targets 'activity'", list(self.placement.values), where
+                "placement",
+                "a single value unless the regularizer targets 'activity'",
+                list(self.placement.values),
+                where,
             )
         if not self.supports_before and "before" in self.placement.values and self._has_activity:
             raise SettingError("placement", one_of(("after",)), "before", where)
         self.constraint = _piece(constraint, Constraint, "constraint", where) or Constraint("none")
         unsupported = set(self.constraint.targets) - set(self.supported_constraint_targets)
         if self.constraint.constrains and unsupported:
-            raise SettingError("constraint targets", one_of(self.supported_constraint_targets), sorted(unsupported)[0], where)
+            raise SettingError(
+                "constraint targets",
+                one_of(self.supported_constraint_targets),
+                min(unsupported),
+                where,
+            )
         self.dropout = _piece(dropout, Dropout, "dropout", where) or Dropout("none")
         self.optimizers = as_choices(optimizer, "optimizer", OPTIMIZERS, where)
         self.learning_rates = as_numbers(learning_rate, "learning_rate", where, positive=True)
         self.patiences: tuple[int, ...] | None = None
         if patience is not None:
             values = (patience,) if isinstance(patience, int) else patience
-            if not isinstance(values, Sequence) or not values or any(
-                not isinstance(p, int) or isinstance(p, bool) or p < 0 for p in values
+            if (
+                not isinstance(values, Sequence)
+                or not values
+                or any(not isinstance(p, int) or isinstance(p, bool) or p < 0 for p in values)
             ):
                 raise SettingError("patience", "an integer >= 0 or a list of them", patience, where)
             self.patiences = tuple(values)
@@ -176,12 +202,20 @@ class RegularizedHyperModel(kt.HyperModel):
         config = self.describe(hp)
         model = self._network(config)
         optimizer = keras.optimizers.get(
-            {"class_name": config["optimizer"], "config": {"learning_rate": config["learning_rate"]}}
+            {
+                "class_name": config["optimizer"],
+                "config": {"learning_rate": config["learning_rate"]},
+            }
         )
-        loss = {"binary": "binary_crossentropy", "multiclass": "sparse_categorical_crossentropy"}.get(
-            self.task, "mean_squared_error"
+        loss = {
+            "binary": "binary_crossentropy",
+            "multiclass": "sparse_categorical_crossentropy",
+        }.get(self.task, "mean_squared_error")
+        model.compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=[] if self.task == "regression" else ["accuracy"],
         )
-        model.compile(optimizer=optimizer, loss=loss, metrics=[] if self.task == "regression" else ["accuracy"])
         return model
 
     def _network(self, config: dict[str, Any]) -> keras.Model:
@@ -194,7 +228,9 @@ class RegularizedHyperModel(kt.HyperModel):
             return keras.layers.Dense(self.classes, activation="softmax", name="output")(h)
         return keras.layers.Dense(1, name="output")(h)
 
-    def _penalties(self, config: dict[str, Any], kernel_axis: int | list[int] = 0) -> dict[str, Any]:
+    def _penalties(
+        self, config: dict[str, Any], kernel_axis: int | list[int] = 0
+    ) -> dict[str, Any]:
         """Regularizer and constraint keyword arguments of one Keras layer (new objects every call)."""
         kwargs: dict[str, Any] = {}
         if config["kind"] != "none":
@@ -204,16 +240,22 @@ class RegularizedHyperModel(kt.HyperModel):
         if config["constraint"] != "none":
             for target in self.constraint.targets:
                 if target in ("kernel", "bias", "recurrent"):
-                    kwargs[f"{target}_constraint"] = make_constraint(config, kernel_axis if target == "kernel" else 0)
+                    kwargs[f"{target}_constraint"] = make_constraint(
+                        config, kernel_axis if target == "kernel" else 0
+                    )
         return kwargs
 
-    def _regularized(self, layer: type, h: Any, config: dict[str, Any], name: str, activation: str, **args: Any) -> Any:
+    def _regularized(
+        self, layer: type, h: Any, config: dict[str, Any], name: str, activation: str, **args: Any
+    ) -> Any:
         """One regularized layer; with activity placed ``before``, a linear layer then an Activation named ``name``.
 
         The ``before`` structure is built even when this trial's kind is none,
         so that the model is what ``describe`` says (it computes the same function).
         """
-        kwargs = self._penalties(config, kernel_axis=[0, 1, 2] if layer is keras.layers.Conv2D else 0)
+        kwargs = self._penalties(
+            config, kernel_axis=[0, 1, 2] if layer is keras.layers.Conv2D else 0
+        )
         if config.get("placement") == "before":
             h = layer(activation="linear", name=f"{name}_linear", **args, **kwargs)(h)
             return keras.layers.Activation(activation, name=name)(h)
@@ -263,7 +305,12 @@ class RegularizedHyperModel(kt.HyperModel):
         callbacks = list(callbacks or [])
         found = [cb for cb in callbacks if isinstance(cb, keras.callbacks.EarlyStopping)]
         if len(found) + (early_stopping is not None) > 1:
-            raise SettingError("early_stopping", "given once (argument or one EarlyStopping callback)", len(found) + 1, where)
+            raise SettingError(
+                "early_stopping",
+                "given once (argument or one EarlyStopping callback)",
+                len(found) + 1,
+                where,
+            )
         early_stopping = early_stopping or (found[0] if found else None)
         others = [cb for cb in callbacks if not isinstance(cb, keras.callbacks.EarlyStopping)]
         config = self.describe(hp)
@@ -292,18 +339,31 @@ class RegularizedHyperModel(kt.HyperModel):
         for prefix, scores in (("train", train), ("test", test)):
             for key, value in scores.items():
                 metrics[f"{prefix}_{key}"] = float(value)
-        metrics.update(best_epoch=float(best_epoch), epochs_run=float(epochs_run), diverged=float(diverged))
-        metrics.update(activation_sparsity(model, self.regularized_layer_name, x_val, batch_size=max(batch_size, 1024)))
+        metrics.update(
+            best_epoch=float(best_epoch), epochs_run=float(epochs_run), diverged=float(diverged)
+        )
+        metrics.update(
+            activation_sparsity(
+                model, self.regularized_layer_name, x_val, batch_size=max(batch_size, 1024)
+            )
+        )
         _drive(others, model, best_epoch, metrics)
         return RunResult(metrics=metrics, history=logged, diverged=diverged)
 
-    def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> dict[str, float]:
+    def fit(
+        self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any
+    ) -> dict[str, float]:
         """Keras Tuner's entry point: ``run(...)`` and return its metrics (``verbose`` is ignored)."""
         kwargs.pop("verbose", None)
         return self.run(hp, model, *args, **kwargs).metrics
 
 
-def _drive(callbacks: list[keras.callbacks.Callback], model: keras.Model, epoch: int, metrics: dict[str, float]) -> None:
+def _drive(
+    callbacks: list[keras.callbacks.Callback],
+    model: keras.Model,
+    epoch: int,
+    metrics: dict[str, float],
+) -> None:
     """Shows callbacks one epoch: the best, with the restored model.
 
     Keras Tuner's ``SaveBestEpoch`` then writes the restored weights if the
@@ -332,9 +392,13 @@ def _evaluate(model: keras.Model, x: Any, y: Any, batch_size: int = 1024) -> dic
     return {key: float(value) for key, value in model.get_metrics_result().items()}
 
 
-def _with_patience(base: keras.callbacks.EarlyStopping | None, patience: int) -> keras.callbacks.EarlyStopping:
+def _with_patience(
+    base: keras.callbacks.EarlyStopping | None, patience: int
+) -> keras.callbacks.EarlyStopping:
     if base is None:
-        return keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+        return keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=patience, restore_best_weights=True
+        )
     return keras.callbacks.EarlyStopping(
         monitor=base.monitor,
         min_delta=abs(base.min_delta),

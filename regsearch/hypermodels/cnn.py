@@ -83,7 +83,9 @@ class RegularizedCNN(RegularizedHyperModel):
             h = self._noise(h, config, "hidden", f"pool_{i}_dropout")
         h = keras.layers.Flatten(name="flatten")(h)
         for i, units in enumerate(self.dense, start=1):
-            h = self._regularized(keras.layers.Dense, h, config, f"dense_{i}", self.activation, units=units)
+            h = self._regularized(
+                keras.layers.Dense, h, config, f"dense_{i}", self.activation, units=units
+            )
             h = self._noise(h, config, "hidden", f"dense_{i}_dropout")
         return keras.Model(inputs, self._output(h), name=self.name or "regularized_cnn")
 
@@ -95,6 +97,8 @@ def _sizes(value: Any, setting: str, where: str, *, allow_empty: bool) -> tuple[
         or (not value and not allow_empty)
         or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in value)
     ):
-        allowed = "a list of positive sizes" if allow_empty else "a non-empty list of positive sizes"
+        allowed = (
+            "a list of positive sizes" if allow_empty else "a non-empty list of positive sizes"
+        )
         raise SettingError(setting, allowed, value, where)
     return tuple(value)

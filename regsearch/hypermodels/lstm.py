@@ -65,7 +65,9 @@ class RegularizedLSTM(RegularizedHyperModel):
             if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 2:
                 raise SettingError("vocab_size", "an integer >= 2 or None", vocab_size, where)
             if len(self.input_shape) != 1:
-                raise SettingError("input_shape", "(sequence_length,) with an Embedding", input_shape, where)
+                raise SettingError(
+                    "input_shape", "(sequence_length,) with an Embedding", input_shape, where
+                )
         else:
             if len(self.input_shape) != 2:
                 raise SettingError("input_shape", "(timesteps, features)", input_shape, where)
@@ -87,7 +89,9 @@ class RegularizedLSTM(RegularizedHyperModel):
                 kwargs["embeddings_regularizer"] = make_regularizer(config)
             if config["constraint"] != "none" and "embeddings" in self.constraint.targets:
                 kwargs["embeddings_constraint"] = make_constraint(config, axis=1)
-            h = keras.layers.Embedding(self.vocab_size, self.embedding_dim, name="embedding", **kwargs)(inputs)
+            h = keras.layers.Embedding(
+                self.vocab_size, self.embedding_dim, name="embedding", **kwargs
+            )(inputs)
         h = self._noise(h, config, "input", "input_dropout")
         h = keras.layers.LSTM(self.units, name="lstm", **self._penalties(config))(h)
         h = self._noise(h, config, "hidden", "lstm_dropout")

@@ -60,7 +60,9 @@ class RegularizedMLP(RegularizedHyperModel):
         inputs = keras.Input(shape=self.input_shape, name="inputs")
         h = self._noise(inputs, config, "input", "input_dropout")
         for i, units in enumerate(self.hidden, start=1):
-            h = self._regularized(keras.layers.Dense, h, config, f"hidden_{i}", self.activation, units=units)
+            h = self._regularized(
+                keras.layers.Dense, h, config, f"hidden_{i}", self.activation, units=units
+            )
             h = self._noise(h, config, "hidden", f"hidden_{i}_dropout")
         return keras.Model(inputs, self._output(h), name=self.name or "regularized_mlp")
 
@@ -80,7 +82,9 @@ def _activation(name: Any, where: str) -> str:
     try:
         keras.activations.get(name)
     except (ValueError, TypeError):
-        raise SettingError("activation", "a Keras activation name such as 'relu'", name, where) from None
+        raise SettingError(
+            "activation", "a Keras activation name such as 'relu'", name, where
+        ) from None
     if not isinstance(name, str):
         raise SettingError("activation", "a Keras activation name such as 'relu'", name, where)
     return name
