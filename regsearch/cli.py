@@ -1,0 +1,282 @@
+"""The command line: ``python -m regsearch NAME``, ``list`` and ``report``.
+
+``main`` returns an exit code instead of exiting: 0 on success, 1 when a
+search ran but every run failed, 2 on bad input (unknown search, invalid
+definition, bad option, a results folder that is locked or not writable).
+Bad input is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from regsearch.errors import SearchFailedError, SettingError
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+DEFINITION_COPY = "search.toml"
+BEST_MODEL = "best_model.keras"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so ``main`` owns the exit code."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise SettingError("arguments", "valid (see --help)", message, where="command line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (a function so that tests and docs can inspect it)."""
+    parser = _Parser(
+        prog="regsearch",
+        description="Find the right regularization for a Keras model with Keras Tuner.",
+        epilog="Examples: regsearch moons_l2 | regsearch list | regsearch report",
+    )
+    parser.add_argument("command", help="a search name or path to a .toml file, or 'list', or 'report'")
+    parser.add_argument("names", nargs="*", help="with 'report': the searches to rebuild (default: all)")
+    parser.add_argument("--results", default="results", metavar="DIR", help="results folder (default: results/)")
+    parser.add_argument("--epochs", type=int, metavar="N", help="override the definition's epochs (quick looks)")
+    parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "list":
+            return _list()
+        if args.command == "report":
+            return _report(Path(args.results), args.names, quiet=args.quiet)
+        if args.names:
+            raise SettingError("arguments", "one search name (several only with 'report')", args.names, "command line")
+        return _run(args)
+    except SettingError as error:
+        print(f"regsearch: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except SearchFailedError as error:
+        print(f"regsearch: search failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _list() -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from regsearch.definition import known_searches, load_definition
+
+    table = Table("search", "strategy", "what it answers", box=None)
+    for name, path in known_searches().items():
+        try:
+            definition = load_definition(path)
+            table.add_row(name, definition.strategy, definition.description)
+        except SettingError as error:
+            table.add_row(name, "invalid", str(error))
+    Console().print(table)
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from regsearch.atomic import LockedError, ResultsLock
+    from regsearch.definition import load_definition
+    from regsearch.search import check_writable
+
+    definition = load_definition(args.command)
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise SettingError("--epochs", "an integer >= 1", args.epochs, "command line")
+        definition = definition.with_epochs(args.epochs)
+    folder = Path(args.results) / definition.name
+    check_writable(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with ResultsLock(folder):
+            return _search_and_report(definition, folder, args)
+    except LockedError as error:
+        raise SettingError("--results", "a folder no other regsearch run is writing to", str(error), "command line") from None
+
+
+def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from regsearch.atomic import write_text_atomic
+    from regsearch.search import run_search
+
+    console = Console(stderr=True, quiet=args.quiet)
+    started = time.perf_counter()
+    with _Progress(console, definition) as progress:
+        result = run_search(
+            definition, folder, overwrite=args.overwrite, on_phase=progress.phase, on_run=progress.run
+        )
+    _write_outputs(folder, result)
+    write_text_atomic(folder / DEFINITION_COPY, definition.text)
+    seconds = time.perf_counter() - started
+    _print_best(console, folder, definition, seconds)
+    return EXIT_OK
+
+
+def _write_outputs(folder: Path, result: Any) -> None:
+    from regsearch.report import write_report
+
+    definition = result.definition
+    write_report(
+        folder,
+        result.records,
+        result.histories,
+        search_name=definition.name,
+        rerun_command=_rerun_command(definition),
+        objective=definition.objective,
+        direction=definition.direction,
+        definition_text=definition.text,
+    )
+    if result.best_model is not None:
+        _save_model_atomic(result.best_model, folder / BEST_MODEL)
+
+
+def _save_model_atomic(model: Any, path: Path) -> None:
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.keras")
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _rerun_command(definition: Any) -> str:
+    return f"python -m regsearch {definition.name}"
+
+
+def _print_best(console: Any, folder: Path, definition: Any, seconds: float) -> None:
+    import pandas as pd
+    from rich.table import Table
+
+    summary = pd.read_csv(folder / "summary.csv")
+    params = [c for c in summary.columns if c.startswith("param_") and summary[c].nunique(dropna=False) > 1]
+    metrics = [f"mean_{m}" for m in ("train_accuracy", "test_accuracy", "test_loss") if f"mean_{m}" in summary]
+    table = Table("rank", "phase", *[p.removeprefix("param_") for p in params], *[m.removeprefix("mean_") for m in metrics],
+                  "runs", title=f"{definition.name}: best configurations by {definition.objective}")
+    for _, row in summary.head(5).iterrows():
+        table.add_row(str(row["rank"]), str(row["phase"]), *[_cell(row[p]) for p in params],
+                      *[_cell(row[m]) for m in metrics], str(row["n_runs"]))
+    console.print(table)
+    console.print(f"{len(summary)} configurations in {seconds:.1f} s; results in {folder}/")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _report(results: Path, names: list[str], *, quiet: bool) -> int:
+    """Rebuilds reports from saved runs; with no names, every search and results/README.md."""
+    from regsearch.atomic import write_text_atomic
+    from regsearch.report import best_configuration, index_markdown, summary_frame, trials_frame, write_report
+
+    available = sorted(p.parent.parent.parent.name for p in results.glob("*/tuner/*/trial_*/runs.json"))
+    available = sorted(set(available))
+    chosen = names or available
+    for name in chosen:
+        if name not in available:
+            raise SettingError("report name", "a search with saved runs in " + f"{results}/: " + (", ".join(available) or "none"),
+                               name, "command line")
+    rows = []
+    for name in chosen:
+        folder = results / name
+        records, histories = saved_runs(folder)
+        definition_text, objective, direction = _saved_definition(folder)
+        write_report(folder, records, histories, search_name=name, rerun_command=f"python -m regsearch {name}",
+                     objective=objective, direction=direction, definition_text=definition_text)
+        summary = summary_frame(trials_frame(records), objective=objective, direction=direction)
+        try:
+            best = best_configuration(summary)
+        except SearchFailedError:
+            best = None
+        rows.append({"search": name, "best": best, "link": f"{name}/summary.md", "description": _description(folder)})
+        if not quiet:
+            print(f"rebuilt {folder}/")
+    if not names:
+        write_text_atomic(results / "README.md", index_markdown(rows, title="regsearch results"))
+        if not quiet:
+            print(f"wrote {results / 'README.md'}")
+    return EXIT_OK
+
+
+def saved_runs(folder: Path) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:
+    """Every run recorded under ``folder/tuner``, read from the runs.json files (no TensorFlow needed)."""
+    records: list[dict] = []
+    histories: dict[str, dict[str, list[float]]] = {}
+    for path in sorted(folder.glob("tuner/*/trial_*/runs.json")):
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        records.extend(saved["runs"])
+        for repeat, history in saved["histories"].items():
+            histories[f"{saved['runs'][0]['trial_id']}/{repeat}"] = history
+    phase_order = {"coarse": 0, "fine": 1}
+    records.sort(key=lambda r: (phase_order.get(r["phase"], 2), r["trial_id"], r["repeat"]))
+    return records, histories
+
+
+def _saved_definition(folder: Path) -> tuple[str | None, str, str]:
+    from regsearch.definition import OBJECTIVES, load_definition
+
+    path = folder / DEFINITION_COPY
+    if not path.is_file():
+        return None, "test_accuracy", "max"
+    definition = load_definition(path)
+    return definition.text, definition.objective, OBJECTIVES[definition.objective]
+
+
+def _description(folder: Path) -> str | None:
+    path = folder / DEFINITION_COPY
+    if not path.is_file():
+        return None
+    import tomllib
+
+    return tomllib.loads(path.read_text(encoding="utf-8")).get("description")
+
+
+class _Progress:
+    """A rich progress bar over runs, with the best objective so far and the time left."""
+
+    def __init__(self, console: Any, definition: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.definition = definition
+        self.best: float | None = None
+        self.task: Any = None
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+            console=console, transient=False,
+        )
+
+    def __enter__(self) -> _Progress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def phase(self, name: str, planned_trials: int) -> None:
+        total = planned_trials * self.definition.repeats
+        self.task = self.progress.add_task(f"{self.definition.name} [{name}]", total=total, best=self._best_text())
+
+    def run(self, record: dict) -> None:
+        value = record.get(self.definition.objective)
+        if record["status"] == "completed" and value == value and value is not None:
+            better = self.best is None or (value > self.best if self.definition.direction == "max" else value < self.best)
+            self.best = value if better else self.best
+        if self.task is not None:
+            self.progress.update(self.task, advance=1, best=self._best_text())
+
+    def _best_text(self) -> str:
+        return "-" if self.best is None else f"{self.definition.objective}={self.best:.4f}"

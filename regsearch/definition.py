@@ -1,0 +1,431 @@
+"""Search definitions: TOML files that say what to search, read and validated here.
+
+A definition is data, never code: ``tomllib`` parses it and every key is
+checked against the schema below before anything runs, so a typo fails in
+well under a second with one line naming the file, the key, the allowed values
+and what was received.
+
+```toml
+description = "L2 weight decay on the hidden layer, coarse decades then a fine grid"
+
+[data]
+dataset = "moons"          # regsearch.dataset_names()
+train_size = 30            # first N rows train, the rest test (and validate)
+
+[model]
+hypermodel = "RegularizedMLP"
+hidden = [500]
+
+[space.regularizer]
+kinds = ["l2"]
+strengths = { decades = [1e-1, 1e-6] }   # or a list, or { log_range = [1e-6, 1e-1] }
+target = "kernel"
+
+[search]
+strategy = "coarse_to_fine"  # grid | coarse_to_fine | bayesian
+
+[training]
+epochs = 4000
+
+[early_stopping]
+patience = 200
+```
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from regsearch.errors import SettingError, one_of
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["SearchDefinition", "load_definition", "find_definition", "known_searches", "PACKAGED_SEARCHES"]
+
+PACKAGED_SEARCHES = Path(__file__).parent / "searches"
+STRATEGIES = ("grid", "coarse_to_fine", "bayesian")
+HYPERMODELS = ("RegularizedMLP", "RegularizedCNN", "RegularizedLSTM")
+MODES = ("auto", "min", "max")
+# Objectives regsearch can select on, and which way is better.
+OBJECTIVES = {
+    "test_accuracy": "max",
+    "val_accuracy": "max",
+    "train_accuracy": "max",
+    "test_loss": "min",
+    "val_loss": "min",
+}
+
+
+@dataclass(frozen=True)
+class SearchDefinition:
+    """A validated search definition.
+
+    Attributes:
+        name: The search's name (the file name without ``.toml``).
+        path: Where the definition was read from.
+        text: The file's text, copied into the results folder.
+        description: One line saying what the search answers.
+        data: ``dataset`` plus ``load_dataset`` options (``train_size``, ``n_samples``, ...).
+        hypermodel: The HyperModel class name.
+        model: Fixed constructor arguments of the HyperModel.
+        space: The searched pieces as constructor arguments: ``regularizer``,
+            ``constraint``, ``dropout`` (dicts) and ``placement``.
+        strategy: ``grid``, ``coarse_to_fine`` or ``bayesian``.
+        objective: The metric that ranks configurations; ``direction`` says which way is better.
+        max_trials: Trials of a Bayesian search.
+        fine_points: Values of the fine grid of ``coarse_to_fine``.
+        repeats: Training runs per configuration, with seeds ``seed``, ``seed + 1``, ...
+        seed: The first seed.
+        epochs: Maximum epochs per run.
+        batch_size: Minibatch size.
+        early_stopping: ``keras.callbacks.EarlyStopping`` arguments, or None for none.
+        report: Plot settings: ``x`` (the param column on the x axis).
+    """
+
+    name: str
+    path: Path
+    text: str
+    description: str
+    data: dict[str, Any]
+    hypermodel: str
+    model: dict[str, Any]
+    space: dict[str, Any]
+    strategy: str
+    objective: str
+    direction: str
+    max_trials: int
+    fine_points: int
+    repeats: int
+    seed: int
+    epochs: int
+    batch_size: int
+    early_stopping: dict[str, Any] | None
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def with_epochs(self, epochs: int) -> SearchDefinition:
+        """The same definition trained for at most ``epochs`` epochs (quick looks)."""
+        from dataclasses import replace
+
+        return replace(self, epochs=epochs)
+
+
+def known_searches(folder: Path | None = None) -> dict[str, Path]:
+    """Search names and files: the packaged ones, overridden by ``./searches`` (or ``folder``)."""
+    found = {path.stem: path for path in sorted(PACKAGED_SEARCHES.glob("*.toml"))}
+    local = Path("searches") if folder is None else folder
+    if local.is_dir() and local.resolve() != PACKAGED_SEARCHES.resolve():
+        found.update({path.stem: path for path in sorted(local.glob("*.toml"))})
+    return dict(sorted(found.items()))
+
+
+def find_definition(name_or_path: str) -> Path:
+    """Resolves a search name (``./searches/NAME.toml``, then the packaged one) or a path.
+
+    Raises:
+        SettingError: No such file or search; the message lists the known names.
+    """
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or len(candidate.parts) > 1:
+        if candidate.is_file():
+            return candidate
+        raise SettingError("search", "an existing .toml file", name_or_path, where="command line")
+    searches = known_searches()
+    if name_or_path in searches:
+        return searches[name_or_path]
+    close = difflib.get_close_matches(name_or_path, list(searches), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise SettingError("search", one_of(searches) + hint, name_or_path, where="command line")
+
+
+def load_definition(name_or_path: str | Path) -> SearchDefinition:
+    """Reads and validates a search definition.
+
+    Raises:
+        SettingError: For malformed TOML (with line and column), unknown keys
+            (with the nearest known key), wrong types and out-of-range values.
+    """
+    path = name_or_path if isinstance(name_or_path, Path) else find_definition(name_or_path)
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SettingError("search", "a readable file", f"{path} ({error.strerror})", where="command line") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SettingError("file", "valid TOML", str(error), where) from None
+    return _validate(raw, path, text)
+
+
+# --- validation ----------------------------------------------------------------------------
+
+Checker = Callable[[str, Any, str], Any]
+
+
+def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
+    where = str(path)
+    _known_keys("", raw, {"description", "data", "model", "space", "search", "training", "early_stopping", "report"}, where)
+    description = _string("description", _required(raw, "description", where), where)
+
+    data = _table(raw, "data", where, required=True)
+    _known_keys("data", data, {"dataset", "train_size", "n_samples", "noise", "random_state"}, where)
+    from regsearch.datasets import dataset_names
+
+    dataset = _choice("data.dataset", _required(data, "dataset", where, "data."), dataset_names(), where)
+    data_options = {"dataset": dataset}
+    if "train_size" in data:
+        data_options["train_size"] = _number("data.train_size", data["train_size"], where, low=0, low_open=True)
+    for key in ("n_samples", "random_state"):
+        if key in data:
+            data_options[key] = _integer(f"data.{key}", data[key], where, low=0)
+    if "noise" in data:
+        data_options["noise"] = _number("data.noise", data["noise"], where, low=0)
+
+    model = dict(_table(raw, "model", where, required=True))
+    hypermodel = _choice("model.hypermodel", _required(model, "hypermodel", where, "model."), HYPERMODELS, where)
+    del model["hypermodel"]
+    _known_keys("model", model, _constructor_keys(hypermodel) - {"regularizer", "constraint", "dropout", "placement", "patience"}, where)
+
+    space_table = _table(raw, "space", where)
+    _known_keys("space", space_table, {"regularizer", "constraint", "dropout", "placement"}, where)
+    space: dict[str, Any] = {}
+    for piece in ("regularizer", "constraint", "dropout"):
+        if piece in space_table:
+            space[piece] = _piece(piece, space_table[piece], where)
+    if "placement" in space_table:
+        space["placement"] = _strings("space.placement", space_table["placement"], where)
+
+    search = _table(raw, "search", where)
+    _known_keys("search", search, {"strategy", "objective", "max_trials", "fine_points", "repeats", "seed"}, where)
+    strategy = _choice("search.strategy", search.get("strategy", "grid"), STRATEGIES, where)
+    objective = _choice("search.objective", search.get("objective", "test_accuracy"), OBJECTIVES, where)
+    if strategy == "coarse_to_fine" and not _has_strength_grid(space):
+        raise SettingError(
+            "search.strategy", "'grid' or 'bayesian' unless [space.regularizer] has several strengths", strategy, where
+        )
+
+    training = _table(raw, "training", where)
+    _known_keys("training", training, {"epochs", "batch_size"}, where)
+
+    stopping = _table(raw, "early_stopping", where) if "early_stopping" in raw else None
+    early_stopping = None
+    if stopping is not None:
+        _known_keys(
+            "early_stopping", stopping,
+            {"monitor", "patience", "min_delta", "mode", "baseline", "restore_best_weights", "start_from_epoch"}, where,
+        )
+        early_stopping = dict(stopping)
+        patience = early_stopping.get("patience", 0)
+        if isinstance(patience, list):
+            model["patience"] = [_integer("early_stopping.patience", p, where, low=0) for p in patience]
+            early_stopping["patience"] = model["patience"][0]
+        else:
+            early_stopping["patience"] = _integer("early_stopping.patience", patience, where, low=0)
+        early_stopping["monitor"] = _string("early_stopping.monitor", early_stopping.get("monitor", "val_loss"), where)
+        early_stopping["mode"] = _choice("early_stopping.mode", early_stopping.get("mode", "auto"), MODES, where)
+        early_stopping["min_delta"] = _number("early_stopping.min_delta", early_stopping.get("min_delta", 0), where, low=0)
+        early_stopping["start_from_epoch"] = _integer(
+            "early_stopping.start_from_epoch", early_stopping.get("start_from_epoch", 0), where, low=0
+        )
+        early_stopping["restore_best_weights"] = _boolean(
+            "early_stopping.restore_best_weights", early_stopping.get("restore_best_weights", True), where
+        )
+        if "baseline" in early_stopping:
+            early_stopping["baseline"] = _number("early_stopping.baseline", early_stopping["baseline"], where)
+
+    report = _table(raw, "report", where)
+    _known_keys("report", report, {"x", "hue"}, where)
+
+    definition = SearchDefinition(
+        name=path.stem,
+        path=path,
+        text=text,
+        description=description,
+        data=data_options,
+        hypermodel=hypermodel,
+        model=model,
+        space=space,
+        strategy=strategy,
+        objective=objective,
+        direction=OBJECTIVES[objective],
+        max_trials=_integer("search.max_trials", search.get("max_trials", 20), where, low=1),
+        fine_points=_integer("search.fine_points", search.get("fine_points", 7), where, low=1),
+        repeats=_integer("search.repeats", search.get("repeats", 1), where, low=1),
+        seed=_integer("search.seed", search.get("seed", 0), where, low=0),
+        epochs=_integer("training.epochs", training.get("epochs", 100), where, low=1),
+        batch_size=_integer("training.batch_size", training.get("batch_size", 32), where, low=1),
+        early_stopping=early_stopping,
+        report={key: _string(f"report.{key}", value, where) for key, value in report.items()},
+    )
+    # The HyperModel checks the pieces' values (negative strengths, rates >= 1, ...):
+    # build it once now so that a bad value fails before anything is written.
+    from regsearch.datasets import load_dataset
+    from regsearch.search import make_hypermodel
+
+    arguments = dict(data_options)
+    try:
+        split = load_dataset(arguments.pop("dataset"), **arguments)
+    except SettingError as error:
+        raise SettingError(f"data.{error.setting}", error.allowed, error.received, where) from None
+    try:
+        make_hypermodel(definition, split)
+    except SettingError as error:
+        raise SettingError(_key_of(error), error.allowed, error.received, where) from None
+    return definition
+
+
+def _key_of(error: SettingError) -> str:
+    """Maps a constructor's setting back to the TOML key it came from."""
+    pieces = {"Regularizer": "space.regularizer", "Constraint": "space.constraint", "Dropout": "space.dropout",
+              "Placement": "space", "Decades": "space.regularizer.strengths.decades",
+              "LogRange": "space.regularizer.strengths.log_range", "Range": "space.dropout.rates.range",
+              "FineGrid": "space.regularizer.strengths.fine"}
+    prefix = pieces.get(error.where, "model")
+    return f"{prefix}.{error.setting}"
+
+
+def _constructor_keys(hypermodel: str) -> set[str]:
+    import regsearch.hypermodels as hypermodels
+
+    cls = getattr(hypermodels, hypermodel)
+    keys: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            keys |= {
+                name for name, p in inspect.signature(klass.__init__).parameters.items()
+                if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+            }
+    return keys - {"name", "tunable"}
+
+
+PIECE_KEYS = {
+    "regularizer": {"kinds", "strengths", "target", "l1_strengths"},
+    "constraint": {"kinds", "max_value", "min_value", "rate", "targets"},
+    "dropout": {"kinds", "rates", "where"},
+}
+GRID_FORMS = {"decades": 2, "log_range": 2, "fine": None, "range": None}
+
+
+def _piece(piece: str, table: Any, where: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise SettingError(f"space.{piece}", "a table", table, where)
+    _known_keys(f"space.{piece}", table, PIECE_KEYS[piece], where)
+    return {key: _values(f"space.{piece}.{key}", value, where) for key, value in table.items()}
+
+
+def _values(key: str, value: Any, where: str) -> Any:
+    """A plain value, or one of the inline tables ``{decades|log_range|fine|range = ...}``."""
+    if not isinstance(value, dict):
+        return value
+    if len(value) != 1 or next(iter(value)) not in GRID_FORMS:
+        raise SettingError(key, "a value, a list, or one of {decades = [a, b]}, {log_range = [low, high]}, "
+                           "{fine = {center = c, n = 7, span = 1}}, {range = [low, high, step]}", value, where)
+    form, arguments = next(iter(value.items()))
+    from regsearch import space
+
+    if form == "fine":
+        if not isinstance(arguments, dict):
+            raise SettingError(f"{key}.fine", "a table {center = c, n = 7, span = 1}", arguments, where)
+        _known_keys(f"{key}.fine", arguments, {"center", "n", "span"}, where)
+        return _construct(space.FineGrid, f"{key}.fine", arguments, where)
+    if not isinstance(arguments, list) or not (2 <= len(arguments) <= (GRID_FORMS[form] or 3)):
+        size = "two numbers" if GRID_FORMS[form] == 2 else "two or three numbers"
+        raise SettingError(f"{key}.{form}", f"a list of {size}", arguments, where)
+    cls = {"decades": space.Decades, "log_range": space.LogRange, "range": space.Range}[form]
+    return _construct(cls, f"{key}.{form}", arguments, where)
+
+
+def _construct(cls: type, key: str, arguments: Any, where: str) -> Any:
+    try:
+        return cls(**arguments) if isinstance(arguments, dict) else cls(*arguments)
+    except SettingError as error:
+        raise SettingError(f"{key}.{error.setting}", error.allowed, error.received, where) from None
+    except TypeError as error:
+        raise SettingError(key, "the documented arguments", f"{arguments!r} ({error})", where) from None
+
+
+def _has_strength_grid(space: dict[str, Any]) -> bool:
+    strengths = space.get("regularizer", {}).get("strengths")
+    if strengths is None:
+        return "regularizer" in space  # the default is Decades(1e-1, 1e-6)
+    values = getattr(strengths, "values", strengths)
+    return isinstance(values, (list, tuple)) and len(values) > 1
+
+
+def _known_keys(section: str, table: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f" (nearest: '{close[0]}')" if close else ""
+            setting = f"{section}.{key}" if section else key
+            label = f"[{section}]" if section else "the top level"
+            raise SettingError(setting, f"a known key of {label}{hint}: {one_of(sorted(allowed))}", key, where)
+
+
+def _table(raw: dict[str, Any], key: str, where: str, required: bool = False) -> dict[str, Any]:
+    if key not in raw:
+        if required:
+            raise SettingError(f"[{key}]", "a table (it is required)", None, where)
+        return {}
+    if not isinstance(raw[key], dict):
+        raise SettingError(key, "a table", raw[key], where)
+    return raw[key]
+
+
+def _required(table: dict[str, Any], key: str, where: str, prefix: str = "") -> Any:
+    if key not in table:
+        raise SettingError(prefix + key, "given (it is required)", None, where)
+    return table[key]
+
+
+def _choice(key: str, value: Any, allowed: Any, where: str) -> str:
+    if value not in allowed:
+        close = difflib.get_close_matches(str(value), list(allowed), n=1)
+        hint = f" (nearest: '{close[0]}')" if close else ""
+        raise SettingError(key, one_of(allowed) + hint, value, where)
+    return value
+
+
+def _string(key: str, value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SettingError(key, "a non-empty string", value, where)
+    return value
+
+
+def _strings(key: str, value: Any, where: str) -> list[str] | str:
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise SettingError(key, "a string or a list of strings", value, where)
+    return value
+
+
+def _boolean(key: str, value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise SettingError(key, "true or false", value, where)
+    return value
+
+
+def _integer(key: str, value: Any, where: str, low: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
+        allowed = "an integer" + (f" >= {low}" if low is not None else "")
+        raise SettingError(key, allowed, value, where)
+    return value
+
+
+def _number(key: str, value: Any, where: str, low: float | None = None, low_open: bool = False) -> float:
+    bad = isinstance(value, bool) or not isinstance(value, (int, float))
+    if not bad and low is not None:
+        bad = value <= low if low_open else value < low
+    if bad:
+        allowed = "a number" + ("" if low is None else (f" > {low}" if low_open else f" >= {low}"))
+        raise SettingError(key, allowed, value, where)
+    return value

@@ -1,0 +1,263 @@
+"""Runs a search definition: data, HyperModel, the strategy's tuners, then the report.
+
+Strategies, all on Keras Tuner's own tuners (see :mod:`regsearch.tuners`):
+
+- ``grid``: one ``GridSearch`` over every declared combination;
+- ``coarse_to_fine``: a ``GridSearch`` over the declared strengths (decades),
+  then a second ``GridSearch`` on ``fine_points`` log-spaced strengths strictly
+  between the best decade's neighbours; both phases land in one table;
+- ``bayesian``: ``BayesianOptimization`` for ``max_trials`` trials.
+
+The tuners' state lives in ``<results>/<name>/tuner/``: running the same
+search again resumes it (finished trials are kept, not rerun).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from regsearch.datasets import Split, load_dataset
+from regsearch.definition import SearchDefinition
+from regsearch.errors import SearchFailedError, SettingError
+
+__all__ = ["SearchResult", "make_hypermodel", "run_search", "fine_strengths", "plan_size"]
+
+TUNER_FOLDER = "tuner"
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What a finished search produced."""
+
+    definition: SearchDefinition
+    records: list[dict[str, Any]]
+    histories: dict[str, dict[str, list[float]]]
+    best_model: Any = None  # keras.Model of the best configuration's first run
+
+
+def make_hypermodel(definition: SearchDefinition, split: Split | None = None) -> Any:
+    """Builds the definition's HyperModel; the dataset fills in shapes, classes and vocabulary.
+
+    Raises:
+        SettingError: A value the HyperModel or a space piece refuses.
+    """
+    from regsearch import hypermodels, space
+
+    split = split if split is not None else load_dataset(**_dataset_arguments(definition))
+    arguments = dict(definition.model)
+    arguments.setdefault("input_shape", split.input_shape)
+    if "task" not in arguments:
+        arguments["task"] = "binary" if split.n_classes == 2 else "multiclass"
+    if arguments["task"] == "multiclass":
+        arguments.setdefault("classes", split.n_classes)
+    if definition.hypermodel == "RegularizedLSTM" and split.vocab_size is not None:
+        arguments.setdefault("vocab_size", split.vocab_size)
+    pieces = definition.space
+    if "regularizer" in pieces:
+        arguments["regularizer"] = space.Regularizer(**pieces["regularizer"])
+    if "constraint" in pieces:
+        arguments["constraint"] = space.Constraint(**pieces["constraint"])
+    if "dropout" in pieces:
+        arguments["dropout"] = space.Dropout(**pieces["dropout"])
+    if "placement" in pieces:
+        arguments["placement"] = pieces["placement"]
+    return getattr(hypermodels, definition.hypermodel)(**arguments)
+
+
+def fine_strengths(best: float, decades: list[float], points: int) -> list[float]:
+    """``points`` log-spaced strengths strictly between the neighbours of ``best`` in ``decades``.
+
+    At the end of the coarse grid, the missing neighbour is one decade further out.
+    """
+    ordered = sorted(decades)
+    index = ordered.index(best)
+    low = ordered[index - 1] if index > 0 else best / 10
+    high = ordered[index + 1] if index + 1 < len(ordered) else best * 10
+    inner = np.logspace(math.log10(low), math.log10(high), points + 2)[1:-1]
+    return [float(f"{value:.3g}") for value in inner]
+
+
+def plan_size(hypermodel: Any) -> int:
+    """The number of combinations a ``GridSearch`` over this HyperModel visits."""
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    hypermodel.declare_hyperparameters(hp)
+    _declare_only(hypermodel, hp)
+    size = 1
+    for parameter in hp.space:
+        if isinstance(parameter, kt.engine.hyperparameters.Choice):
+            size *= len(parameter.values)
+        elif isinstance(parameter, kt.engine.hyperparameters.Boolean):
+            size *= 2
+        else:
+            size *= len(list(parameter.values))
+    return size
+
+
+def _declare_only(hypermodel: Any, hp: Any) -> None:
+    """Declares the HyperModel's hyperparameters without building a model."""
+    describe = getattr(hypermodel, "describe", None)
+    if describe is not None:
+        describe(hp)
+    else:  # pragma: no cover - foreign HyperModels
+        hypermodel.build(hp)
+
+
+def run_search(
+    definition: SearchDefinition,
+    results_dir: Path,
+    *,
+    overwrite: bool = False,
+    on_phase: Callable[[str, int], None] | None = None,
+    on_run: Callable[[dict], None] | None = None,
+    tuner_options: dict[str, Any] | None = None,
+) -> SearchResult:
+    """Runs every phase of the definition's strategy; resumes what an earlier run left.
+
+    Args:
+        definition: A validated search definition.
+        results_dir: The search's own folder (``results/NAME``).
+        overwrite: Forget the tuners' saved state and start afresh.
+        on_phase: Called with the phase name and its planned number of trials.
+        on_run: Called with each run's record as it finishes.
+        tuner_options: Extra keyword arguments for the tuners (tests, distributed runs).
+
+    Raises:
+        SearchFailedError: Every run of the search failed.
+    """
+    split = load_dataset(**_dataset_arguments(definition))
+    tuner_dir = results_dir / TUNER_FOLDER
+    if overwrite and tuner_dir.exists():
+        shutil.rmtree(tuner_dir)
+    fit_arguments = dict(
+        validation_data=(split.x_test, split.y_test),
+        epochs=definition.epochs,
+        batch_size=definition.batch_size,
+        early_stopping=definition.early_stopping and _stopping_arguments(definition.early_stopping),
+    )
+    hypermodel = make_hypermodel(definition, split)
+    records: list[dict] = []
+    histories: dict[str, dict[str, list[float]]] = {}
+    tuners = []
+
+    def search(phase: str, hm: Any, planned: int) -> list[dict]:
+        tuner = _make_tuner(definition, hm, phase, tuner_dir, on_run, tuner_options or {})
+        if on_phase is not None:
+            on_phase(phase, planned)
+        tuner.search(split.x_train, split.y_train, verbose=0, **fit_arguments)
+        phase_records, phase_histories = _read_runs(tuner)
+        records.extend(phase_records)
+        histories.update(phase_histories)
+        tuners.append(tuner)
+        return phase_records
+
+    if definition.strategy == "grid":
+        search("grid", hypermodel, plan_size(hypermodel))
+    elif definition.strategy == "bayesian":
+        search("bayesian", hypermodel, definition.max_trials)
+    else:
+        coarse = search("coarse", hypermodel, plan_size(hypermodel))
+        best = _best_strength(coarse, definition)
+        decades = list(hypermodel.regularizer.strengths)
+        fine_definition = _with_strengths(definition, fine_strengths(best, decades, definition.fine_points))
+        fine_hypermodel = make_hypermodel(fine_definition, split)
+        search("fine", fine_hypermodel, plan_size(fine_hypermodel))
+
+    if not any(r["status"] == "completed" for r in records):
+        reasons = sorted({r["reason"] for r in records if r["reason"]})
+        raise SearchFailedError(
+            f"every run of search '{definition.name}' failed ({len(records)} runs): " + "; ".join(reasons[:3])
+        )
+    return SearchResult(definition, records, histories, _best_model(tuners, records, definition))
+
+
+def _make_tuner(definition: SearchDefinition, hypermodel: Any, phase: str, directory: Path,
+                on_run: Callable[[dict], None] | None, options: dict[str, Any]) -> Any:
+    import keras_tuner as kt
+
+    from regsearch import tuners
+
+    common = dict(
+        objective=kt.Objective(definition.objective, direction=definition.direction),
+        directory=str(directory),
+        project_name=phase,
+        overwrite=False,
+        repeats=definition.repeats,
+        seed=definition.seed,
+        phase=phase,
+        search_name=definition.name,
+        on_run=on_run,
+        **options,
+    )
+    if phase == "bayesian":
+        return tuners.BayesianOptimization(hypermodel, max_trials=definition.max_trials, **common)
+    return tuners.GridSearch(hypermodel, **common)
+
+
+def _read_runs(tuner: Any) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:
+    from regsearch.tuners import read_runs
+
+    return read_runs(tuner)
+
+
+def _best_strength(records: list[dict], definition: SearchDefinition) -> float:
+    """The strength whose completed runs have the best mean objective."""
+    import pandas as pd
+
+    frame = pd.DataFrame([r for r in records if r["status"] == "completed" and r.get("param_strength") is not None])
+    if frame.empty:
+        raise SearchFailedError(f"the coarse grid of search '{definition.name}' has no completed run with a strength")
+    means = frame.groupby("param_strength")[definition.objective].mean()
+    return float(means.idxmax() if definition.direction == "max" else means.idxmin())
+
+
+def _with_strengths(definition: SearchDefinition, strengths: list[float]) -> SearchDefinition:
+    space = dict(definition.space)
+    space["regularizer"] = {**space["regularizer"], "strengths": strengths}
+    return dataclasses.replace(definition, space=space)
+
+
+def _best_model(tuners: list[Any], records: list[dict], definition: SearchDefinition) -> Any:
+    """Reloads the Keras Tuner checkpoint of the configuration with the best mean objective."""
+    from regsearch.report import best_configuration, summary_frame, trials_frame
+
+    summary = summary_frame(trials_frame(records), objective=definition.objective, direction=definition.direction)
+    best = best_configuration(summary)
+    phase, trial_id = best["phase"], best["trial_id"].split("-", 1)[1]
+    for tuner in tuners:
+        if tuner.project_name == phase:
+            try:
+                return tuner.load_model(tuner.oracle.get_trial(trial_id))
+            except (OSError, ValueError, KeyError):  # a checkpoint from a killed run
+                return None
+    return None
+
+
+def _dataset_arguments(definition: SearchDefinition) -> dict[str, Any]:
+    arguments = dict(definition.data)
+    return {"name": arguments.pop("dataset"), **arguments}
+
+
+def _stopping_arguments(settings: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in settings.items()}
+
+
+def check_writable(folder: Path) -> None:
+    """Refuses a results folder that cannot be created or written, before anything runs.
+
+    Raises:
+        SettingError: naming the folder and why.
+    """
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise SettingError("--results", "a folder regsearch can create and write", str(folder), where="command line")

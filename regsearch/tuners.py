@@ -1,0 +1,177 @@
+"""Keras Tuner's own tuners, keeping every training run instead of only the mean.
+
+``executions_per_trial`` averages the runs of a trial and throws the runs away
+(keras-tuner #526, #702). These subclasses of ``GridSearch`` and
+``BayesianOptimization`` train each configuration ``repeats`` times with seeds
+``seed, seed + 1, ...``, write every run (metrics, per-epoch history, status)
+to ``runs.json`` in the trial's folder, and report the mean over the runs that
+completed to the oracle. A run that raises or diverges is recorded with its
+reason; a trial whose every run failed is marked failed and the search goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import keras
+import keras_tuner as kt
+import numpy as np
+
+# Keras Tuner's own checkpoint callback, so that get_best_models() works as usual.
+from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
+
+from regsearch.atomic import write_text_atomic
+
+__all__ = ["GridSearch", "BayesianOptimization", "RUNS_FILE", "read_runs"]
+
+RUNS_FILE = "runs.json"
+# Keys of RunResult.metrics copied into a run's record.
+RECORD_METRICS = (
+    "train_accuracy", "test_accuracy", "train_loss", "test_loss", "val_loss",
+    "best_epoch", "epochs_run", "mean_activation", "zero_fraction",
+)
+
+
+class _RecordingTuner:
+    """The part shared by both tuners: repeats, records and failure handling."""
+
+    def _setup(self, repeats: int, seed: int, phase: str, search_name: str, on_run: Callable[[dict], None] | None) -> None:
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+            raise ValueError(f"{type(self).__name__}: 'repeats' must be an integer >= 1; got {repeats!r}.")
+        self.repeats, self.base_seed, self.phase = repeats, int(seed), phase
+        self.search_name, self.on_run = search_name, on_run
+
+    def run_trial(
+        self,
+        trial: kt.engine.trial.Trial,
+        x: Any,
+        y: Any,
+        *,
+        validation_data: tuple[Any, Any],
+        epochs: int,
+        batch_size: int = 32,
+        early_stopping: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> dict[str, float]:
+        hp = trial.hyperparameters
+        checkpoint = SaveBestEpoch(
+            objective=self.oracle.objective, filepath=self._get_checkpoint_fname(trial.trial_id)
+        )
+        params = {f"param_{key}": value for key, value in self.hypermodel.describe(hp).items()}
+        records, histories = [], {}
+        for repeat in range(self.repeats):
+            seed = self.base_seed + repeat
+            start = time.perf_counter()
+            metrics: dict[str, float] = {}
+            try:
+                # A fresh graph per run: Keras Tuner's own build does the same.
+                keras.backend.clear_session()
+                keras.utils.set_random_seed(seed)
+                model = self.hypermodel.build(hp)
+                result = self.hypermodel.run(
+                    hp, model, x, y, validation_data=validation_data, epochs=epochs, batch_size=batch_size,
+                    early_stopping=_early_stopping(early_stopping), seed=seed, callbacks=[checkpoint],
+                )
+                metrics, histories[str(repeat)] = result.metrics, result.history
+                status, reason = ("diverged", "the loss became NaN or infinite") if result.diverged else ("completed", "")
+            except Exception as error:  # noqa: BLE001 - one run failing must not end the search
+                status, reason = "failed", _one_line(error)
+            record = {
+                "search": self.search_name,
+                "trial_id": f"{self.phase}-{trial.trial_id}",
+                "phase": self.phase,
+                "repeat": repeat,
+                "seed": seed,
+                "status": status,
+                "reason": reason,
+                **params,
+                **{key: float(metrics.get(key, math.nan)) for key in RECORD_METRICS},
+                "diverged": status == "diverged",
+                "seconds": round(time.perf_counter() - start, 4),
+            }
+            records.append(record)
+            if self.on_run is not None:
+                self.on_run(record)
+        trial_dir = Path(self.get_trial_dir(trial.trial_id))
+        write_text_atomic(trial_dir / RUNS_FILE, json.dumps({"runs": records, "histories": histories}, default=float))
+        completed = [r for r in records if r["status"] == "completed"]
+        if not completed:
+            raise kt.errors.FailedTrialError("; ".join(sorted({r["reason"] for r in records})))
+        return _mean_metrics(completed, self.oracle.objective.name)
+
+
+class GridSearch(_RecordingTuner, kt.GridSearch):
+    """``keras_tuner.GridSearch`` with repeated runs and every run kept.
+
+    Args:
+        hypermodel: A regsearch HyperModel (it has ``run`` and ``describe``).
+        repeats: Training runs per configuration.
+        seed: Seed of the first run; run ``r`` uses ``seed + r`` for weights and training.
+        phase: A label for this search's rows (``"grid"``, ``"coarse"``, ``"fine"``).
+        search_name: Written into every record.
+        on_run: Called with each run's record as soon as it finishes.
+        **kwargs: Passed to ``keras_tuner.GridSearch`` (objective, directory, ...).
+    """
+
+    def __init__(self, hypermodel: kt.HyperModel, *, repeats: int = 1, seed: int = 0, phase: str = "grid",
+                 search_name: str = "", on_run: Callable[[dict], None] | None = None, **kwargs: Any) -> None:
+        self._setup(repeats, seed, phase, search_name, on_run)
+        kwargs.setdefault("max_consecutive_failed_trials", 1_000_000)
+        super().__init__(hypermodel, **kwargs)
+
+
+class BayesianOptimization(_RecordingTuner, kt.BayesianOptimization):
+    """``keras_tuner.BayesianOptimization`` with repeated runs and every run kept.
+
+    Arguments as :class:`GridSearch`; ``**kwargs`` go to ``keras_tuner.BayesianOptimization``
+    (objective, max_trials, num_initial_points, directory, ...).
+    """
+
+    def __init__(self, hypermodel: kt.HyperModel, *, repeats: int = 1, seed: int = 0, phase: str = "bayesian",
+                 search_name: str = "", on_run: Callable[[dict], None] | None = None, **kwargs: Any) -> None:
+        self._setup(repeats, seed, phase, search_name, on_run)
+        kwargs.setdefault("max_consecutive_failed_trials", 1_000_000)
+        kwargs.setdefault("seed", seed)
+        super().__init__(hypermodel, **kwargs)
+
+
+def read_runs(tuner: kt.engine.base_tuner.BaseTuner) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:
+    """Every run the tuner's finished trials recorded, and their histories keyed ``trial_id/repeat``."""
+    records: list[dict] = []
+    histories: dict[str, dict[str, list[float]]] = {}
+    for trial_id, trial in sorted(tuner.oracle.trials.items()):
+        if trial.status not in ("COMPLETED", "FAILED"):
+            continue
+        path = Path(tuner.project_dir) / f"trial_{trial_id}" / RUNS_FILE
+        if not path.is_file():
+            continue
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        records.extend(saved["runs"])
+        for repeat, history in saved["histories"].items():
+            histories[f"{saved['runs'][0]['trial_id']}/{repeat}"] = history
+    return records, histories
+
+
+def _early_stopping(settings: dict[str, Any] | None) -> keras.callbacks.EarlyStopping | None:
+    """A fresh callback per run: it keeps state between epochs."""
+    return None if settings is None else keras.callbacks.EarlyStopping(**settings)
+
+
+def _mean_metrics(records: list[dict], objective: str) -> dict[str, float]:
+    means = {}
+    for key in RECORD_METRICS:
+        values = [r[key] for r in records if not math.isnan(r[key])]
+        if values:
+            means[key] = float(np.mean(values))
+    if objective not in means:
+        raise kt.errors.FailedTrialError(f"no run reported the objective '{objective}'")
+    return means
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
