@@ -17,6 +17,7 @@ from regsearch import (
     Dropout,
     LogRange,
     Placement,
+    Range,
     RegularizedCNN,
     RegularizedLSTM,
     RegularizedMLP,
@@ -371,6 +372,15 @@ def test_describe_a_fixed_model_still_shows_everything():
         "optimizer": "adam",
         "learning_rate": 0.001,
     }
+
+
+def test_describe_gives_plain_python_values():
+    hypermodel = mlp(dropout=Dropout(["dropout", "gaussian_noise"], Range(0.1, 0.6)))
+    hp = kt.HyperParameters()
+    hypermodel.describe(hp)
+    hp.values["dropout_rate"] = np.float64(0.25)
+    rate = hypermodel.describe(hp)["dropout_rate"]
+    assert type(rate) is float and rate == 0.25
 
 
 def test_describe_placement_only_where_activity_is_the_target():

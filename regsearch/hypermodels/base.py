@@ -15,6 +15,7 @@ from typing import Any
 
 import keras
 import keras_tuner as kt
+import numpy as np
 
 from regsearch.engine import fit as engine_fit
 from regsearch.errors import SettingError, one_of
@@ -187,7 +188,8 @@ class RegularizedHyperModel(kt.HyperModel):
         config["learning_rate"] = declare_value(hp, "learning_rate", self.learning_rates)
         if self.patiences is not None:
             config["patience"] = declare_value(hp, "patience", self.patiences)
-        return config
+        # Keras Tuner may hand back NumPy scalars; tables and JSON want plain Python values.
+        return {key: _plain(value) for key, value in config.items()}
 
     def searched(self) -> bool:
         """True if this HyperModel declares at least one hyperparameter."""
@@ -408,6 +410,14 @@ def _with_patience(
         restore_best_weights=base.restore_best_weights,
         start_from_epoch=base.start_from_epoch,
     )
+
+
+def _plain(value: Any) -> str | float | int | None:
+    if isinstance(value, (str, type(None))):
+        return value
+    if isinstance(value, (bool, int, np.integer)):
+        return int(value)
+    return float(value)
 
 
 def _at(values: list[float], index: int) -> float:
