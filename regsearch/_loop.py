@@ -21,6 +21,9 @@ import tensorflow as tf
 _XLA_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError)
 
 
+VALIDATION_BATCH_ROWS = 8192
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one compiled training run produced."""
@@ -118,6 +121,9 @@ def train(
         )
         rule = None
     monitor_index = None if rule is None else log_names.index(rule.monitor)
+    # Validation metrics are size-weighted means over batches, so one large batch
+    # gives Keras's numbers (to float rounding) in a fraction of the steps.
+    val_batch_size = 0 if val is None else max(batch_size, min(int(val[0].shape[0]), VALIDATION_BATCH_ROWS))
     state = _EarlyStoppingState(model, restore=rule is not None and rule.restore_best_weights)
     shuffle_seed = _seed_random_layers(model, seed)
 
@@ -138,7 +144,7 @@ def train(
             row = [train_logs[name] for name in names]
             if val is not None:
                 model.reset_metrics()
-                _run_batches(model.test_step, val[0], val[1], batch_size)
+                _run_batches(model.test_step, val[0], val[1], val_batch_size)
                 val_logs = model.get_metrics_result()
                 row += [val_logs[name] for name in names]
             row = tf.stack([tf.cast(value, tf.float32) for value in row])

@@ -209,14 +209,14 @@ def _read_runs(tuner: Any) -> tuple[list[dict], dict[str, dict[str, list[float]]
 
 
 def _best_strength(records: list[dict], definition: SearchDefinition) -> float:
-    """The strength whose completed runs have the best mean objective."""
-    import pandas as pd
+    """The strength of the coarse grid's best configuration (ranked as in the report)."""
+    from regsearch.report import summary_frame, trials_frame
 
-    frame = pd.DataFrame([r for r in records if r["status"] == "completed" and r.get("param_strength") is not None])
-    if frame.empty:
+    summary = summary_frame(trials_frame(records), objective=definition.objective, direction=definition.direction)
+    ranked = summary[summary["param_strength"].notna() & summary[f"mean_{definition.objective}"].notna()]
+    if ranked.empty:
         raise SearchFailedError(f"the coarse grid of search '{definition.name}' has no completed run with a strength")
-    means = frame.groupby("param_strength")[definition.objective].mean()
-    return float(means.idxmax() if definition.direction == "max" else means.idxmin())
+    return float(ranked.iloc[0]["param_strength"])
 
 
 def _with_strengths(definition: SearchDefinition, strengths: list[float]) -> SearchDefinition:

@@ -179,8 +179,20 @@ def test_ties_share_a_rank() -> None:
     records = [r for r in make_records() if r["status"] == "completed"]
     for record in records:
         record["test_accuracy"] = 0.5
+        record["test_loss"] = 0.7
     summary = summary_frame(trials_frame(records))
     assert set(summary["rank"]) == {1}
+
+
+def test_accuracy_ties_are_broken_by_the_lower_test_loss() -> None:
+    records = [r for r in make_records() if r["status"] == "completed"]
+    losses = {}
+    for i, record in enumerate(records):
+        record["test_accuracy"] = 0.5
+        record["test_loss"] = losses.setdefault(record["trial_id"], 1.0 - 0.1 * len(losses))
+    summary = summary_frame(trials_frame(records))
+    assert list(summary["rank"]) == list(range(1, len(summary) + 1))
+    assert summary["mean_test_loss"].is_monotonic_increasing
 
 
 def test_single_run_has_zero_std() -> None:

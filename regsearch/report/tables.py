@@ -169,16 +169,32 @@ def summary_frame(
         axis=1,
     ).reset_index()
 
-    summary["rank"] = (
-        summary[f"mean_{objective}"]
-        .rank(method="min", ascending=direction == "min", na_option="bottom")
-        .astype(int)
-    )
+    summary["rank"] = _rank(summary, objective, direction, metrics)
     stats = [f"{kind}_{m}" for m in metrics for kind in ("mean", "std")]
     order = ["rank", *keys, *param_columns(summary), *COUNT_COLUMNS, *stats]
     summary = summary[order].sort_values("rank", kind="stable").reset_index(drop=True)
     summary.attrs = {"objective": objective, "direction": direction}
     return summary
+
+
+def _rank(summary: pd.DataFrame, objective: str, direction: str, metrics: list[str]) -> pd.Series:
+    """Ranks by mean objective; ties are broken by the lower mean test loss.
+
+    Accuracy on a few dozen test rows takes few distinct values, so ties are
+    common; the loss separates them. Equal on both, configurations share a rank.
+    """
+    columns = [f"mean_{objective}"]
+    tie_breaker = "test_loss" if objective != "test_loss" else "val_loss"
+    if tie_breaker in metrics:
+        columns.append(f"mean_{tie_breaker}")
+    ordered = summary.sort_values(
+        columns, ascending=[direction == "min"] + [True] * (len(columns) - 1), na_position="last", kind="stable"
+    )
+    values = ordered[columns].astype("float64").fillna(np.inf if direction == "min" else -np.inf)
+    key = values.apply(tuple, axis=1)
+    position = pd.Series(np.arange(1, len(ordered) + 1), index=ordered.index)
+    ranks = position.groupby(key.to_numpy()).transform("min") if len(ordered) else position
+    return ranks.reindex(summary.index).astype(int)
 
 
 def best_configuration(summary: pd.DataFrame, objective: str | None = None) -> dict[str, Any]:
