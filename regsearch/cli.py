@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Every trial traces a new compiled loop on purpose; TensorFlow's retracing notice is noise here.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
         args = build_parser().parse_args(argv)
         if args.command == "list":
@@ -69,18 +72,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _list() -> int:
+    import tomllib
+
     from rich.console import Console
     from rich.table import Table
 
-    from regsearch.definition import known_searches, load_definition
+    from regsearch.definition import known_searches
 
     table = Table("search", "strategy", "what it answers", box=None)
     for name, path in known_searches().items():
+        # Only a listing: read the text, and leave validation (which needs TensorFlow) to the run.
         try:
-            definition = load_definition(path)
-            table.add_row(name, definition.strategy, definition.description)
-        except SettingError as error:
-            table.add_row(name, "invalid", str(error))
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            table.add_row(name, str(raw.get("search", {}).get("strategy", "grid")), str(raw.get("description", "")))
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            table.add_row(name, "unreadable", str(error))
     Console().print(table)
     return EXIT_OK
 
@@ -137,9 +143,17 @@ def _write_outputs(folder: Path, result: Any) -> None:
         objective=definition.objective,
         direction=definition.direction,
         definition_text=definition.text,
+        **_plot_settings(definition.report),
     )
     if result.best_model is not None:
         _save_model_atomic(result.best_model, folder / BEST_MODEL)
+
+
+def _plot_settings(report: dict[str, str]) -> dict[str, str]:
+    settings = {"x": report.get("x", "param_strength")}
+    if "hue" in report:
+        settings["hue"] = report["hue"]
+    return settings
 
 
 def _save_model_atomic(model: Any, path: Path) -> None:
@@ -165,13 +179,15 @@ def _print_best(console: Any, folder: Path, definition: Any, seconds: float) -> 
     table = Table("rank", "phase", *[p.removeprefix("param_") for p in params], *[m.removeprefix("mean_") for m in metrics],
                   "runs", title=f"{definition.name}: best configurations by {definition.objective}")
     for _, row in summary.head(5).iterrows():
-        table.add_row(str(row["rank"]), str(row["phase"]), *[_cell(row[p]) for p in params],
+        table.add_row(str(row["rank"]), str(row["phase"]), *[_cell(row[p], missing="none") for p in params],
                       *[_cell(row[m]) for m in metrics], str(row["n_runs"]))
     console.print(table)
     console.print(f"{len(summary)} configurations in {seconds:.1f} s; results in {folder}/")
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, missing: str = "nan") -> str:
+    if isinstance(value, float) and value != value:
+        return missing
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -193,9 +209,13 @@ def _report(results: Path, names: list[str], *, quiet: bool) -> int:
     for name in chosen:
         folder = results / name
         records, histories = saved_runs(folder)
-        definition_text, objective, direction = _saved_definition(folder)
+        definition = _saved_definition(folder)
         write_report(folder, records, histories, search_name=name, rerun_command=f"python -m regsearch {name}",
-                     objective=objective, direction=direction, definition_text=definition_text)
+                     objective=definition.objective if definition else "test_accuracy",
+                     direction=definition.direction if definition else "max",
+                     definition_text=definition.text if definition else None,
+                     **_plot_settings(definition.report if definition else {}))
+        objective, direction = (definition.objective, definition.direction) if definition else ("test_accuracy", "max")
         summary = summary_frame(trials_frame(records), objective=objective, direction=direction)
         try:
             best = best_configuration(summary)
@@ -225,14 +245,12 @@ def saved_runs(folder: Path) -> tuple[list[dict], dict[str, dict[str, list[float
     return records, histories
 
 
-def _saved_definition(folder: Path) -> tuple[str | None, str, str]:
-    from regsearch.definition import OBJECTIVES, load_definition
+def _saved_definition(folder: Path) -> Any:
+    """The definition copied into the results folder when the search ran, or None."""
+    from regsearch.definition import load_definition
 
     path = folder / DEFINITION_COPY
-    if not path.is_file():
-        return None, "test_accuracy", "max"
-    definition = load_definition(path)
-    return definition.text, definition.objective, OBJECTIVES[definition.objective]
+    return load_definition(path) if path.is_file() else None
 
 
 def _description(folder: Path) -> str | None:

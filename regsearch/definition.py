@@ -225,8 +225,11 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
         early_stopping = dict(stopping)
         patience = early_stopping.get("patience", 0)
         if isinstance(patience, list):
-            model["patience"] = [_integer("early_stopping.patience", p, where, low=0) for p in patience]
-            early_stopping["patience"] = model["patience"][0]
+            if not patience:
+                raise SettingError("early_stopping.patience", "an integer >= 0 or a non-empty list", patience, where)
+            model["patience"] = [p if p == "none" else _integer("early_stopping.patience", p, where, low=0)
+                                 for p in patience]
+            early_stopping["patience"] = 0  # each run's patience comes from the searched value
         else:
             early_stopping["patience"] = _integer("early_stopping.patience", patience, where, low=0)
         early_stopping["monitor"] = _string("early_stopping.monitor", early_stopping.get("monitor", "val_loss"), where)

@@ -18,6 +18,7 @@ import dataclasses
 import math
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -235,7 +236,10 @@ def _best_model(tuners: list[Any], records: list[dict], definition: SearchDefini
     for tuner in tuners:
         if tuner.project_name == phase:
             try:
-                return tuner.load_model(tuner.oracle.get_trial(trial_id))
+                with warnings.catch_warnings():
+                    # The checkpoint holds the optimizer's slots, a fresh build does not: harmless.
+                    warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                    return tuner.load_model(tuner.oracle.get_trial(trial_id))
             except (OSError, ValueError, KeyError):  # a checkpoint from a killed run
                 return None
     return None

@@ -437,7 +437,7 @@ def test_describe_placement_only_where_activity_is_the_target():
             lambda: mlp(learning_rate=LogRange(1e-4, 1e-4)),
             "'high' must be a number greater than low=0.0001",
         ),
-        (lambda: mlp(patience=-1), "'patience' must be an integer >= 0 or a list of them; got -1."),
+        (lambda: mlp(patience=-1), "'patience' must be an integer >= 0, 'none', or a list of them; got -1."),
         (
             lambda: RegularizedCNN(input_shape=(8, 8)),
             "RegularizedCNN: 'input_shape' must be (height, width, channels)",
@@ -677,3 +677,15 @@ def test_grid_search_kind_strength_placement_on_moons(moons, tmp_path):
         ]
         for placement in ("after", "before")
     }
+
+
+def test_patience_none_trains_every_epoch_without_early_stopping(moons):
+    x, y, xv, yv = moons
+    hypermodel = mlp(patience=["none", 1])
+    model, hp = built(hypermodel, patience="none")
+    assert hypermodel.describe(hp)["patience"] is None
+    monitor = keras.callbacks.EarlyStopping(monitor="val_loss", patience=0)
+    result = hypermodel.fit(hp, model, x, y, validation_data=(xv, yv), epochs=12, callbacks=[monitor])
+    assert result["epochs_run"] == 12
+    model, hp = built(hypermodel, patience="1")
+    assert hypermodel.describe(hp)["patience"] == 1

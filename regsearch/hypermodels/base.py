@@ -88,7 +88,8 @@ class RegularizedHyperModel(kt.HyperModel):
         dropout: Noise layers; None means none.
         optimizer: An optimizer name, or a list of names (searched).
         learning_rate: A number, a list, ``Decades``, ``FineGrid`` or ``LogRange``.
-        patience: Early-stopping patience, an int or a list (searched);
+        patience: Early-stopping patience, an int or a list (searched); ``"none"``
+            in the list means a run without early stopping;
             None leaves early stopping to the ``early_stopping`` argument of ``run``.
         name: The HyperModel's name.
         tunable: Keras Tuner's flag.
@@ -114,7 +115,7 @@ class RegularizedHyperModel(kt.HyperModel):
         dropout: Dropout | None = None,
         optimizer: str | Sequence[str] = "adam",
         learning_rate: Values = 1e-3,
-        patience: int | Sequence[int] | None = None,
+        patience: int | Sequence[int | str] | None = None,
         name: str | None = None,
         tunable: bool = True,
     ) -> None:
@@ -159,16 +160,23 @@ class RegularizedHyperModel(kt.HyperModel):
         self.dropout = _piece(dropout, Dropout, "dropout", where) or Dropout("none")
         self.optimizers = as_choices(optimizer, "optimizer", OPTIMIZERS, where)
         self.learning_rates = as_numbers(learning_rate, "learning_rate", where, positive=True)
-        self.patiences: tuple[int, ...] | None = None
+        self.patiences: tuple[int | str, ...] | None = None
         if patience is not None:
-            values = (patience,) if isinstance(patience, int) else patience
+            values = (patience,) if isinstance(patience, (int, str)) else patience
             if (
                 not isinstance(values, Sequence)
                 or not values
-                or any(not isinstance(p, int) or isinstance(p, bool) or p < 0 for p in values)
+                or any(
+                    p != "none" and (not isinstance(p, int) or isinstance(p, bool) or p < 0)
+                    for p in values
+                )
             ):
-                raise SettingError("patience", "an integer >= 0 or a list of them", patience, where)
-            self.patiences = tuple(values)
+                raise SettingError(
+                    "patience", "an integer >= 0, 'none', or a list of them", patience, where
+                )
+            # Keras Tuner's Choice holds one type: with "none" among them, all become strings.
+            strings = "none" in values
+            self.patiences = tuple(str(p) if strings else p for p in values)
 
     # --- the space -------------------------------------------------------
 
@@ -187,7 +195,8 @@ class RegularizedHyperModel(kt.HyperModel):
         config["optimizer"] = declare_value(hp, "optimizer", self.optimizers)
         config["learning_rate"] = declare_value(hp, "learning_rate", self.learning_rates)
         if self.patiences is not None:
-            config["patience"] = declare_value(hp, "patience", self.patiences)
+            patience_value = declare_value(hp, "patience", self.patiences)
+            config["patience"] = None if patience_value == "none" else int(patience_value)
         # Keras Tuner may hand back NumPy scalars; tables and JSON want plain Python values.
         return {key: _plain(value) for key, value in config.items()}
 
@@ -317,7 +326,11 @@ class RegularizedHyperModel(kt.HyperModel):
         others = [cb for cb in callbacks if not isinstance(cb, keras.callbacks.EarlyStopping)]
         config = self.describe(hp)
         if "patience" in config:
-            early_stopping = _with_patience(early_stopping, int(config["patience"]))
+            early_stopping = (
+                None
+                if config["patience"] is None
+                else _with_patience(early_stopping, config["patience"])
+            )
 
         history = engine_fit(
             model,

@@ -68,6 +68,8 @@ def write_report(
     objective: str = "test_accuracy",
     direction: str = "max",
     definition_text: str | None = None,
+    x: str = "param_strength",
+    hue: str | None = None,
 ) -> list[Path]:
     """Writes trials.csv, summary.csv, summary.md and the plots, each atomically.
 
@@ -84,6 +86,8 @@ def write_report(
         objective: The metric to rank by.
         direction: ``max`` or ``min``.
         definition_text: The search definition (TOML), copied into summary.md.
+        x: The parameter column on the accuracy plot's x axis.
+        hue: The parameter column that splits its lines (default: the varying ones).
 
     Returns:
         The written files, in the order of ``REPORT_FILES``.
@@ -104,7 +108,7 @@ def write_report(
         trials[["train_accuracy", "test_accuracy", "train_loss", "test_loss"]].notna().any(axis=1)
     )
     if (plotted & (trials["status"].astype(str) != "failed")).any():
-        ax = plot_accuracy_vs_strength(trials)
+        ax = plot_accuracy_vs_strength(trials, x=x, hue=hue)
         figures.append(
             save_figure_atomic(ax.get_figure(), folder / "accuracy_vs_strength.png", dpi=DPI)
         )
