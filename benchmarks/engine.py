@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{accuracy(reference, *train):.3f} / {accuracy(reference, *test):.3f}",
             f"{accuracy(ours, *train):.3f} / {accuracy(ours, *test):.3f}",
         )
-    Console().print(table)
+    Console(width=160).print(table)
     return 0
 
 

@@ -11,6 +11,8 @@ Error bars are the population standard deviation over repeats, as in
 
 from __future__ import annotations
 
+import textwrap
+
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -195,7 +197,7 @@ def plot_accuracy_vs_strength(
         )
         title = f"train and test {metric} vs {name}"
     n_max = int(table["n"].max())
-    note = f"mean ± sd over {n_max} repeats" if n_max > 1 else "one run per configuration"
+    note = f"mean ± sd over up to {n_max} runs per point" if n_max > 1 else "one run per configuration"
     ax.set_title(f"{info['search']}: {title}\n({note})" if info["search"] else f"{title}\n({note})")
     ax.set_ylabel(_AXIS_LABELS[metric])
     ax.grid(True, which="major", alpha=0.3)
@@ -280,7 +282,7 @@ def plot_learning_curves(
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize="small", loc="best")
     if title:
-        axes[0].get_figure().suptitle(title)
+        axes[0].get_figure().suptitle(textwrap.fill(title, width=110))
     return axes[: len(panels)]
 
 

@@ -46,7 +46,9 @@ def best_history(
     best = summary.iloc[0]
     runs = trials[(trials["phase"] == best["phase"]) & (trials["trial_id"] == best["trial_id"])]
     runs = runs[runs["status"].astype(str) == "completed"].sort_values("repeat", kind="stable")
-    params = {c: best[c] for c in summary.columns if c.startswith("param_")}
+    # Only what varies names the configuration; the fixed settings are in summary.md.
+    varying = [c for c in summary.columns if c.startswith("param_") and summary[c].nunique(dropna=False) > 1]
+    params = {c: best[c] for c in varying}
     for _, run in runs.iterrows():
         for key in (f"{run['trial_id']}/{run['repeat']}", str(run["trial_id"])):
             if key in histories and histories[key]:
