@@ -30,7 +30,35 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so ``main`` owns the exit code."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise SettingError("arguments", "valid (see --help)", message, where="command line")
+        raise _argument_error(self, message)
+
+
+def _argument_error(parser: argparse.ArgumentParser, message: str) -> SettingError:
+    """argparse's message in regsearch's template: the option, what it accepts, what it got."""
+    import difflib
+    import re
+
+    from regsearch.definition import NOTHING
+
+    options = sorted(o for action in parser._actions for o in action.option_strings if o.startswith("--"))
+    unknown = re.fullmatch(r"unrecognized arguments: (.*)", message)
+    if unknown:
+        received = unknown.group(1).split()[0]
+        close = difflib.get_close_matches(received, options, n=1)
+        hint = f" (nearest: '{close[0]}')" if close else ""
+        return SettingError("option", f"one of {', '.join(options)}{hint}", received, where="command line")
+    invalid = re.fullmatch(r"argument (\S+?)(?:/\S+)?: invalid (\w+) value: '(.*)'", message)
+    if invalid:
+        kinds = {"int": "an integer", "float": "a number"}
+        return SettingError(invalid.group(1), kinds.get(invalid.group(2), invalid.group(2)), invalid.group(3),
+                            where="command line")
+    needs = re.fullmatch(r"argument (\S+?)(?:/\S+)?: expected one argument", message)
+    if needs:
+        return SettingError(needs.group(1), "followed by a value", NOTHING, where="command line")
+    if "required" in message and "command" in message:
+        return SettingError("command", "a search name, a path to a .toml file, 'list' or 'report'", NOTHING,
+                            where="command line")
+    return SettingError("arguments", "valid (see --help)", message, where="command line")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("names", nargs="*", help="with 'report': the searches to rebuild (default: all)")
     parser.add_argument("--results", default="results", metavar="DIR", help="results folder (default: results/)")
     parser.add_argument("--epochs", type=int, metavar="N", help="override the definition's epochs (quick looks)")
+    parser.add_argument("--max-trials", type=int, metavar="N",
+                        help="override a Bayesian search's max_trials (quick looks; a rerun without it resumes)")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return parser
@@ -91,16 +121,45 @@ def _list() -> int:
     return EXIT_OK
 
 
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with file descriptor 2 parked, replaying it only if the import fails.
+
+    TensorFlow 2.21 logs absl lines (oneDNN, CUDA) to stderr at import whatever
+    TF_CPP_MIN_LOG_LEVEL says; an error message should stay one line.
+    """
+    import tempfile
+
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") in ("0", "1"):
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.buffer.write(captured.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _run(args: argparse.Namespace) -> int:
     from regsearch.atomic import LockedError, ResultsLock
     from regsearch.definition import load_definition
     from regsearch.search import check_writable
 
+    _import_tensorflow_quietly()
     definition = load_definition(args.command)
     if args.epochs is not None:
         if args.epochs < 1:
             raise SettingError("--epochs", "an integer >= 1", args.epochs, "command line")
         definition = definition.with_epochs(args.epochs)
+    if args.max_trials is not None:
+        definition = _with_max_trials(definition, args.max_trials)
     folder = Path(args.results) / definition.name
     check_writable(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,6 +170,17 @@ def _run(args: argparse.Namespace) -> int:
         raise SettingError("--results", "a folder no other regsearch run is writing to", str(error), "command line") from None
 
 
+def _with_max_trials(definition: Any, max_trials: int) -> Any:
+    import dataclasses
+
+    if definition.strategy != "bayesian":
+        raise SettingError("--max-trials", f"left out for strategy '{definition.strategy}' (only 'bayesian' has it)",
+                           max_trials, "command line")
+    if max_trials < 1:
+        raise SettingError("--max-trials", "an integer >= 1", max_trials, "command line")
+    return dataclasses.replace(definition, max_trials=max_trials)
+
+
 def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -119,10 +189,19 @@ def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) 
 
     console = Console(stderr=True, quiet=args.quiet)
     started = time.perf_counter()
-    with _Progress(console, definition) as progress:
-        result = run_search(
-            definition, folder, overwrite=args.overwrite, on_phase=progress.phase, on_run=progress.run
-        )
+    try:
+        with _Progress(console, definition) as progress:
+            result = run_search(
+                definition, folder, overwrite=args.overwrite, on_phase=progress.phase, on_run=progress.run
+            )
+    except SearchFailedError as error:
+        # Every run failed: still write trials.csv and summary.md, which say why.
+        failed = getattr(error, "result", None)
+        if failed is None or not failed.records:
+            raise
+        _write_outputs(folder, failed)
+        write_text_atomic(folder / DEFINITION_COPY, definition.text)
+        raise SearchFailedError(f"{error}; the reasons are in {folder / 'trials.csv'}") from None
     _write_outputs(folder, result)
     write_text_atomic(folder / DEFINITION_COPY, definition.text)
     seconds = time.perf_counter() - started
@@ -235,7 +314,16 @@ def saved_runs(folder: Path) -> tuple[list[dict], dict[str, dict[str, list[float
     """Every run recorded under ``folder/tuner``, read from the runs.json files (no TensorFlow needed)."""
     records: list[dict] = []
     histories: dict[str, dict[str, list[float]]] = {}
-    for path in sorted(folder.glob("tuner/*/trial_*/runs.json")):
+    for trial_file in sorted(folder.glob("tuner/*/trial_*/trial.json")):
+        path = trial_file.with_name("runs.json")
+        if not path.is_file():
+            trial = json.loads(trial_file.read_text(encoding="utf-8"))
+            if trial.get("status") == "FAILED":  # failed before it could write runs.json
+                from regsearch.tuners import failed_trial_record
+
+                records.append(failed_trial_record(folder.name, trial_file.parent.parent.name, trial["trial_id"],
+                                                   trial["hyperparameters"]["values"], trial.get("message")))
+            continue
         saved = json.loads(path.read_text(encoding="utf-8"))
         records.extend(saved["runs"])
         for repeat, history in saved["histories"].items():

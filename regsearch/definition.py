@@ -51,6 +51,16 @@ else:  # pragma: no cover
 __all__ = ["SearchDefinition", "load_definition", "find_definition", "known_searches", "PACKAGED_SEARCHES"]
 
 PACKAGED_SEARCHES = Path(__file__).parent / "searches"
+
+
+class _Nothing:
+    """What error messages show as received for a missing value: ``got nothing``."""
+
+    def __repr__(self) -> str:
+        return "nothing"
+
+
+NOTHING = _Nothing()
 STRATEGIES = ("grid", "coarse_to_fine", "bayesian")
 HYPERMODELS = ("RegularizedMLP", "RegularizedCNN", "RegularizedLSTM")
 MODES = ("auto", "min", "max")
@@ -376,7 +386,7 @@ def _known_keys(section: str, table: dict[str, Any], allowed: set[str], where: s
 def _table(raw: dict[str, Any], key: str, where: str, required: bool = False) -> dict[str, Any]:
     if key not in raw:
         if required:
-            raise SettingError(f"[{key}]", "a table (it is required)", None, where)
+            raise SettingError(f"[{key}]", "a table (it is required)", NOTHING, where)
         return {}
     if not isinstance(raw[key], dict):
         raise SettingError(key, "a table", raw[key], where)
@@ -385,7 +395,7 @@ def _table(raw: dict[str, Any], key: str, where: str, required: bool = False) ->
 
 def _required(table: dict[str, Any], key: str, where: str, prefix: str = "") -> Any:
     if key not in table:
-        raise SettingError(prefix + key, "given (it is required)", None, where)
+        raise SettingError(prefix + key, "given (it is required)", NOTHING, where)
     return table[key]
 
 

@@ -153,6 +153,9 @@ def run_search(
         tuner = _make_tuner(definition, hm, phase, tuner_dir, on_run, tuner_options or {})
         if on_phase is not None:
             on_phase(phase, planned)
+        if on_run is not None:  # a resumed search: count the runs an earlier process finished
+            for record in _read_runs(tuner)[0]:
+                on_run(record)
         tuner.search(split.x_train, split.y_train, verbose=0, **fit_arguments)
         phase_records, phase_histories = _read_runs(tuner)
         records.extend(phase_records)
@@ -166,18 +169,27 @@ def run_search(
         search("bayesian", hypermodel, definition.max_trials)
     else:
         coarse = search("coarse", hypermodel, plan_size(hypermodel))
+        _check_some_completed(definition, records, histories)
         best = _best_strength(coarse, definition)
         decades = list(hypermodel.regularizer.strengths)
         fine_definition = _with_strengths(definition, fine_strengths(best, decades, definition.fine_points))
         fine_hypermodel = make_hypermodel(fine_definition, split)
         search("fine", fine_hypermodel, plan_size(fine_hypermodel))
 
-    if not any(r["status"] == "completed" for r in records):
-        reasons = sorted({r["reason"] for r in records if r["reason"]})
-        raise SearchFailedError(
-            f"every run of search '{definition.name}' failed ({len(records)} runs): " + "; ".join(reasons[:3])
-        )
+    _check_some_completed(definition, records, histories)
     return SearchResult(definition, records, histories, _best_model(tuners, records, definition))
+
+
+def _check_some_completed(definition: SearchDefinition, records: list[dict], histories: dict) -> None:
+    """Raises SearchFailedError, carrying the records (``error.result``) so that they can still be reported."""
+    if any(r["status"] == "completed" for r in records):
+        return
+    reasons = sorted({r["reason"] for r in records if r["reason"]})
+    error = SearchFailedError(
+        f"every run of search '{definition.name}' failed ({len(records)} runs): " + "; ".join(reasons[:3])
+    )
+    error.result = SearchResult(definition, records, histories)  # type: ignore[attr-defined]
+    raise error
 
 
 def _make_tuner(definition: SearchDefinition, hypermodel: Any, phase: str, directory: Path,

@@ -22,11 +22,13 @@ import keras_tuner as kt
 import numpy as np
 
 # Keras Tuner's own checkpoint callback, so that get_best_models() works as usual.
+from keras_tuner.src import utils as _kt_utils
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
+from keras_tuner.src.tuners.gridsearch import GridSearchOracle, LinkedList
 
 from regsearch.atomic import write_text_atomic
 
-__all__ = ["GridSearch", "BayesianOptimization", "RUNS_FILE", "read_runs"]
+__all__ = ["GridSearch", "BayesianOptimization", "RUNS_FILE", "read_runs", "failed_trial_record"]
 
 RUNS_FILE = "runs.json"
 # Keys of RunResult.metrics copied into a run's record.
@@ -44,6 +46,17 @@ class _RecordingTuner:
             raise ValueError(f"{type(self).__name__}: 'repeats' must be an integer >= 1; got {repeats!r}.")
         self.repeats, self.base_seed, self.phase = repeats, int(seed), phase
         self.search_name, self.on_run = search_name, on_run
+
+    def _try_run_and_update_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> None:
+        # Keras Tuner prints the traceback of every failed trial (keras_tuner config.DEBUG);
+        # the reason is in runs.json (or trial.json, see read_runs) and trials.csv already.
+        from keras_tuner.src import config
+
+        debug, config.DEBUG = config.DEBUG, False
+        try:
+            super()._try_run_and_update_trial(trial, *args, **kwargs)
+        finally:
+            config.DEBUG = debug
 
     def run_trial(
         self,
@@ -78,6 +91,9 @@ class _RecordingTuner:
                 )
                 metrics, histories[str(repeat)] = result.metrics, result.history
                 status, reason = ("diverged", "the loss became NaN or infinite") if result.diverged else ("completed", "")
+                if result.diverged and not _finite(metrics, "train_loss", "test_loss"):
+                    # No best weights to go back to: accuracies of NaN weights are not results.
+                    metrics = {key: value for key, value in metrics.items() if key in ("best_epoch", "epochs_run")}
             except Exception as error:  # noqa: BLE001 - one run failing must not end the search
                 status, reason = "failed", _one_line(error)
             record = {
@@ -123,6 +139,16 @@ class GridSearch(_RecordingTuner, kt.GridSearch):
         kwargs.setdefault("max_consecutive_failed_trials", 1_000_000)
         super().__init__(hypermodel, **kwargs)
 
+    def reload(self) -> None:
+        """Keras Tuner's reload, plus the grid walk that ``GridSearchOracle`` keeps only in memory.
+
+        Without it a resumed grid raises KeyError after retrying the trial a kill
+        interrupted, or stops early when the kill fell between trials.
+        """
+        super().reload()
+        if not self._is_worker() and isinstance(self.oracle, GridSearchOracle):
+            _restore_grid_walk(self.oracle)
+
 
 class BayesianOptimization(_RecordingTuner, kt.BayesianOptimization):
     """``keras_tuner.BayesianOptimization`` with repeated runs and every run kept.
@@ -148,12 +174,73 @@ def read_runs(tuner: kt.engine.base_tuner.BaseTuner) -> tuple[list[dict], dict[s
             continue
         path = Path(tuner.project_dir) / f"trial_{trial_id}" / RUNS_FILE
         if not path.is_file():
+            if trial.status == "FAILED":  # it raised outside the runs (in Keras Tuner or our bookkeeping)
+                phase = getattr(tuner, "phase", tuner.project_name)
+                records.append(failed_trial_record(getattr(tuner, "search_name", ""), phase, trial_id,
+                                                   trial.hyperparameters.values, trial.message))
             continue
         saved = json.loads(path.read_text(encoding="utf-8"))
         records.extend(saved["runs"])
         for repeat, history in saved["histories"].items():
             histories[f"{saved['runs'][0]['trial_id']}/{repeat}"] = history
     return records, histories
+
+
+def _restore_grid_walk(oracle: GridSearchOracle) -> None:
+    """Rebuilds ``_ordered_ids`` and ``_populate_next`` of a reloaded ``GridSearchOracle``.
+
+    A single grid walk visits a prefix of the grid in order, so ordering the saved
+    trials by the oracle's own comparison gives back its linked list; every trial
+    that ended (not the ones waiting for a retry) may propose its successor, and
+    the oracle skips those whose successor already exists.
+    """
+    import functools
+
+    def compare(a: str, b: str) -> int:
+        return oracle._compare(oracle.trials[a].hyperparameters.values, oracle.trials[b].hyperparameters.values)
+
+    ordered = sorted(oracle.trials, key=functools.cmp_to_key(compare))
+    oracle._ordered_ids = LinkedList()
+    for trial_id in ordered:
+        oracle._ordered_ids.insert(trial_id)
+    waiting = set(oracle._retry_queue) | {t.trial_id for t in oracle.ongoing_trials.values()}
+    oracle._populate_next = [trial_id for trial_id in ordered if trial_id not in waiting]
+
+
+def _save_json_atomic(path: Any, obj: Any) -> str:
+    """Keras Tuner's ``utils.save_json`` through a temporary file and a rename.
+
+    Keras Tuner writes oracle.json, tuner0.json and trial.json in place; a kill
+    in the middle of one would leave a file that cannot be reloaded.
+    """
+    text = json.dumps(obj)
+    if "://" in str(path):  # remote storage (gs://...): leave it to Keras Tuner's own writer
+        return _kt_save_json(path, obj)
+    write_text_atomic(path, text)
+    return text
+
+
+_kt_save_json = _kt_utils.save_json
+_kt_utils.save_json = _save_json_atomic
+
+
+def failed_trial_record(search_name: str, phase: str, trial_id: str, values: dict[str, Any],
+                        message: str | None) -> dict[str, Any]:
+    """The record of a trial that failed before it could write runs.json; the reason is the error's last line."""
+    lines = [line for line in (message or "").strip().splitlines() if line.strip()]
+    return {
+        "search": search_name,
+        "trial_id": f"{phase}-{trial_id}",
+        "phase": phase,
+        "repeat": 0,
+        "seed": math.nan,
+        "status": "failed",
+        "reason": (lines[-1] if lines else "the trial failed")[:300],
+        **{f"param_{key}": value for key, value in values.items()},
+        **{key: math.nan for key in RECORD_METRICS},
+        "diverged": False,
+        "seconds": math.nan,
+    }
 
 
 def _early_stopping(settings: dict[str, Any] | None) -> keras.callbacks.EarlyStopping | None:
@@ -170,6 +257,10 @@ def _mean_metrics(records: list[dict], objective: str) -> dict[str, float]:
     if objective not in means:
         raise kt.errors.FailedTrialError(f"no run reported the objective '{objective}'")
     return means
+
+
+def _finite(metrics: dict[str, float], *keys: str) -> bool:
+    return all(math.isfinite(metrics.get(key, math.nan)) for key in keys)
 
 
 def _one_line(error: BaseException) -> str:

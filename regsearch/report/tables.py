@@ -141,7 +141,8 @@ def summary_frame(
         raise SettingError("direction", one_of(DIRECTIONS), direction, where=where)
     metrics = metric_columns(trials)
     if objective not in metrics:
-        all_failed = bool((trials["status"].astype(str) == "failed").all())
+        # Diverged runs without best weights to restore have no values either.
+        all_failed = bool(trials["status"].astype(str).isin(("failed", "diverged")).all())
         if not (all_failed and objective in METRIC_COLUMNS and objective != "diverged"):
             raise SettingError("objective", one_of(metrics), objective, where=where)
         metrics.insert(0, objective)  # no values because every run failed
