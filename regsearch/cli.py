@@ -167,7 +167,16 @@ def _run(args: argparse.Namespace) -> int:
         with ResultsLock(folder):
             return _search_and_report(definition, folder, args)
     except LockedError as error:
-        raise SettingError("--results", "a folder no other regsearch run is writing to", str(error), "command line") from None
+        raise _locked(folder, error) from None
+
+
+def _locked(folder: Path, error: Exception) -> SettingError:
+    import re
+
+    pid = re.search(r"\(pid (\d+)\)", str(error))
+    holder = f", locked by pid {pid.group(1)}" if pid else ", locked"
+    return SettingError("--results", "a folder no other regsearch run is writing to (wait for that run to finish, "
+                        "or pass another --results)", f"{folder}{holder}", "command line")
 
 
 def _with_max_trials(definition: Any, max_trials: int) -> Any:
@@ -274,11 +283,14 @@ def _cell(value: Any, missing: str = "nan") -> str:
 
 def _report(results: Path, names: list[str], *, quiet: bool) -> int:
     """Rebuilds reports from saved runs; with no names, every search and results/README.md."""
-    from regsearch.atomic import write_text_atomic
-    from regsearch.report import best_configuration, index_markdown, summary_frame, trials_frame, write_report
+    from regsearch.atomic import LockedError, ResultsLock, write_text_atomic
+    from regsearch.report import index_markdown
 
-    available = sorted(p.parent.parent.parent.name for p in results.glob("*/tuner/*/trial_*/runs.json"))
-    available = sorted(set(available))
+    available = sorted({p.parents[3].name for p in results.glob("*/tuner/*/trial_*/trial.json")})
+    if not available:
+        raise SettingError("--results", "a folder with saved searches (run one first: python -m regsearch NAME)",
+                           f"{results} (no saved runs)", "command line")
+    _import_tensorflow_quietly()
     chosen = names or available
     for name in chosen:
         if name not in available:
@@ -287,20 +299,11 @@ def _report(results: Path, names: list[str], *, quiet: bool) -> int:
     rows = []
     for name in chosen:
         folder = results / name
-        records, histories = saved_runs(folder)
-        definition = _saved_definition(folder)
-        write_report(folder, records, histories, search_name=name, rerun_command=f"python -m regsearch {name}",
-                     objective=definition.objective if definition else "test_accuracy",
-                     direction=definition.direction if definition else "max",
-                     definition_text=definition.text if definition else None,
-                     **_plot_settings(definition.report if definition else {}))
-        objective, direction = (definition.objective, definition.direction) if definition else ("test_accuracy", "max")
-        summary = summary_frame(trials_frame(records), objective=objective, direction=direction)
         try:
-            best = best_configuration(summary)
-        except SearchFailedError:
-            best = None
-        rows.append({"search": name, "best": best, "link": f"{name}/summary.md", "description": _description(folder)})
+            with ResultsLock(folder):
+                rows.append(_rebuild(folder, name))
+        except LockedError as error:
+            raise _locked(folder, error) from None
         if not quiet:
             print(f"rebuilt {folder}/")
     if not names:
@@ -308,6 +311,25 @@ def _report(results: Path, names: list[str], *, quiet: bool) -> int:
         if not quiet:
             print(f"wrote {results / 'README.md'}")
     return EXIT_OK
+
+
+def _rebuild(folder: Path, name: str) -> dict[str, Any]:
+    """Rewrites one search's report from its saved runs; returns its row of the index."""
+    from regsearch.report import best_configuration, summary_frame, trials_frame, write_report
+
+    records, histories = saved_runs(folder)
+    definition = _saved_definition(folder)
+    objective, direction = (definition.objective, definition.direction) if definition else ("test_accuracy", "max")
+    write_report(folder, records, histories, search_name=name, rerun_command=f"python -m regsearch {name}",
+                 objective=objective, direction=direction,
+                 definition_text=definition.text if definition else None,
+                 **_plot_settings(definition.report if definition else {}))
+    summary = summary_frame(trials_frame(records), objective=objective, direction=direction)
+    try:
+        best = best_configuration(summary)
+    except SearchFailedError:
+        best = None
+    return {"search": name, "best": best, "link": f"{name}/summary.md", "description": _description(folder)}
 
 
 def saved_runs(folder: Path) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:

@@ -171,8 +171,19 @@ def load_definition(name_or_path: str | Path) -> SearchDefinition:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise SettingError("file", "valid TOML", str(error), where) from None
+        raise _syntax_error(error, where) from None
     return _validate(raw, path, text)
+
+
+def _syntax_error(error: Exception, where: str) -> SettingError:
+    """tomllib's message ("Invalid value (at line 5, column 14)") with the position as the setting."""
+    import re
+
+    found = re.fullmatch(r"(.*) \(at (line \d+, column \d+)\)", str(error))
+    if found is None:
+        return SettingError("file", "valid TOML", str(error), where)
+    problem = found.group(1)
+    return SettingError(found.group(2), "valid TOML (key = value, [table], \"strings\", [lists])", problem, where)
 
 
 # --- validation ----------------------------------------------------------------------------

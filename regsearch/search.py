@@ -273,7 +273,10 @@ def check_writable(folder: Path) -> None:
         SettingError: naming the folder and why.
     """
     probe = folder
-    while not probe.exists():
+    while not probe.exists() and not probe.is_symlink():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise SettingError("--results", "a folder regsearch can create and write", str(folder), where="command line")
+    why = (f"{probe} is not a folder" if not probe.is_dir()
+           else f"{probe} is not writable" if not os.access(probe, os.W_OK | os.X_OK) else None)
+    if why is not None:
+        raise SettingError("--results", "a folder regsearch can create and write", f"{folder} ({why})",
+                           where="command line")
