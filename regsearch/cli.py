@@ -196,7 +196,8 @@ def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) 
     from regsearch.atomic import write_text_atomic
     from regsearch.search import run_search
 
-    console = Console(stderr=True, quiet=args.quiet)
+    # Not a terminal (CI logs, pipes): rich would assume 80 columns and cut the table.
+    console = Console(stderr=True, quiet=args.quiet, width=None if sys.stderr.isatty() else 120)
     started = time.perf_counter()
     try:
         with _Progress(console, definition) as progress:
