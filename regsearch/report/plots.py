@@ -366,17 +366,13 @@ def _draw_lines(
     for label, value in info["baseline"].items():
         ax.axhline(value, color="gray", linestyle=":", label=f"test: {label}")
     if best is not None:
-        ax.scatter(
-            [best["x"]],
-            [best["mean"]],
-            marker="*",
-            s=260,
-            color="gold",
-            edgecolor="black",
-            zorder=5,
-            label=f"best test: {format_value(best['x'])}"
-            + (f" ({best['label']})" if best["label"] else ""),
-        )
+        label = format_value(best["x"]) + (f" ({best['label']})" if best["label"] else "")
+        _mark_best(ax, best["x"], best["mean"], label)
+
+
+def _mark_best(ax: Axes, x: float, y: float, label: str) -> None:
+    """A gold star on the best mean test value."""
+    ax.scatter([x], [y], marker="*", s=260, color="gold", edgecolor="black", zorder=5, label=f"best test: {label}")
 
 
 def _draw_bars(ax: Axes, table: pd.DataFrame, best: pd.Series | None) -> None:
@@ -399,16 +395,7 @@ def _draw_bars(ax: Axes, table: pd.DataFrame, best: pd.Series | None) -> None:
             label=split,
         )
     if best is not None:
-        ax.scatter(
-            [positions[best["x"]] + offsets["test"]],
-            [best["mean"]],
-            marker="*",
-            s=260,
-            color="gold",
-            edgecolor="black",
-            zorder=5,
-            label=f"best test: {best['x']}",
-        )
+        _mark_best(ax, positions[best["x"]] + offsets["test"], best["mean"], str(best["x"]))
     tilt = len(configs) > 3
     ax.set_xticks(
         range(len(configs)), configs, rotation=30 if tilt else 0, ha="right" if tilt else "center"
