@@ -165,9 +165,18 @@ def _run(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     try:
         with ResultsLock(folder):
+            _remove_stale_temporaries(folder)
             return _search_and_report(definition, folder, args)
     except LockedError as error:
         raise _locked(folder, error) from None
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Deletes temporary files a killed run left mid-write (we hold the lock: nobody else is writing)."""
+    patterns = (".*.tmp", f".{Path(BEST_MODEL).stem}.*.keras")
+    for pattern in patterns:
+        for path in folder.rglob(pattern):
+            path.unlink(missing_ok=True)
 
 
 def _locked(folder: Path, error: Exception) -> SettingError:

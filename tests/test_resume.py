@@ -1,0 +1,242 @@
+"""Resume (issue 5.1): a killed search finishes the remaining trials only, and --overwrite starts afresh.
+
+Keras Tuner 1.4.8's GridSearchOracle keeps its walk through the grid in memory
+only; reloaded, it raised KeyError after retrying the interrupted trial, or
+stopped at once when the kill fell between two trials. The fast tests below
+drive the tuners with a HyperModel that trains nothing; the slow ones kill the
+real CLI with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fake_hypermodel import FakeHyperModel, Interrupted, make_tuner, search
+from regsearch.cli import main
+from regsearch.tuners import read_runs
+
+VALUES = list(range(1, 9))
+
+
+def trained_values(tuner) -> list[int]:
+    records, _ = read_runs(tuner)
+    return sorted(r["param_value"] for r in records)
+
+
+def test_grid_stopped_between_trials_resumes_the_rest(tmp_path: Path) -> None:
+    # max_trials=3 ends the first search cleanly after three trials: the state a kill between trials leaves.
+    first = FakeHyperModel(VALUES)
+    search(make_tuner("grid", first, tmp_path, max_trials=3))
+    assert first.trained == [1, 2, 3]
+
+    second = FakeHyperModel(VALUES)
+    tuner = make_tuner("grid", second, tmp_path)
+    search(tuner)
+
+    assert second.trained == [4, 5, 6, 7, 8]
+    assert trained_values(tuner) == VALUES
+
+
+def test_grid_interrupted_mid_trial_reruns_that_trial_under_its_id(tmp_path: Path) -> None:
+    first = FakeHyperModel(VALUES, interrupt_on_call=4)
+    with pytest.raises(Interrupted):
+        search(make_tuner("grid", first, tmp_path))
+    assert first.trained == [1, 2, 3]
+
+    second = FakeHyperModel(VALUES)
+    tuner = make_tuner("grid", second, tmp_path)
+    search(tuner)
+
+    assert second.trained == [4, 5, 6, 7, 8]  # the interrupted trial restarts from scratch, once
+    assert trained_values(tuner) == VALUES
+    assert sorted(tuner.oracle.trials) == [f"{i:04d}" for i in range(8)]
+    assert {t.status for t in tuner.oracle.trials.values()} == {"COMPLETED"}
+
+
+def test_finished_grid_reloaded_runs_nothing(tmp_path: Path) -> None:
+    search(make_tuner("grid", FakeHyperModel(VALUES), tmp_path))
+    again = FakeHyperModel(VALUES)
+    tuner = make_tuner("grid", again, tmp_path)
+    search(tuner)
+    assert again.trained == []
+    assert trained_values(tuner) == VALUES
+
+
+def test_bayesian_interrupted_mid_trial_finishes_max_trials(tmp_path: Path) -> None:
+    values = list(range(1, 21))
+    first = FakeHyperModel(values, interrupt_on_call=4)
+    with pytest.raises(Interrupted):
+        search(make_tuner("bayesian", first, tmp_path, max_trials=6, num_initial_points=2))
+
+    second = FakeHyperModel(values)
+    tuner = make_tuner("bayesian", second, tmp_path, max_trials=6, num_initial_points=2)
+    search(tuner)
+
+    assert len(first.trained) + len(second.trained) == 6
+    assert sorted(tuner.oracle.trials) == [f"{i}" for i in range(6)]
+    records, _ = read_runs(tuner)
+    assert sorted(r["trial_id"] for r in records) == [f"bayesian-{i}" for i in range(6)]
+
+
+# --- the real CLI, killed with SIGKILL --------------------------------------------------------
+
+GRID = """\
+description = "resume test: eight strengths"
+
+[data]
+dataset = "moons"
+train_size = 30
+
+[model]
+hypermodel = "RegularizedMLP"
+hidden = [50]
+
+[space.regularizer]
+kinds = ["l2"]
+strengths = [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8]
+target = "kernel"
+
+[search]
+strategy = "grid"
+
+[training]
+epochs = 1500
+"""
+
+COARSE_TO_FINE = """\
+description = "resume test: decades then a fine grid"
+
+[data]
+dataset = "moons"
+train_size = 30
+
+[model]
+hypermodel = "RegularizedMLP"
+hidden = [50]
+
+[space.regularizer]
+kinds = ["l2"]
+strengths = { decades = [1e-1, 1e-6] }
+target = "kernel"
+
+[search]
+strategy = "coarse_to_fine"
+fine_points = 4
+
+[training]
+epochs = 1500
+"""
+
+
+def start_cli(definition: Path, results: Path) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen([sys.executable, "-m", "regsearch", str(definition), "--results", str(results), "--quiet"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def kill_when(process: subprocess.Popen, ready) -> None:
+    """SIGKILLs the process as soon as ``ready()`` holds; fails if the search ends first."""
+    while not ready():
+        if process.poll() is not None:
+            pytest.fail(f"the search ended before the kill point: {process.stderr.read().decode()[-2000:]}")
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+
+
+def rerun(definition: Path, results: Path, *extra: str) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "regsearch", str(definition), "--results", str(results), "--quiet", *extra],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+
+def configurations(trials_csv: Path) -> list[tuple]:
+    trials = pd.read_csv(trials_csv)
+    params = sorted(c for c in trials.columns if c.startswith("param_"))
+    return sorted(map(tuple, trials[["phase", "trial_id", *params]].astype(str).to_numpy()))
+
+
+def runs_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("tuner/*/trial_*/runs.json"))
+
+
+def assert_each_trial_once(folder: Path, expected_trials: int) -> None:
+    files = runs_files(folder)
+    assert len(files) == expected_trials
+    ids = [run["trial_id"] for path in files for run in json.loads(path.read_text())["runs"]]
+    assert len(ids) == len(set(ids)) == expected_trials
+    trials = pd.read_csv(folder / "trials.csv")
+    assert len(trials) == expected_trials
+    params = [c for c in trials.columns if c.startswith("param_")]
+    assert not trials.duplicated(["phase", *params]).any(), "a configuration ran twice"
+    assert not trials.duplicated(["trial_id"]).any()
+    assert set(trials["status"]) == {"completed"}
+
+
+def assert_no_temporary_files(folder: Path) -> None:
+    leftovers = [p for p in folder.rglob(".*") if p.name != ".lock"]
+    assert leftovers == []
+
+
+@pytest.mark.slow
+def test_grid_killed_with_sigkill_resumes_without_losing_or_repeating_trials(tmp_path: Path) -> None:
+    definition = tmp_path / "grid8.toml"
+    definition.write_text(GRID)
+    results = tmp_path / "results"
+    folder = results / "grid8"
+
+    process = start_cli(definition, results)
+    kill_when(process, lambda: len(runs_files(folder)) >= 3)
+    finished_before = len(runs_files(folder))
+    assert finished_before < 8, "the kill came too late to test anything"
+    assert not (folder / "trials.csv").exists()
+
+    rerun(definition, results)
+    assert_each_trial_once(folder, 8)
+    assert_no_temporary_files(folder)
+
+    reference = tmp_path / "reference"
+    assert main([str(definition), "--results", str(reference), "--quiet"]) == 0
+    assert configurations(folder / "trials.csv") == configurations(reference / "grid8" / "trials.csv")
+
+    # --overwrite forgets the saved trials and trains every configuration again.
+    marker = folder / "tuner" / "grid" / "marker"
+    marker.write_text("from the first search")
+    before = {path: path.stat().st_mtime_ns for path in runs_files(folder)}
+    rerun(definition, results, "--overwrite")
+    assert not marker.exists()
+    assert all(path.stat().st_mtime_ns > mtime for path, mtime in before.items())
+    assert_each_trial_once(folder, 8)
+
+
+@pytest.mark.slow
+def test_coarse_to_fine_killed_in_the_fine_phase_resumes(tmp_path: Path) -> None:
+    definition = tmp_path / "c2f.toml"
+    definition.write_text(COARSE_TO_FINE)
+    results = tmp_path / "results"
+    folder = results / "c2f"
+
+    process = start_cli(definition, results)
+    kill_when(process, lambda: any(folder.glob("tuner/fine/trial_*/runs.json")))
+    assert len(list(folder.glob("tuner/coarse/trial_*/runs.json"))) == 6
+    assert len(list(folder.glob("tuner/fine/trial_*/runs.json"))) < 4
+
+    rerun(definition, results)
+    assert_each_trial_once(folder, 6 + 4)
+    assert_no_temporary_files(folder)
+
+    reference = tmp_path / "reference"
+    assert main([str(definition), "--results", str(reference), "--quiet"]) == 0
+    assert configurations(folder / "trials.csv") == configurations(reference / "c2f" / "trials.csv")
