@@ -1,0 +1,256 @@
+"""The command line: bad input (issue 5.5), one writer (5.3), report (issue 4), safe-mode models (5.8)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from regsearch.cli import build_parser, main
+from regsearch.definition import known_searches
+
+TINY = """\
+description = "tiny search for CLI tests"
+
+[data]
+dataset = "moons"
+train_size = 30
+
+[model]
+hypermodel = "RegularizedMLP"
+hidden = [8]
+
+[space.regularizer]
+kinds = ["l2"]
+strengths = [1e-2, 1e-3]
+target = "kernel"
+
+[space.dropout]
+kinds = ["dropout"]
+rates = [0.2]
+
+[search]
+strategy = "grid"
+
+[training]
+epochs = 3
+
+[early_stopping]
+patience = 1
+"""
+
+
+def edited(old: str, new: str) -> str:
+    assert old in TINY
+    return TINY.replace(old, new, 1)
+
+
+# Each case: the TOML text (None: the tiny one), extra arguments, then what the one-line message must hold:
+# where, the setting, the allowed values, what was received.
+BAD_INPUT = {
+    "unknown search name": (None, ["no_such_search"],
+                            ["command line: 'search' must be one of", "'moons_l2'", "got 'no_such_search'."]),
+    "malformed TOML": (edited("train_size = 30", "train_size = = 30"), [],
+                       ["tiny.toml: 'line 5, column 14' must be valid TOML", "got 'Invalid value'."]),
+    "unknown key": (edited("train_size", "train_sise"), [],
+                    ["tiny.toml: 'data.train_sise' must be a known key of [data] (nearest: 'train_size')",
+                     "'dataset'", "got 'train_sise'."]),
+    "unknown top-level key": (edited("description", "descripton"), [],
+                              ["tiny.toml: 'descripton' must be a known key of the top level "
+                               "(nearest: 'description')", "got 'descripton'."]),
+    "unknown dataset": (edited('"moons"', '"moon"'), [],
+                        ["tiny.toml: 'data.dataset' must be one of 'moons'", "(nearest: 'moons')", "got 'moon'."]),
+    "wrong type": (edited("epochs = 3", 'epochs = "ten"'), [],
+                   ["tiny.toml: 'training.epochs' must be an integer >= 1; got 'ten'."]),
+    "wrong type of a model key": (edited("hidden = [8]", 'hidden = "8"'), [],
+                                  ["tiny.toml: 'model.hidden' must be a non-empty list", "got '8'."]),
+    "negative strength": (edited("1e-3]", "-1e-3]"), [],
+                          ["tiny.toml: 'space.regularizer.strengths' must be positive; got -0.001."]),
+    "dropout rate >= 1": (edited("rates = [0.2]", "rates = [1.0]"), [],
+                          ["tiny.toml: 'space.dropout.rates' must be below 1.0; got 1.0."]),
+    "patience < 0": (edited("patience = 1", "patience = -1"), [],
+                     ["tiny.toml: 'early_stopping.patience' must be an integer >= 0; got -1."]),
+    "epochs < 1 in the file": (edited("epochs = 3", "epochs = 0"), [],
+                               ["tiny.toml: 'training.epochs' must be an integer >= 1; got 0."]),
+    "epochs < 1 on the command line": (None, ["--epochs", "0"],
+                                       ["command line: '--epochs' must be an integer >= 1; got 0."]),
+    "epochs not a number": (None, ["--epochs", "x"], ["command line: '--epochs' must be an integer; got 'x'."]),
+    "split larger than the data": (edited("train_size = 30", "train_size = 500"), [],
+                                   ["tiny.toml: 'data.train_size' must be an int in [1, 99] or a fraction",
+                                    "of 100 rows; got 500."]),
+    "results folder under a file": (None, ["--results", "{tmp}/tiny.toml/results"],
+                                    ["command line: '--results' must be a folder regsearch can create and write",
+                                     "tiny.toml is not a folder)'."]),
+    "unknown option": (None, ["--bogus"],
+                       ["command line: 'option' must be one of --epochs, --help, --max-trials",
+                        "got '--bogus'."]),
+    "max trials on a grid": (None, ["--max-trials", "3"],
+                             ["command line: '--max-trials' must be left out for strategy 'grid'", "got 3."]),
+    "two search names": (None, ["moons_l1"],
+                         ["command line: 'arguments' must be one search name", "got ['moons_l1']."]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUT, ids=list(BAD_INPUT))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text, extra, expected = BAD_INPUT[case]
+    monkeypatch.chdir(tmp_path)
+    definition = tmp_path / "tiny.toml"
+    definition.write_text(text if text is not None else TINY)
+    command = [] if extra and extra[0] == "no_such_search" else [str(definition)]
+    arguments = [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    if "--results" not in arguments:
+        arguments += ["--results", str(tmp_path / "results")]
+
+    code = main([*command, *arguments])
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("regsearch: error: ")
+    for part in expected:
+        assert part in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]  # nothing written
+
+
+def test_bad_input_from_a_fresh_process_is_one_line_on_stderr(tmp_path: Path) -> None:
+    # A fresh process imports TensorFlow to validate, which logs to stderr unless told otherwise.
+    definition = tmp_path / "tiny.toml"
+    definition.write_text(edited("1e-3]", "-1e-3]"))
+    completed = subprocess.run([sys.executable, "-m", "regsearch", str(definition), "--results",
+                                str(tmp_path / "results")], capture_output=True, text=True,
+                               env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert completed.returncode == 2
+    assert completed.stderr.splitlines() == [
+        f"regsearch: error: {definition}: 'space.regularizer.strengths' must be positive; got -0.001."
+    ]
+    assert not (tmp_path / "results").exists()
+
+
+def test_unknown_search_name_lists_every_known_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["moons_l3"]) == 2
+    error = capsys.readouterr().err
+    for name in known_searches():
+        assert f"'{name}'" in error
+    assert "(did you mean 'moons_l2'?)" in error
+
+
+def test_list_shows_every_named_search(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in known_searches():
+        assert name in out
+
+
+def test_parser_options() -> None:
+    options = {o for action in build_parser()._actions for o in action.option_strings}
+    assert {"--results", "--epochs", "--max-trials", "--overwrite", "--quiet"} <= options
+
+
+# --- one tiny search, shared by the tests below ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    definition = root / "tiny.toml"
+    definition.write_text(TINY)
+    assert main([str(definition), "--results", str(root / "results"), "--quiet"]) == 0
+    return root / "results"
+
+
+def test_a_search_writes_its_outputs_and_a_copy_of_its_definition(tiny_results: Path) -> None:
+    folder = tiny_results / "tiny"
+    for name in ("trials.csv", "summary.csv", "summary.md", "accuracy_vs_strength.png", "learning_curves.png",
+                 "best_model.keras", "search.toml"):
+        assert (folder / name).is_file(), name
+    assert (folder / "search.toml").read_text() == TINY
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_best_model_loads_in_safe_mode(tiny_results: Path) -> None:
+    model = keras.saving.load_model(tiny_results / "tiny" / "best_model.keras", safe_mode=True)
+    predictions = model.predict(np.zeros((3, 2), dtype="float32"), verbose=0)
+    assert predictions.shape == (3, 1)
+
+
+def test_a_second_writer_is_refused_while_the_folder_is_locked(
+    tiny_results: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tiny_results / "tiny"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from regsearch.atomic import ResultsLock; "
+         "ResultsLock(sys.argv[1]).acquire(); print('locked', flush=True); sys.stdin.read()", str(folder)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+        definition = tiny_results.parent / "tiny.toml"
+
+        assert main([str(definition), "--results", str(tiny_results)]) == 2
+        assert main(["report", "tiny", "--results", str(tiny_results)]) == 2
+
+        errors = capsys.readouterr().err.splitlines()
+        message = (f"regsearch: error: command line: '--results' must be a folder no other regsearch run is "
+                   f"writing to (wait for that run to finish, or pass another --results); "
+                   f"got '{folder}, locked by pid {holder.pid}'.")
+        assert errors == [message, message]
+        assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before
+    finally:
+        holder.stdin.close()
+        holder.wait()
+
+
+def test_report_rebuilds_from_saved_runs_without_training(
+    tiny_results: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import regsearch.search
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("report must not run a search")
+
+    monkeypatch.setattr(regsearch.search, "run_search", no_training)
+    folder = tiny_results / "tiny"
+    trials = pd.read_csv(folder / "trials.csv")
+    tuner_files = {p: p.stat().st_mtime_ns for p in (folder / "tuner").rglob("*") if p.is_file()}
+    for name in ("trials.csv", "summary.csv", "summary.md", "accuracy_vs_strength.png", "learning_curves.png"):
+        (folder / name).unlink()
+
+    assert main(["report", "tiny", "--results", str(tiny_results), "--quiet"]) == 0
+
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "trials.csv"), trials)
+    for name in ("summary.csv", "summary.md", "accuracy_vs_strength.png", "learning_curves.png"):
+        assert (folder / name).is_file(), name
+    assert {p: p.stat().st_mtime_ns for p in (folder / "tuner").rglob("*") if p.is_file()} == tuner_files
+    assert not (tiny_results / "README.md").exists()  # only `report` with no name writes the index
+
+    assert main(["report", "--results", str(tiny_results)]) == 0
+    index = (tiny_results / "README.md").read_text()
+    assert "[tiny](tiny/summary.md)" in index
+    assert "tiny search for CLI tests" in index
+    assert f"wrote {tiny_results / 'README.md'}" in capsys.readouterr().out
+
+
+def test_report_of_an_unknown_search_exits_2(tiny_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "no_such", "--results", str(tiny_results)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"regsearch: error: command line: 'report name' must be a search with saved runs in {tiny_results}/: tiny; "
+        "got 'no_such'."
+    ]
+
+
+def test_report_without_saved_runs_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--results", str(tmp_path / "results")]) == 2
+    assert "'--results' must be a folder with saved searches" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
