@@ -1,0 +1,124 @@
+"""The contract every named search keeps (issue 4): it loads, validates, builds, plans, and runs end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+import pandas as pd
+import pytest
+
+from regsearch.cli import main
+from regsearch.definition import PACKAGED_SEARCHES, load_definition
+from regsearch.search import fine_strengths, make_hypermodel, plan_size
+
+SEARCHES = sorted(path.stem for path in PACKAGED_SEARCHES.glob("*.toml"))
+
+# What each grid visits (the coarse grid for coarse_to_fine): the searches answer what they say.
+PLANNED = {
+    "circles_activity": 12,  # 6 decades x placement after/before
+    "digits_cnn": 5,
+    "moons_activity": 12,
+    "moons_constraints": 5,
+    "moons_dropout": 15,  # 3 kinds x 5 rates
+    "moons_early_stopping": 4,
+    "moons_l1": 6,
+    "moons_l1_l2": 6,
+    "moons_l2": 6,
+    "moons_overfit": 1,
+    "moons_sgd_lr": 3,
+    "rings_l2": 6,
+    "sequence_lstm": 15,  # 5 decades x 3 targets
+}
+BAYESIAN_TRIALS_IN_CI = 4
+EPOCHS_IN_CI = {"digits_cnn": 2, "sequence_lstm": 2}
+
+
+def test_every_packaged_search_is_in_the_contract() -> None:
+    assert set(SEARCHES) == set(PLANNED) | {"moons_bayes"}
+
+
+def grid_walk(hypermodel, folder: Path) -> list[dict]:
+    """The configurations Keras Tuner's GridSearchOracle proposes for this HyperModel, without training."""
+    hp = kt.HyperParameters()
+    hypermodel.build(hp)
+    oracle = kt.oracles.GridSearchOracle(objective=kt.Objective("score", "max"), hyperparameters=hp)
+    oracle._set_project_dir(str(folder), "walk")
+    walked = []
+    while True:
+        trial = oracle.create_trial("walker")
+        if trial.status == "STOPPED":
+            return walked
+        walked.append(dict(trial.hyperparameters.values))
+        oracle.update_trial(trial.trial_id, {"score": 0.0})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+
+
+@pytest.mark.parametrize("name", SEARCHES)
+def test_each_search_loads_validates_builds_and_plans(name: str, tmp_path: Path) -> None:
+    definition = load_definition(PACKAGED_SEARCHES / f"{name}.toml")
+    assert definition.name == name
+    assert definition.description.strip()
+    hypermodel = make_hypermodel(definition)
+    model = hypermodel.build(kt.HyperParameters())
+    assert isinstance(model, keras.Model)
+    assert model.optimizer is not None
+
+    if definition.strategy == "bayesian":
+        assert definition.max_trials >= 1
+        hp = kt.HyperParameters()
+        hypermodel.describe(hp)
+        assert len(hp.space) >= 2
+        return
+    walked = grid_walk(hypermodel, tmp_path)
+    assert len(walked) == plan_size(hypermodel) == PLANNED[name]
+    assert len({tuple(sorted(v.items())) for v in walked}) == len(walked)  # no configuration twice
+    if definition.strategy == "coarse_to_fine":
+        decades = list(hypermodel.regularizer.strengths)
+        fine = fine_strengths(decades[len(decades) // 2], decades, definition.fine_points)
+        assert len(set(fine)) == definition.fine_points
+
+
+def expected_rows(name: str) -> int:
+    definition = load_definition(PACKAGED_SEARCHES / f"{name}.toml")
+    if definition.strategy == "bayesian":
+        return BAYESIAN_TRIALS_IN_CI * definition.repeats
+    trials = PLANNED[name] + (definition.fine_points if definition.strategy == "coarse_to_fine" else 0)
+    return trials * definition.repeats
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+@pytest.mark.filterwarnings("ignore:constrained_layout not applied")
+@pytest.mark.parametrize("name", SEARCHES)
+def test_each_search_runs_end_to_end_through_the_cli(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the packaged definitions, not a local searches/ folder
+    arguments = [name, "--epochs", str(EPOCHS_IN_CI.get(name, 3)), "--results", "results", "--quiet"]
+    if name == "moons_bayes":
+        arguments += ["--max-trials", str(BAYESIAN_TRIALS_IN_CI)]
+
+    assert main(arguments) == 0
+
+    folder = tmp_path / "results" / name
+    for output in ("trials.csv", "summary.csv", "summary.md", "accuracy_vs_strength.png", "learning_curves.png",
+                   "best_model.keras", "search.toml"):
+        assert (folder / output).is_file(), output
+    trials = pd.read_csv(folder / "trials.csv")
+    assert len(trials) == expected_rows(name)
+    assert (trials["search"] == name).all()
+    assert not trials.duplicated(["trial_id", "repeat"]).any()
+    summary = pd.read_csv(folder / "summary.csv")
+    assert summary["rank"].iloc[0] == 1
+    assert (folder / "search.toml").read_text() == (PACKAGED_SEARCHES / f"{name}.toml").read_text()
+    keras.saving.load_model(folder / "best_model.keras", safe_mode=True)
+    assert [p.name for p in folder.rglob(".*") if p.name != ".lock"] == []
+
+
+def test_an_unknown_search_name_prints_the_known_names_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["no_such_search"]) == 2
+    error = capsys.readouterr().err
+    assert all(f"'{name}'" in error for name in SEARCHES)
