@@ -25,12 +25,13 @@ from typing import Any, Callable
 import numpy as np
 
 from regsearch.datasets import Split, load_dataset
-from regsearch.definition import SearchDefinition
+from regsearch.definition import NOTHING, SearchDefinition
 from regsearch.errors import SearchFailedError, SettingError
 
 __all__ = ["SearchResult", "make_hypermodel", "run_search", "fine_strengths", "plan_size"]
 
 TUNER_FOLDER = "tuner"
+SETTINGS_FILE = "settings.json"
 
 
 @dataclasses.dataclass
@@ -138,6 +139,7 @@ def run_search(
     tuner_dir = results_dir / TUNER_FOLDER
     if overwrite and tuner_dir.exists():
         shutil.rmtree(tuner_dir)
+    check_same_settings(definition, tuner_dir)
     fit_arguments = dict(
         validation_data=(split.x_test, split.y_test),
         epochs=definition.epochs,
@@ -178,6 +180,56 @@ def run_search(
 
     _check_some_completed(definition, records, histories)
     return SearchResult(definition, records, histories, _best_model(tuners, records, definition))
+
+
+def check_same_settings(definition: SearchDefinition, tuner_dir: Path) -> None:
+    """Refuses to resume trials that ran under other settings, then records these ones.
+
+    Keras Tuner keeps finished trials, and the search space it saved, whatever
+    the definition says now: a search first run with ``--epochs 3`` and rerun
+    without it would keep its 3-epoch trials as if they were the real ones.
+    ``max_trials`` may change (a Bayesian search can be extended), and so may
+    the description and the report settings.
+
+    Raises:
+        SettingError: naming the first setting that changed, its saved value and the new one.
+    """
+    import json
+
+    from regsearch.atomic import write_text_atomic
+
+    current = json.loads(json.dumps(_trial_settings(definition), default=str))
+    path = tuner_dir / SETTINGS_FILE
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        changed = [key for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
+        if changed:
+            key = changed[0]
+            was = "absent" if key not in saved else repr(saved[key])
+            raise SettingError(key, f"{was} as when the saved trials ran (or pass --overwrite to start afresh)",
+                               current.get(key, NOTHING), where=str(tuner_dir.parent))
+        return
+    write_text_atomic(path, json.dumps(current, indent=1, sort_keys=True))
+
+
+def _trial_settings(definition: SearchDefinition) -> dict[str, Any]:
+    """The definition's settings that shape trials, as dotted keys (comments and formatting do not count)."""
+    import tomllib
+
+    flat: dict[str, Any] = {}
+
+    def walk(table: dict[str, Any], prefix: str) -> None:
+        for key, value in table.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[f"{prefix}{key}"] = value
+
+    walk(tomllib.loads(definition.text), "")
+    for key in [k for k in flat if k in ("description", "search.max_trials") or k.startswith("report.")]:
+        del flat[key]
+    flat["training.epochs"] = definition.epochs  # --epochs included
+    return flat
 
 
 def _check_some_completed(definition: SearchDefinition, records: list[dict], histories: dict) -> None:
