@@ -22,6 +22,8 @@ import pytest
 
 from fake_hypermodel import FakeHyperModel, Interrupted, make_tuner, search
 from regsearch.cli import main
+from regsearch.report import summary_frame
+from regsearch.search import fine_strengths
 from regsearch.tuners import read_runs
 
 VALUES = list(range(1, 9))
@@ -206,19 +208,17 @@ def test_grid_killed_with_sigkill_resumes_without_losing_or_repeating_trials(tmp
     rerun(definition, results)
     assert_each_trial_once(folder, 8)
     assert_no_temporary_files(folder)
+    resumed = configurations(folder / "trials.csv")
 
-    reference = tmp_path / "reference"
-    assert main([str(definition), "--results", str(reference), "--quiet"]) == 0
-    assert configurations(folder / "trials.csv") == configurations(reference / "grid8" / "trials.csv")
-
-    # --overwrite forgets the saved trials and trains every configuration again.
+    # --overwrite forgets the saved trials and trains every configuration again, uninterrupted.
     marker = folder / "tuner" / "grid" / "marker"
     marker.write_text("from the first search")
     before = {path: path.stat().st_mtime_ns for path in runs_files(folder)}
-    rerun(definition, results, "--overwrite")
+    assert main([str(definition), "--results", str(results), "--quiet", "--overwrite"]) == 0
     assert not marker.exists()
     assert all(path.stat().st_mtime_ns > mtime for path, mtime in before.items())
     assert_each_trial_once(folder, 8)
+    assert configurations(folder / "trials.csv") == resumed
 
 
 @pytest.mark.slow
@@ -237,6 +237,60 @@ def test_coarse_to_fine_killed_in_the_fine_phase_resumes(tmp_path: Path) -> None
     assert_each_trial_once(folder, 6 + 4)
     assert_no_temporary_files(folder)
 
-    reference = tmp_path / "reference"
-    assert main([str(definition), "--results", str(reference), "--quiet"]) == 0
-    assert configurations(folder / "trials.csv") == configurations(reference / "c2f" / "trials.csv")
+    # The configurations an uninterrupted run visits: the decades, then the fine grid around the best one.
+    trials = pd.read_csv(folder / "trials.csv")
+    coarse = trials[trials["phase"] == "coarse"]
+    assert list(coarse["param_strength"]) == [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
+    best = summary_frame(coarse, objective="test_accuracy", direction="max").iloc[0]["param_strength"]
+    expected = fine_strengths(best, list(coarse["param_strength"]), points=4)
+    assert list(trials[trials["phase"] == "fine"]["param_strength"]) == expected
+
+
+TWO = """\
+description = "two strengths"
+
+[data]
+dataset = "moons"
+train_size = 30
+
+[model]
+hypermodel = "RegularizedMLP"
+hidden = [8]
+
+[space.regularizer]
+kinds = ["l2"]
+strengths = [1e-2, 1e-3]
+
+[training]
+epochs = 2
+"""
+
+
+def test_resuming_under_other_settings_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    definition = tmp_path / "two.toml"
+    definition.write_text(TWO)
+    results = tmp_path / "results"
+    folder = results / "two"
+    assert main([str(definition), "--results", str(results), "--quiet"]) == 0
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and p.name != ".lock"}
+
+    # A quick look with --epochs, or an edited grid, would otherwise keep trials trained another way.
+    assert main([str(definition), "--results", str(results), "--quiet", "--epochs", "5"]) == 2
+    definition.write_text(TWO.replace("1e-3]", "1e-4]"))
+    assert main([str(definition), "--results", str(results), "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"regsearch: error: {folder}: 'training.epochs' must be 2 as when the saved trials ran "
+        "(or pass --overwrite to start afresh); got 5.",
+        f"regsearch: error: {folder}: 'space.regularizer.strengths' must be [0.01, 0.001] as when the saved "
+        "trials ran (or pass --overwrite to start afresh); got [0.01, 0.0001].",
+    ]
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and p.name != ".lock"} == before
+
+    # A new description or comment changes no trial: the search resumes, with nothing to train.
+    definition.write_text(TWO.replace('"two strengths"', '"two strengths, described better"') + "# a comment\n")
+    assert main([str(definition), "--results", str(results), "--quiet"]) == 0
+    assert all(p.stat().st_mtime_ns == before[p] for p in runs_files(folder))
+
+    definition.write_text(TWO.replace("1e-3]", "1e-4]"))
+    assert main([str(definition), "--results", str(results), "--quiet", "--overwrite"]) == 0
+    assert sorted(pd.read_csv(folder / "trials.csv")["param_strength"]) == [1e-4, 1e-2]
