@@ -14,7 +14,9 @@ search again resumes it (finished trials are kept, not rerun).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import math
 import os
 import shutil
@@ -262,9 +264,11 @@ def _make_tuner(definition: SearchDefinition, hypermodel: Any, phase: str, direc
         on_run=on_run,
         **options,
     )
-    if phase == "bayesian":
-        return tuners.BayesianOptimization(hypermodel, max_trials=definition.max_trials, **common)
-    return tuners.GridSearch(hypermodel, **common)
+    # Keras Tuner prints "Reloading Tuner from ..." on stdout; the CLI's progress already counts resumed runs.
+    with contextlib.redirect_stdout(io.StringIO()):
+        if phase == "bayesian":
+            return tuners.BayesianOptimization(hypermodel, max_trials=definition.max_trials, **common)
+        return tuners.GridSearch(hypermodel, **common)
 
 
 def _read_runs(tuner: Any) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:

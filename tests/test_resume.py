@@ -290,6 +290,7 @@ def test_resuming_under_other_settings_is_refused(tmp_path: Path, capsys: pytest
     definition.write_text(TWO.replace('"two strengths"', '"two strengths, described better"') + "# a comment\n")
     assert main([str(definition), "--results", str(results), "--quiet"]) == 0
     assert all(p.stat().st_mtime_ns == before[p] for p in runs_files(folder))
+    assert capsys.readouterr().out == ""  # not even Keras Tuner's "Reloading Tuner from ..."
 
     definition.write_text(TWO.replace("1e-3]", "1e-4]"))
     assert main([str(definition), "--results", str(results), "--quiet", "--overwrite"]) == 0
