@@ -76,6 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a Bayesian search's max_trials (quick looks; a rerun without it resumes)")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    distributed = parser.add_argument_group(
+        "distributed search (Keras Tuner's chief/worker mode; every process needs the same --results folder)")
+    role = distributed.add_mutually_exclusive_group()
+    role.add_argument("--chief", action="store_true", help="serve the trials to workers, then write the report")
+    role.add_argument("--worker", action="store_true", help="run trials the chief hands out")
+    distributed.add_argument("--oracle-ip", metavar="ADDR",
+                             help="the chief's address (default: $KERASTUNER_ORACLE_IP or 127.0.0.1)")
+    distributed.add_argument("--oracle-port", type=int, metavar="PORT",
+                             help="the chief's port (default: $KERASTUNER_ORACLE_PORT or 8000)")
+    distributed.add_argument("--tuner-id", metavar="ID",
+                             help="a worker's id (default: $KERASTUNER_TUNER_ID or worker-HOST-PID)")
+    distributed.add_argument("--workers", type=int, metavar="N",
+                             help="the chief ends each phase only after N workers have finished it (default: 1)")
     return parser
 
 
@@ -160,9 +173,12 @@ def _run(args: argparse.Namespace) -> int:
         definition = definition.with_epochs(args.epochs)
     if args.max_trials is not None:
         definition = _with_max_trials(definition, args.max_trials)
+    _check_distributed_options(args)
     folder = Path(args.results) / definition.name
     check_writable(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if args.worker:  # the chief holds the lock and writes the report; workers only add trials
+        return _work(definition, folder, args)
     try:
         with ResultsLock(folder):
             _remove_stale_temporaries(folder)
@@ -210,8 +226,16 @@ def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) 
     started = time.perf_counter()
     try:
         with _Progress(console, definition) as progress:
+            serve = None
+            if args.chief:
+                from regsearch import distributed
+
+                where = distributed.endpoint(args.oracle_ip, args.oracle_port)
+                console.print(f"{definition.name}: chief serving trials on {where}")
+                serve = distributed.become_chief(where, definition, workers=args.workers or 1, on_run=progress.run)
             result = run_search(
-                definition, folder, overwrite=args.overwrite, on_phase=progress.phase, on_run=progress.run
+                definition, folder, overwrite=args.overwrite, on_phase=progress.phase, on_run=progress.run,
+                serve=serve,
             )
     except SearchFailedError as error:
         # Every run failed: still write trials.csv and summary.md, which say why.
@@ -225,6 +249,51 @@ def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) 
     write_text_atomic(folder / DEFINITION_COPY, definition.text)
     seconds = time.perf_counter() - started
     _print_best(console, folder, definition, seconds)
+    return EXIT_OK
+
+
+def _check_distributed_options(args: argparse.Namespace) -> None:
+    """Refuses distributed options that the process's role does not use, before anything runs."""
+    role = "--chief" if args.chief else "--worker" if args.worker else None
+    allowed = {"--oracle-ip": ("--chief", "--worker"), "--oracle-port": ("--chief", "--worker"),
+               "--tuner-id": ("--worker",), "--workers": ("--chief",)}
+    for option, roles in allowed.items():
+        value = getattr(args, option[2:].replace("-", "_"))
+        if value is not None and role not in roles:
+            raise SettingError(option, f"given only with {' or '.join(roles)}", value, "command line")
+    if args.worker and args.overwrite:
+        raise SettingError("--overwrite", "left to the chief (a worker never deletes results)", True, "command line")
+    if args.workers is not None and args.workers < 1:
+        raise SettingError("--workers", "an integer >= 1", args.workers, "command line")
+    if role is not None:
+        from regsearch import distributed
+
+        distributed.endpoint(args.oracle_ip, args.oracle_port)
+        if args.worker:
+            distributed.worker_id(args.tuner_id)
+
+
+def _work(definition: Any, folder: Path, args: argparse.Namespace) -> int:
+    """A distributed worker: runs the trials the chief hands out until it has none left."""
+    from rich.console import Console
+
+    from regsearch import distributed
+
+    where = distributed.endpoint(args.oracle_ip, args.oracle_port)
+    tuner_id = distributed.worker_id(args.tuner_id)
+    console = Console(stderr=True, quiet=args.quiet, width=None if sys.stderr.isatty() else 120)
+    console.print(f"{definition.name}: worker {tuner_id} asking the chief at {where} for trials")
+    runs = []
+
+    def on_run(record: dict) -> None:
+        runs.append(record)
+        value = record.get(definition.objective)
+        console.print(f"{record['trial_id']} run {record['repeat']}: {record['status']}, "
+                      f"{definition.objective}={_cell(value)} ({record['seconds']:.1f} s)")
+
+    distributed.run_worker(definition, folder, where=where, tuner_id=tuner_id,
+                           on_phase=lambda phase: console.print(f"phase {phase}"), on_run=on_run)
+    console.print(f"worker {tuner_id}: {len(runs)} runs done; the chief writes the report")
     return EXIT_OK
 
 

@@ -123,6 +123,7 @@ def run_search(
     on_phase: Callable[[str, int], None] | None = None,
     on_run: Callable[[dict], None] | None = None,
     tuner_options: dict[str, Any] | None = None,
+    serve: Callable[[Any, str], None] | None = None,
 ) -> SearchResult:
     """Runs every phase of the definition's strategy; resumes what an earlier run left.
 
@@ -133,6 +134,8 @@ def run_search(
         on_phase: Called with the phase name and its planned number of trials.
         on_run: Called with each run's record as it finishes.
         tuner_options: Extra keyword arguments for the tuners (tests, distributed runs).
+        serve: Called with each phase's tuner and phase name instead of ``tuner.search``
+            (the distributed chief, which hands trials out to workers; see :mod:`regsearch.distributed`).
 
     Raises:
         SearchFailedError: Every run of the search failed.
@@ -142,12 +145,7 @@ def run_search(
     if overwrite and tuner_dir.exists():
         shutil.rmtree(tuner_dir)
     check_same_settings(definition, tuner_dir)
-    fit_arguments = dict(
-        validation_data=(split.x_test, split.y_test),
-        epochs=definition.epochs,
-        batch_size=definition.batch_size,
-        early_stopping=definition.early_stopping and _stopping_arguments(definition.early_stopping),
-    )
+    arguments = fit_arguments(definition, split)
     hypermodel = make_hypermodel(definition, split)
     records: list[dict] = []
     histories: dict[str, dict[str, list[float]]] = {}
@@ -160,7 +158,10 @@ def run_search(
         if on_run is not None:  # a resumed search: count the runs an earlier process finished
             for record in _read_runs(tuner)[0]:
                 on_run(record)
-        tuner.search(split.x_train, split.y_train, verbose=0, **fit_arguments)
+        if serve is None:
+            tuner.search(split.x_train, split.y_train, verbose=0, **arguments)
+        else:
+            serve(tuner, phase)
         phase_records, phase_histories = _read_runs(tuner)
         records.extend(phase_records)
         histories.update(phase_histories)
@@ -174,14 +175,32 @@ def run_search(
     else:
         coarse = search("coarse", hypermodel, plan_size(hypermodel))
         _check_some_completed(definition, records, histories)
-        best = _best_strength(coarse, definition)
-        decades = list(hypermodel.regularizer.strengths)
-        fine_definition = _with_strengths(definition, fine_strengths(best, decades, definition.fine_points))
-        fine_hypermodel = make_hypermodel(fine_definition, split)
+        fine_hypermodel = make_hypermodel(fine_definition(definition, hypermodel, coarse), split)
         search("fine", fine_hypermodel, plan_size(fine_hypermodel))
 
     _check_some_completed(definition, records, histories)
     return SearchResult(definition, records, histories, _best_model(tuners, records, definition))
+
+
+def fit_arguments(definition: SearchDefinition, split: Split) -> dict[str, Any]:
+    """The keyword arguments every phase's ``tuner.search`` gets besides the training data."""
+    return dict(
+        validation_data=(split.x_test, split.y_test),
+        epochs=definition.epochs,
+        batch_size=definition.batch_size,
+        early_stopping=definition.early_stopping and _stopping_arguments(definition.early_stopping),
+    )
+
+
+def fine_definition(definition: SearchDefinition, hypermodel: Any, coarse_records: list[dict]) -> SearchDefinition:
+    """The fine phase of ``coarse_to_fine``: strengths around the coarse grid's best decade.
+
+    Raises:
+        SearchFailedError: The coarse grid has no completed run with a strength.
+    """
+    best = _best_strength(coarse_records, definition)
+    decades = list(hypermodel.regularizer.strengths)
+    return _with_strengths(definition, fine_strengths(best, decades, definition.fine_points))
 
 
 def check_same_settings(definition: SearchDefinition, tuner_dir: Path) -> None:

@@ -113,7 +113,9 @@ class _RecordingTuner:
             if self.on_run is not None:
                 self.on_run(record)
         trial_dir = Path(self.get_trial_dir(trial.trial_id))
-        write_text_atomic(trial_dir / RUNS_FILE, json.dumps({"runs": records, "histories": histories}, default=float))
+        # "tuner_id" says which process ran the trial (distributed workers: "<worker>@<phase>").
+        saved = {"runs": records, "histories": histories, "tuner_id": str(self.tuner_id)}
+        write_text_atomic(trial_dir / RUNS_FILE, json.dumps(saved, default=float))
         completed = [r for r in records if r["status"] == "completed"]
         if not completed:
             raise kt.errors.FailedTrialError("; ".join(sorted({r["reason"] for r in records})))
