@@ -9,6 +9,7 @@ Bad input is refused before anything is written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, metavar="N", help="override the definition's epochs (quick looks)")
     parser.add_argument("--max-trials", type=int, metavar="N",
                         help="override a Bayesian search's max_trials (quick looks; a rerun without it resumes)")
+    parser.add_argument("--repeats", type=int, metavar="N", help="override the definition's runs per configuration")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     distributed = parser.add_argument_group(
@@ -173,6 +175,10 @@ def _run(args: argparse.Namespace) -> int:
         definition = definition.with_epochs(args.epochs)
     if args.max_trials is not None:
         definition = _with_max_trials(definition, args.max_trials)
+    if args.repeats is not None:
+        if args.repeats < 1:
+            raise SettingError("--repeats", "an integer >= 1", args.repeats, "command line")
+        definition = dataclasses.replace(definition, repeats=args.repeats)
     _check_distributed_options(args)
     folder = Path(args.results) / definition.name
     check_writable(folder)
@@ -205,8 +211,6 @@ def _locked(folder: Path, error: Exception) -> SettingError:
 
 
 def _with_max_trials(definition: Any, max_trials: int) -> Any:
-    import dataclasses
-
     if definition.strategy != "bayesian":
         raise SettingError("--max-trials", f"left out for strategy '{definition.strategy}' (only 'bayesian' has it)",
                            max_trials, "command line")

@@ -226,7 +226,7 @@ def check_same_settings(definition: SearchDefinition, tuner_dir: Path) -> None:
         changed = [key for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
         if changed:
             key = changed[0]
-            was = "absent" if key not in saved else repr(saved[key])
+            was = "unset (the default)" if key not in saved else repr(saved[key])
             raise SettingError(key, f"{was} as when the saved trials ran (or pass --overwrite to start afresh)",
                                current.get(key, NOTHING), where=str(tuner_dir.parent))
         return
@@ -250,6 +250,8 @@ def _trial_settings(definition: SearchDefinition) -> dict[str, Any]:
     for key in [k for k in flat if k in ("description", "search.max_trials") or k.startswith("report.")]:
         del flat[key]
     flat["training.epochs"] = definition.epochs  # --epochs included
+    if "search.repeats" in flat or definition.repeats != 1:  # --repeats included; 1 is the default
+        flat["search.repeats"] = definition.repeats
     return flat
 
 

@@ -90,6 +90,7 @@ BAD_INPUT = {
     "unknown option": (None, ["--bogus"],
                        ["command line: 'option' must be one of --", "--epochs, --help, --max-trials", "--results",
                         "; got '--bogus'."]),
+    "repeats < 1": (None, ["--repeats", "0"], ["command line: '--repeats' must be an integer >= 1; got 0."]),
     "max trials on a grid": (None, ["--max-trials", "3"],
                              ["command line: '--max-trials' must be left out for strategy 'grid'", "got 3."]),
     "two search names": (None, ["moons_l1"],

@@ -276,11 +276,14 @@ def test_resuming_under_other_settings_is_refused(tmp_path: Path, capsys: pytest
 
     # A quick look with --epochs, or an edited grid, would otherwise keep trials trained another way.
     assert main([str(definition), "--results", str(results), "--quiet", "--epochs", "5"]) == 2
+    assert main([str(definition), "--results", str(results), "--quiet", "--repeats", "2"]) == 2
     definition.write_text(TWO.replace("1e-3]", "1e-4]"))
     assert main([str(definition), "--results", str(results), "--quiet"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         f"regsearch: error: {folder}: 'training.epochs' must be 2 as when the saved trials ran "
         "(or pass --overwrite to start afresh); got 5.",
+        f"regsearch: error: {folder}: 'search.repeats' must be unset (the default) as when the saved trials ran "
+        "(or pass --overwrite to start afresh); got 2.",
         f"regsearch: error: {folder}: 'space.regularizer.strengths' must be [0.01, 0.001] as when the saved "
         "trials ran (or pass --overwrite to start afresh); got [0.01, 0.0001].",
     ]
