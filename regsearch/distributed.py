@@ -19,8 +19,8 @@ What regsearch adds to Keras Tuner's protocol:
 - Checks before any trial runs: a worker waits for the chief, then refuses to
   start unless it sees the chief's ``distributed.json`` in its results folder
   (the folder is shared) with the same definition fingerprint (same search,
-  same ``--epochs``/``--max-trials``); each trial's search space is compared
-  with the worker's own as well.
+  same ``--epochs``/``--max-trials``/``--repeats``); each trial's search space
+  is compared with the worker's own as well.
 - The chief ends a phase when every trial has ended and at least ``workers``
   workers have been told to stop (Keras Tuner's chief polls every 20 s and
   never stops its server), then stops the server before the next phase.
@@ -40,7 +40,7 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any, Callable
 
-from regsearch.errors import SettingError
+from regsearch.errors import SearchFailedError, SettingError
 
 __all__ = [
     "DEFAULT_IP",
@@ -315,8 +315,22 @@ def run_worker(
 
     Raises:
         SettingError: The chief's folder is not this one, or serves another definition.
-        SearchFailedError: The coarse grid of ``coarse_to_fine`` has no completed run.
+        SearchFailedError: The coarse grid of ``coarse_to_fine`` has no completed run, or
+            the chief stopped answering (Keras Tuner's client waits an hour for it).
     """
+    import grpc
+
+    try:
+        _run_phases(definition, results_dir, where, tuner_id, on_phase, on_run)
+    except grpc.RpcError as error:
+        code = error.code().name if hasattr(error, "code") else type(error).__name__
+        raise SearchFailedError(f"worker {tuner_id}: the chief at {where} did not answer ({code}); it has "
+                                "finished (start workers while it runs, or give the chief --workers N) "
+                                "or it is gone") from None
+
+
+def _run_phases(definition: Any, results_dir: Path, where: Endpoint, tuner_id: str,
+                on_phase: Callable[[str], None] | None, on_run: Callable[[dict], None] | None) -> None:
     from regsearch import search
     from regsearch.datasets import load_dataset
 
@@ -348,7 +362,7 @@ def _check_same_search(definition: Any, tuner_dir: Path, where: Endpoint) -> Non
     state = json.loads(path.read_text(encoding="utf-8"))
     if state.get("fingerprint") != fingerprint(definition):
         raise SettingError("search", f"the chief's: '{state.get('search')}' with the same definition and overrides "
-                           "(--epochs, --max-trials) on every process", f"'{definition.name}' with other settings",
+                           "(--epochs, --max-trials, --repeats) on every process", f"'{definition.name}' with other settings",
                            WHERE)
 
 

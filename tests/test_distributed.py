@@ -50,8 +50,10 @@ PROCESS_SECONDS = 600
 
 @pytest.fixture(autouse=True)
 def no_keras_tuner_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Set, then removed: monkeypatch restores the original state even after a worker sets them.
     for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
 
 
 # --- options and ids ----------------------------------------------------------
@@ -176,6 +178,20 @@ def test_the_chief_refuses_a_port_in_use(tmp_path: Path) -> None:
         where = distributed.Endpoint("127.0.0.1", busy.getsockname()[1])
         with pytest.raises(SettingError, match=f"'--oracle-port' must be a port free on 127.0.0.1; got {where.port}"):
             distributed.serve_phase(tuner, "grid", where=where, order=["grid"])
+
+
+def test_a_worker_whose_chief_is_gone_stops_with_a_message(tmp_path, monkeypatch) -> None:
+    from keras_tuner.src.distribute import oracle_client
+
+    from regsearch.definition import load_definition
+    from regsearch.errors import SearchFailedError
+
+    monkeypatch.setattr(oracle_client, "TIMEOUT", 2)  # Keras Tuner waits an hour
+    (tmp_path / "small.toml").write_text(GRID)
+    where = distributed.Endpoint("127.0.0.1", free_port())
+    with pytest.raises(SearchFailedError, match=f"worker w1: the chief at {where} did not answer"):
+        distributed.run_worker(load_definition(str(tmp_path / "small.toml")), tmp_path / "small", where=where,
+                               tuner_id="w1")
 
 
 # --- a chief and two workers ------------------------------------------------------
