@@ -4,7 +4,7 @@
 validation iterator). On the small models regularization studies use, that
 overhead is almost all of the run time. :func:`fit` runs the whole epoch loop,
 validation and early-stopping bookkeeping included, inside a single
-``tf.function`` (XLA where it compiles), calling the model's own
+``tf.function``, calling the model's own
 ``train_step``/``test_step`` so that losses, regularization penalties and
 metrics are exactly those of ``model.fit``.
 """
@@ -41,6 +41,11 @@ def fit(
     batch_size=..., shuffle=..., callbacks=[early_stopping])``, including
     ``restore_best_weights``, but without returning to Python between epochs.
     A loss that becomes NaN or infinite stops training (no exception).
+
+    The loop is compiled with XLA when the model's ``jit_compile`` asks for it
+    (Keras's ``"auto"`` does where there is a GPU), and runs as a plain
+    TensorFlow graph otherwise or when XLA cannot compile the model; it runs
+    on whatever device TensorFlow places it on.
 
     Data that is not in memory (a ``tf.data.Dataset``, a generator, a
     ``keras.utils.PyDataset``) or a backend other than TensorFlow falls back to

@@ -19,14 +19,18 @@ def moons(n: int = 60, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return x.astype("float32"), y.astype("float32")
 
 
-def make_model(units: int = 16, dropout: float = 0.0, l2: float = 1e-3, learning_rate: float = 1e-3) -> keras.Model:
+def make_model(
+    units: int = 16, dropout: float = 0.0, l2: float = 1e-3, learning_rate: float = 1e-3, jit_compile: bool | str = "auto"
+) -> keras.Model:
     keras.utils.set_random_seed(0)
     layers = [keras.Input((2,)), keras.layers.Dense(units, activation="relu", kernel_regularizer=keras.regularizers.L2(l2))]
     if dropout:
         layers.append(keras.layers.Dropout(dropout))
     layers.append(keras.layers.Dense(1, activation="sigmoid"))
     model = keras.Sequential(layers)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy", metrics=["accuracy"], jit_compile=jit_compile
+    )
     return model
 
 
@@ -66,6 +70,21 @@ def test_minibatches_without_shuffle_match_model_fit(batch_size):
     reference, ours = twin_models()
     expected = reference.fit(x, y, validation_data=(x[:20], y[:20]), epochs=15, batch_size=batch_size, shuffle=False, verbose=0)
     got = regsearch.fit(ours, x, y, validation_data=(x[:20], y[:20]), epochs=15, batch_size=batch_size, shuffle=False)
+    assert_same_history(expected.history, got.history)
+    assert_same_weights(reference, ours)
+
+
+def test_xla_compiled_model_matches_model_fit_with_early_stopping():
+    x, y = moons(100)
+    reference, ours = twin_models(units=32, learning_rate=0.05, jit_compile=True)
+    settings = dict(monitor="val_loss", patience=3, restore_best_weights=True)
+    reference_callback, our_callback = keras.callbacks.EarlyStopping(**settings), keras.callbacks.EarlyStopping(**settings)
+    data = dict(validation_data=(x[30:], y[30:]), epochs=200, batch_size=8)
+    expected = reference.fit(x[:30], y[:30], callbacks=[reference_callback], shuffle=False, verbose=0, **data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback to a plain graph
+        got = regsearch.fit(ours, x[:30], y[:30], early_stopping=our_callback, shuffle=False, **data)
+    assert got.stopped_epoch == reference_callback.stopped_epoch > 0
     assert_same_history(expected.history, got.history)
     assert_same_weights(reference, ours)
 
