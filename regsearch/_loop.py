@@ -84,6 +84,15 @@ class _EarlyStoppingState:
             [tf.Variable(w.value, trainable=False) for w in self.weights] if restore else []
         )
 
+    def reset(self) -> None:
+        """``EarlyStopping.on_train_begin``: every run starts from no best value."""
+        self.best.assign(0.0)
+        self.has_best.assign(False)
+        self.best_epoch.assign(0)
+        self.wait.assign(0)
+        self.stopped_epoch.assign(0)
+        self.has_best_weights.assign(False)
+
     def keep_weights(self) -> None:
         for best, weight in zip(self.best_weights, self.weights):
             best.assign(weight.value)
@@ -123,52 +132,14 @@ def train(
             stacklevel=3,
         )
         rule = None
-    monitor_index = None if rule is None else log_names.index(rule.monitor)
-    # Validation metrics are size-weighted means over batches, so one large batch
-    # gives Keras's numbers (to float rounding) in a fraction of the steps.
-    val_batch_size = 0 if val is None else max(batch_size, min(int(val[0].shape[0]), VALIDATION_BATCH_ROWS))
-    state = _EarlyStoppingState(model, restore=rule is not None and rule.restore_best_weights)
+    loop = _compiled_loop(model, x, y, val, epochs=epochs, batch_size=batch_size, shuffle=shuffle, rule=rule,
+                          names=names, log_names=log_names)
+    state = loop.state
+    state.reset()
     shuffle_seed = _seed_random_layers(model, seed)
-
-    def run_epochs() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        n_train = int(x.shape[0])
-        many_batches = n_train > batch_size
-
-        def body(epoch, logs, stop, diverged):
-            model.reset_metrics()
-            if shuffle and many_batches:
-                # A single full batch needs no shuffle: the mean over it is order-free.
-                order = tf.argsort(tf.random.stateless_uniform([n_train], seed=tf.stack([shuffle_seed, epoch])))
-                xs, ys = tf.gather(x, order), tf.gather(y, order)
-            else:
-                xs, ys = x, y
-            _run_batches(model.train_step, xs, ys, batch_size)
-            train_logs = model.get_metrics_result()
-            row = [train_logs[name] for name in names]
-            if val is not None:
-                model.reset_metrics()
-                _run_batches(model.test_step, val[0], val[1], val_batch_size)
-                val_logs = model.get_metrics_result()
-                row += [val_logs[name] for name in names]
-            row = tf.stack([tf.cast(value, tf.float32) for value in row])
-            logs = tf.tensor_scatter_nd_update(logs, [[epoch]], [row])
-            diverged = tf.logical_not(tf.math.is_finite(tf.cast(train_logs["loss"], tf.float32)))
-            stop = diverged
-            if rule is not None:
-                stop = tf.logical_or(stop, _early_stopping_step(rule, state, epoch, row[monitor_index]))
-            return epoch + 1, logs, stop, diverged
-
-        start = (tf.constant(0), tf.zeros([epochs, len(log_names)], tf.float32), tf.constant(False), tf.constant(False))
-        epochs_run, logs, _, diverged = tf.while_loop(
-            lambda epoch, logs, stop, diverged: tf.logical_and(epoch < epochs, tf.logical_not(stop)),
-            body,
-            start,
-            maximum_iterations=epochs,
-        )
-        return epochs_run, logs, diverged
-
+    data = (x, y) if val is None else (x, y, val[0], val[1])
     with _gradient_registrations_released():
-        epochs_run, logs, diverged = _call_compiled(run_epochs, model)
+        epochs_run, logs, diverged = loop(shuffle_seed, *data)
 
     if isinstance(model.optimizer, keras.optimizers.Optimizer):
         model.optimizer.finalize_variable_values(model.trainable_weights)
@@ -276,25 +247,119 @@ def _gradient_registrations_released() -> Iterator[None]:
                     registry.pop(name, None)
 
 
-def _call_compiled(run_epochs: Callable[[], Any], model: keras.Model) -> Any:
-    """Runs the loop with XLA when the model is compiled for it, else as a plain graph.
+class _CompiledLoop:
+    """One model's traced epoch loop, kept on the model so that training it again skips tracing.
 
-    Following ``model.jit_compile`` keeps the numbers those of ``model.fit``
-    (Keras leaves XLA off on CPU-only machines) and avoids XLA's compilation
-    cache, which grows by megabytes per trial and cannot be cleared in-process.
+    Everything that may change between calls (data, shuffle seed, early-stopping
+    state, weights, optimizer state) is a function argument or a variable; what
+    is baked into the graph (shapes, epochs, batch size, early-stopping
+    settings, the compiled loss, metrics and optimizer) makes up ``key``.
     """
+
+    def __init__(self, key: tuple, run_epochs: Callable[..., Any], state: _EarlyStoppingState, use_xla: bool) -> None:
+        self.key, self.state, self.use_xla = key, state, use_xla
+        self.graph = tf.function(run_epochs, autograph=False)
+        self.xla = tf.function(run_epochs, jit_compile=True, autograph=False) if use_xla else None
+
+    def __call__(self, shuffle_seed: tf.Tensor, *data: tf.Tensor) -> Any:
+        """Runs the loop with XLA when the model is compiled for it, else as a plain graph.
+
+        Following ``model.jit_compile`` keeps the numbers those of ``model.fit``
+        (Keras leaves XLA off on CPU-only machines) and avoids XLA's compilation
+        cache, which grows by megabytes per trial and cannot be cleared in-process.
+        """
+        if self.xla is not None:
+            try:
+                return self.xla(shuffle_seed, *data)
+            except _XLA_ERRORS as error:
+                if "XLA" not in str(error) and "compil" not in str(error).lower():
+                    raise
+                # Nothing has run: XLA fails while compiling, before the first step.
+                warnings.warn(
+                    f"regsearch.fit: XLA could not compile this model, running as a plain graph ({type(error).__name__}).",
+                    stacklevel=4,
+                )
+                self.xla = None
+        return self.graph(shuffle_seed, *data)
+
+
+def _loop_key(model: keras.Model, data: list[tf.Tensor], **settings: Any) -> tuple:
+    """What the traced loop depends on; objects are compared by identity."""
+    shapes = tuple((tuple(t.shape), t.dtype.name) for t in data)
+    compiled = (model.optimizer, getattr(model, "_compile_loss", None), getattr(model, "_compile_metrics", None),
+                getattr(model, "_loss_tracker", None), *model.trainable_weights, *model.weights)
+    return shapes, tuple(sorted(settings.items(), key=lambda item: item[0])), tuple(id(o) for o in compiled), compiled
+
+
+def _compiled_loop(
+    model: keras.Model,
+    x: tf.Tensor,
+    y: tf.Tensor,
+    val: tuple[tf.Tensor, tf.Tensor] | None,
+    *,
+    epochs: int,
+    batch_size: int,
+    shuffle: bool,
+    rule: _EarlyStoppingRule | None,
+    names: list[str],
+    log_names: list[str],
+) -> _CompiledLoop:
+    """The model's cached loop for these settings, traced anew when anything it depends on changed."""
     use_xla = getattr(model, "jit_compile", True) is not False and all(
         getattr(layer, "supports_jit", True) for layer in model._flatten_layers()
     )
-    if use_xla:
-        try:
-            return tf.function(run_epochs, jit_compile=True, autograph=False)()
-        except _XLA_ERRORS as error:
-            if "XLA" not in str(error) and "compil" not in str(error).lower():
-                raise
-            # Nothing has run: XLA fails while compiling, before the first step.
-            warnings.warn(f"regsearch.fit: XLA could not compile this model, running as a plain graph ({type(error).__name__}).", stacklevel=4)
-    return tf.function(run_epochs, autograph=False)()
+    data = [x, y, *(val or ())]
+    key = _loop_key(model, data, epochs=epochs, batch_size=batch_size, shuffle=shuffle, rule=rule, use_xla=use_xla)
+    cached = getattr(model, "_regsearch_loop", None)
+    if cached is not None and cached.key[:3] == key[:3] and all(a is b for a, b in zip(cached.key[3], key[3])):
+        return cached
+
+    monitor_index = None if rule is None else log_names.index(rule.monitor)
+    # Validation metrics are size-weighted means over batches, so one large batch
+    # gives Keras's numbers (to float rounding) in a fraction of the steps.
+    val_batch_size = 0 if val is None else max(batch_size, min(int(val[0].shape[0]), VALIDATION_BATCH_ROWS))
+    state = _EarlyStoppingState(model, restore=rule is not None and rule.restore_best_weights)
+    n_train = int(x.shape[0])
+    many_batches = n_train > batch_size
+
+    def run_epochs(shuffle_seed: tf.Tensor, x: tf.Tensor, y: tf.Tensor, *val: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        def body(epoch, logs, stop, diverged):
+            model.reset_metrics()
+            if shuffle and many_batches:
+                # A single full batch needs no shuffle: the mean over it is order-free.
+                order = tf.argsort(tf.random.stateless_uniform([n_train], seed=tf.stack([shuffle_seed, epoch])))
+                xs, ys = tf.gather(x, order), tf.gather(y, order)
+            else:
+                xs, ys = x, y
+            _run_batches(model.train_step, xs, ys, batch_size)
+            train_logs = model.get_metrics_result()
+            row = [train_logs[name] for name in names]
+            if val:
+                model.reset_metrics()
+                _run_batches(model.test_step, val[0], val[1], val_batch_size)
+                val_logs = model.get_metrics_result()
+                row += [val_logs[name] for name in names]
+            row = tf.stack([tf.cast(value, tf.float32) for value in row])
+            logs = tf.tensor_scatter_nd_update(logs, [[epoch]], [row])
+            diverged = tf.logical_not(tf.math.is_finite(tf.cast(train_logs["loss"], tf.float32)))
+            stop = diverged
+            if rule is not None:
+                stop = tf.logical_or(stop, _early_stopping_step(rule, state, epoch, row[monitor_index]))
+            return epoch + 1, logs, stop, diverged
+
+        start = (tf.constant(0), tf.zeros([epochs, len(log_names)], tf.float32), tf.constant(False), tf.constant(False))
+        epochs_run, logs, _, diverged = tf.while_loop(
+            lambda epoch, logs, stop, diverged: tf.logical_and(epoch < epochs, tf.logical_not(stop)),
+            body,
+            start,
+            maximum_iterations=epochs,
+        )
+        return epochs_run, logs, diverged
+
+    loop = _CompiledLoop(key, run_epochs, state, use_xla)
+    # Not Keras's tracked setattr: the loop is no layer state and must not be saved with the model.
+    object.__setattr__(model, "_regsearch_loop", loop)
+    return loop
 
 
 def _seed_random_layers(model: keras.Model, seed: int | None) -> tf.Tensor:

@@ -76,15 +76,13 @@ class _RecordingTuner:
         )
         params = {f"param_{key}": value for key, value in self.hypermodel.describe(hp).items()}
         records, histories = [], {}
+        model = None
         for repeat in range(self.repeats):
             seed = self.base_seed + repeat
             start = time.perf_counter()
             metrics: dict[str, float] = {}
             try:
-                # A fresh graph per run: Keras Tuner's own build does the same.
-                keras.backend.clear_session()
-                keras.utils.set_random_seed(seed)
-                model = self.hypermodel.build(hp)
+                model = self._initial_model(hp, seed, model)
                 result = self.hypermodel.run(
                     hp, model, x, y, validation_data=validation_data, epochs=epochs, batch_size=batch_size,
                     early_stopping=_early_stopping(early_stopping), seed=seed, callbacks=[checkpoint],
@@ -96,6 +94,7 @@ class _RecordingTuner:
                     metrics = {key: value for key, value in metrics.items() if key in ("best_epoch", "epochs_run")}
             except Exception as error:  # noqa: BLE001 - one run failing must not end the search
                 status, reason = "failed", _one_line(error)
+                model = None  # whatever state it was left in, the next run builds afresh
             record = {
                 "search": self.search_name,
                 "trial_id": f"{self.phase}-{trial.trial_id}",
@@ -120,6 +119,30 @@ class _RecordingTuner:
         if not completed:
             raise kt.errors.FailedTrialError("; ".join(sorted({r["reason"] for r in records})))
         return _mean_metrics(completed, self.oracle.objective.name)
+
+
+    def _initial_model(self, hp: kt.HyperParameters, seed: int, model: keras.Model | None) -> keras.Model:
+        """The configuration's model with the initial state a fresh build under ``seed`` has.
+
+        The first run builds it (after ``clear_session``, as Keras Tuner's own
+        build does). Later runs of the same configuration copy a fresh build's
+        weights and optimizer state into that first model instead, so that
+        ``regsearch.fit`` reuses the training loop it traced for it: tracing
+        costs about as much as training a small model for thousands of epochs.
+        """
+        if model is None:
+            keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
+        fresh = self.hypermodel.build(hp)
+        if model is None or not getattr(model, "_regsearch_loop", None):
+            return fresh
+        model.set_weights(fresh.get_weights())
+        fresh.optimizer.build(fresh.trainable_variables)
+        if len(fresh.optimizer.variables) != len(model.optimizer.variables):
+            return fresh
+        for variable, initial in zip(model.optimizer.variables, fresh.optimizer.variables):
+            variable.assign(initial)
+        return model
 
 
 class GridSearch(_RecordingTuner, kt.GridSearch):
