@@ -130,7 +130,8 @@ def summary_markdown(
         "## All configurations, ranked",
         "",
         f"Mean ± standard deviation over repeated runs (population std, 0 for one run); "
-        f"ranked by mean {_words(objective)}, configurations without a result last.",
+        f"ranked by mean {_words(objective)} (ties: lower test loss first), configurations without a result last."
+        + (f" Every configuration has {_fixed_settings(summary)}." if _fixed_settings(summary) else ""),
         "",
         markdown_table(_ranked_table(summary, objective)),
         "",
@@ -213,7 +214,8 @@ def _ranked_table(summary: pd.DataFrame, objective: str) -> pd.DataFrame:
     table = pd.DataFrame(
         {"rank": summary["rank"], "phase": summary["phase"], "trial": summary["trial_id"]}
     )
-    for column in param_columns(summary):
+    # The settings every configuration shares are stated once above the table.
+    for column in _varying(summary):
         table[column.removeprefix(PARAM_PREFIX)] = [format_value(v) for v in summary[column]]
     metrics = [objective] + [m for m in SHOWN_METRICS if m != objective]
     for metric in metrics:
@@ -225,6 +227,20 @@ def _ranked_table(summary: pd.DataFrame, objective: str) -> pd.DataFrame:
     for column in COUNT_COLUMNS:
         table[column.removeprefix("n_")] = summary[column].astype(int)
     return table
+
+
+def _varying(summary: pd.DataFrame) -> list[str]:
+    """The ``param_*`` columns that differ between configurations (all of them for one row)."""
+    columns = param_columns(summary)
+    if len(summary) < 2:
+        return columns
+    return [c for c in columns if summary[c].astype(str).nunique() > 1]
+
+
+def _fixed_settings(summary: pd.DataFrame) -> str:
+    fixed = [c for c in param_columns(summary) if c not in _varying(summary)]
+    values = {c: summary[c].iloc[0] for c in fixed}
+    return format_params(values) if values else ""
 
 
 def _drop_empty(table: pd.DataFrame) -> pd.DataFrame:
