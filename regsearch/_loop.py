@@ -10,6 +10,7 @@ keeping the best weights, and stopping on a non-finite loss.
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -138,7 +139,7 @@ def train(
     state.reset()
     shuffle_seed = _seed_random_layers(model, seed)
     data = (x, y) if val is None else (x, y, val[0], val[1])
-    with _gradient_registrations_released():
+    with _gradient_registrations_released(), _retracing_notice_silenced():
         epochs_run, logs, diverged = loop(shuffle_seed, *data)
 
     if isinstance(model.optimizer, keras.optimizers.Optimizer):
@@ -221,6 +222,28 @@ def _run_batches(step: Callable[[Any], Any], x: tf.Tensor, y: tf.Tensor, batch_s
         tf.while_loop(lambda i: i < n_full, body, [tf.constant(0)])
     if remainder:
         step((x[n_full * batch_size :], y[n_full * batch_size :]))
+
+
+class _RetracingNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _retracing_notice_silenced() -> Iterator[None]:
+    """Drops TensorFlow's "frequent retracing" notice while the loop runs, and only that.
+
+    TensorFlow counts traces per Python function, and every model's loop is a
+    new function from the same code: tracing one per model is the design, not
+    the accident the notice warns about.
+    """
+    logger = logging.getLogger("tensorflow")
+    notice = _RetracingNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
 
 
 @contextlib.contextmanager

@@ -438,6 +438,7 @@ def test_describe_placement_only_where_activity_is_the_target():
             "'high' must be a number greater than low=0.0001",
         ),
         (lambda: mlp(patience=-1), "'patience' must be an integer >= 0, 'none', or a list of them; got -1."),
+        (lambda: mlp(jit_compile="yes"), "'jit_compile' must be true, false or 'auto'; got 'yes'."),
         (
             lambda: RegularizedCNN(input_shape=(8, 8)),
             "RegularizedCNN: 'input_shape' must be (height, width, channels)",
@@ -689,3 +690,15 @@ def test_patience_none_trains_every_epoch_without_early_stopping(moons):
     assert result["epochs_run"] == 12
     model, hp = built(hypermodel, patience="1")
     assert hypermodel.describe(hp)["patience"] == 1
+
+
+def test_jit_compile_reaches_the_model_and_the_engine_uses_xla(moons):
+    x, y, xv, yv = moons
+    hypermodel = mlp(jit_compile=True)
+    model, hp = built(hypermodel)
+    assert model.jit_compile is True
+    hypermodel.fit(hp, model, x, y, validation_data=(xv, yv), epochs=3)
+    assert model._regsearch_loop.xla is not None
+    plain = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    plain.compile(optimizer="adam", loss="mse")
+    assert built(mlp())[0].jit_compile == plain.jit_compile  # "auto": Keras decides (XLA only with a GPU)

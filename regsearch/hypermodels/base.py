@@ -91,6 +91,11 @@ class RegularizedHyperModel(kt.HyperModel):
         patience: Early-stopping patience, an int or a list (searched); ``"none"``
             in the list means a run without early stopping;
             None leaves early stopping to the ``early_stopping`` argument of ``run``.
+        jit_compile: Passed to ``model.compile``: ``"auto"`` (Keras's choice: XLA
+            where there is a GPU), ``True`` or ``False``. With XLA, ``regsearch.fit``
+            runs an epoch of the moons model about six times faster once
+            compiled, but TensorFlow keeps every compiled program for the life
+            of the process (benchmarks/RESULTS.md).
         name: The HyperModel's name.
         tunable: Keras Tuner's flag.
 
@@ -116,10 +121,14 @@ class RegularizedHyperModel(kt.HyperModel):
         optimizer: str | Sequence[str] = "adam",
         learning_rate: Values = 1e-3,
         patience: int | Sequence[int | str] | None = None,
+        jit_compile: bool | str = "auto",
         name: str | None = None,
         tunable: bool = True,
     ) -> None:
         super().__init__(name=name, tunable=tunable)
+        if jit_compile not in (True, False, "auto"):
+            raise SettingError("jit_compile", "true, false or 'auto'", jit_compile, type(self).__name__)
+        self.jit_compile = jit_compile
         where = type(self).__name__
         if task not in TASKS:
             raise SettingError("task", one_of(TASKS), task, where)
@@ -226,6 +235,7 @@ class RegularizedHyperModel(kt.HyperModel):
             optimizer=optimizer,
             loss=loss,
             metrics=[] if self.task == "regression" else ["accuracy"],
+            jit_compile=self.jit_compile,
         )
         return model
 
