@@ -11,6 +11,7 @@ Error bars are the population standard deviation over repeats, as in
 
 from __future__ import annotations
 
+import math
 import textwrap
 
 from collections.abc import Mapping, Sequence
@@ -99,7 +100,7 @@ def accuracy_vs_strength_data(
         varying = [c for c in param_columns(runs) if runs[c].nunique(dropna=False) > 1]
         # One varying setting: its values are the labels and its name the axis label.
         x_values = (
-            _labels(runs, varying, with_names=len(varying) > 1)
+            _labels(runs, varying, with_names=len(varying) > 1, separator="\n", skip_missing=True)
             if varying
             else runs["trial_id"].astype(str)
         )
@@ -395,10 +396,11 @@ def _draw_bars(ax: Axes, table: pd.DataFrame, best: pd.Series | None) -> None:
             label=split,
         )
     if best is not None:
-        _mark_best(ax, positions[best["x"]] + offsets["test"], best["mean"], str(best["x"]))
-    tilt = len(configs) > 3
+        _mark_best(ax, positions[best["x"]] + offsets["test"], best["mean"], str(best["x"]).replace("\n", ", "))
+    # Multi-line labels (one setting per line) stay upright; long single lines tilt.
+    tilt = len(configs) > 3 and not any("\n" in str(c) for c in configs)
     ax.set_xticks(
-        range(len(configs)), configs, rotation=30 if tilt else 0, ha="right" if tilt else "center"
+        range(len(configs)), configs, rotation=30 if tilt else 0, ha="right" if tilt else "center", fontsize=8
     )
 
 
@@ -414,16 +416,40 @@ def _hue_columns(
     return names
 
 
-def _labels(runs: pd.DataFrame, columns: Sequence[str], *, with_names: bool = True) -> pd.Series:
-    """One readable label per run from parameter columns: ``kind=l2, placement=after``."""
+def _labels(
+    runs: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    with_names: bool = True,
+    separator: str = ", ",
+    skip_missing: bool = False,
+) -> pd.Series:
+    """One readable label per run from parameter columns: ``kind=l2, placement=after``.
+
+    ``skip_missing`` leaves out settings that do not apply to a run (a
+    constraint's ``max_value`` when it is ``unit_norm``), one per line with
+    ``separator="\n"`` for tick labels.
+    """
     if not columns:
         return pd.Series("", index=runs.index, dtype=object)
     rows = runs[list(columns)].itertuples(index=False)
     if with_names:
-        labels = [format_params(dict(zip(columns, row)), skip_missing=False) for row in rows]
+        labels = [
+            separator.join(
+                # On separate lines the first setting needs no name: the axis label gives it.
+                format_value(v) if (i == 0 and separator == "\n") else format_params({c: v}, skip_missing=False)
+                for i, (c, v) in enumerate(zip(columns, row))
+                if not (skip_missing and _missing(v))
+            )
+            for row in rows
+        ]
     else:
-        labels = [", ".join(format_value(value) for value in row) for row in rows]
+        labels = [separator.join(format_value(value) for value in row) for row in rows]
     return pd.Series(labels, index=runs.index, dtype=object)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _search_name(trials: pd.DataFrame) -> str:
