@@ -347,10 +347,20 @@ def _print_best(console: Any, folder: Path, definition: Any, seconds: float) -> 
     summary = pd.read_csv(folder / "summary.csv")
     params = [c for c in summary.columns if c.startswith("param_") and summary[c].nunique(dropna=False) > 1]
     metrics = [f"mean_{m}" for m in ("train_accuracy", "test_accuracy", "test_loss") if f"mean_{m}" in summary]
-    table = Table("rank", "phase", *[p.removeprefix("param_") for p in params], *[m.removeprefix("mean_") for m in metrics],
-                  "runs", title=f"{definition.name}: best configurations by {definition.objective}")
+    phases = summary["phase"].nunique() > 1
+    # Up to three varying settings get a column each; more share one wrapped column.
+    wide = len(params) <= 3
+    setting_columns = [p.removeprefix("param_") for p in params] if wide else ["configuration"]
+    table = Table("rank", *(["phase"] if phases else []), *setting_columns,
+                  *[m.removeprefix("mean_") for m in metrics], "runs",
+                  title=f"{definition.name}: best configurations by {definition.objective}")
     for _, row in summary.head(5).iterrows():
-        table.add_row(str(row["rank"]), str(row["phase"]), *[_cell(row[p], missing="none") for p in params],
+        if wide:
+            settings = [_cell(row[p], missing="none") for p in params]
+        else:
+            settings = [", ".join(f"{p.removeprefix('param_')}={_cell(row[p], missing='none')}" for p in params
+                                  if _cell(row[p], missing="none") != "none")]
+        table.add_row(str(row["rank"]), *([str(row["phase"])] if phases else []), *settings,
                       *[_cell(row[m]) for m in metrics], str(row["n_runs"]))
     console.print(table)
     console.print(f"{len(summary)} configurations in {seconds:.1f} s; results in {folder}/")

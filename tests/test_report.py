@@ -431,3 +431,13 @@ def test_write_report_refuses_a_bad_objective_before_writing(tmp_path: Path) -> 
             objective="nope",
         )
     assert not (tmp_path / "out").exists()
+
+
+def test_write_report_adds_the_optimization_history_for_bayesian_searches(tmp_path: Path) -> None:
+    records = make_records()
+    for record in records:
+        record["phase"] = "bayesian"
+    paths = write_report(tmp_path, records, {}, search_name="moons_bayes", rerun_command="python -m regsearch moons_bayes")
+    assert "optimization_history.png" in [p.name for p in paths]
+    assert (tmp_path / "optimization_history.png").stat().st_size > 0
+    assert "![optimization history](optimization_history.png)" in (tmp_path / "summary.md").read_text()

@@ -11,7 +11,12 @@ import pandas as pd
 
 from regsearch.atomic import save_figure_atomic, write_csv_atomic, write_text_atomic
 from regsearch.report.markdown import summary_markdown
-from regsearch.report.plots import DPI, plot_accuracy_vs_strength, plot_learning_curves
+from regsearch.report.plots import (
+    DPI,
+    plot_accuracy_vs_strength,
+    plot_learning_curves,
+    plot_optimization_history,
+)
 from regsearch.report.tables import format_params, summary_frame, trials_frame
 
 __all__ = ["REPORT_FILES", "best_history", "write_report"]
@@ -75,6 +80,8 @@ def write_report(
 ) -> list[Path]:
     """Writes trials.csv, summary.csv, summary.md and the plots, each atomically.
 
+    Bayesian searches also get ``optimization_history.png``.
+
     A plot without data (no completed run, or no history for the best run)
     is skipped rather than drawn empty; summary.md links only what exists.
 
@@ -120,6 +127,12 @@ def write_report(
         axes = plot_learning_curves(history, title=title)
         figures.append(
             save_figure_atomic(axes[0].get_figure(), folder / "learning_curves.png", dpi=DPI)
+        )
+    if (trials["phase"].astype(str) == "bayesian").any() and trials[objective].notna().any():
+        # A Bayesian search is read by how fast it found its best: optuna's history plot.
+        ax = plot_optimization_history(trials, objective=objective, direction=direction)
+        figures.append(
+            save_figure_atomic(ax.get_figure(), folder / "optimization_history.png", dpi=DPI)
         )
 
     text = summary_markdown(
