@@ -1,16 +1,8 @@
 """The pieces of a regularization search: regularizer, placement, constraint, dropout.
 
-Each piece (``Regularizer``, ``Placement``, ``Constraint``, ``Dropout``)
-declares Keras Tuner hyperparameters with ``resolve(hp)`` and returns the
-trial's configuration as a flat dict (the ``describe()`` keys). A piece with a
-single value declares nothing. Grids become ``hp.Choice`` with values in the
-declared order, so ``GridSearch`` visits exactly them; a ``LogRange`` becomes
-``hp.Float(..., sampling="log")`` for ``BayesianOptimization``.
-
-Where a grid mixes kinds (``none``, ``l1``, ``l2``, ``l1_l2``) with strengths,
-kind and strength are encoded in one Choice (``"none"``, ``"l2:0.001"``,
-``"l1_l2:0.01:0.001"``) because conditional hyperparameters have KeyError bugs
-in GridSearch (keras-tuner #614).
+Each piece validates its arguments, declares its Keras Tuner hyperparameters
+in ``resolve(hp)`` and returns the trial's values as a flat dict; the
+``make_*`` functions turn those values into Keras objects.
 """
 
 from __future__ import annotations
