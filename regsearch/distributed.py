@@ -269,7 +269,7 @@ def _finished_trials(tuner: Any) -> set[str]:
 def _report_new_runs(tuner: Any, seen: set[str], on_run: Callable[[dict], None] | None) -> set[str]:
     finished = _finished_trials(tuner)
     if on_run is not None:
-        from regsearch.tuners import RUNS_FILE
+        from regsearch.runs import RUNS_FILE
 
         for trial_id in sorted(finished - seen):
             path = Path(tuner.get_trial_dir(trial_id)) / RUNS_FILE
@@ -280,7 +280,7 @@ def _report_new_runs(tuner: Any, seen: set[str], on_run: Callable[[dict], None] 
 
 
 def _check_runs_visible(tuner: Any) -> None:
-    from regsearch.tuners import RUNS_FILE
+    from regsearch.runs import RUNS_FILE
 
     missing = [trial_id for trial_id, trial in sorted(tuner.oracle.trials.items())
                if trial.status == "COMPLETED" and not (Path(tuner.get_trial_dir(trial_id)) / RUNS_FILE).is_file()]
@@ -367,12 +367,9 @@ def _check_same_search(definition: Any, tuner_dir: Path, where: Endpoint) -> Non
 
 
 def _saved_records(project_dir: Path) -> list[dict]:
-    from regsearch.tuners import RUNS_FILE
+    from regsearch.runs import RUNS_FILE, load_runs
 
-    records: list[dict] = []
-    for path in sorted(project_dir.glob(f"trial_*/{RUNS_FILE}")):
-        records.extend(json.loads(path.read_text(encoding="utf-8"))["runs"])
-    return records
+    return [record for path in sorted(project_dir.glob(f"trial_*/{RUNS_FILE}")) for record in load_runs(path)[0]]
 
 
 def _follow_chief(tuner: Any, tuner_id: str) -> None:

@@ -27,15 +27,10 @@ from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 from keras_tuner.src.tuners.gridsearch import GridSearchOracle, LinkedList
 
 from regsearch.atomic import write_text_atomic
+from regsearch.runs import RECORD_METRICS, RUNS_FILE, failed_trial_record, load_runs
 
 __all__ = ["GridSearch", "BayesianOptimization", "RUNS_FILE", "read_runs", "failed_trial_record"]
 
-RUNS_FILE = "runs.json"
-# Keys of RunResult.metrics copied into a run's record.
-RECORD_METRICS = (
-    "train_accuracy", "test_accuracy", "train_loss", "test_loss", "val_loss",
-    "best_epoch", "epochs_run", "mean_activation", "zero_fraction",
-)
 
 
 class _RecordingTuner:
@@ -204,10 +199,9 @@ def read_runs(tuner: kt.engine.base_tuner.BaseTuner) -> tuple[list[dict], dict[s
                 records.append(failed_trial_record(getattr(tuner, "search_name", ""), phase, trial_id,
                                                    trial.hyperparameters.values, trial.message))
             continue
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        records.extend(saved["runs"])
-        for repeat, history in saved["histories"].items():
-            histories[f"{saved['runs'][0]['trial_id']}/{repeat}"] = history
+        trial_records, trial_histories = load_runs(path)
+        records.extend(trial_records)
+        histories.update(trial_histories)
     return records, histories
 
 
@@ -247,25 +241,6 @@ def _save_json_atomic(path: Any, obj: Any) -> str:
 
 _kt_save_json = _kt_utils.save_json
 _kt_utils.save_json = _save_json_atomic
-
-
-def failed_trial_record(search_name: str, phase: str, trial_id: str, values: dict[str, Any],
-                        message: str | None) -> dict[str, Any]:
-    """The record of a trial that failed before it could write runs.json; the reason is the error's last line."""
-    lines = [line for line in (message or "").strip().splitlines() if line.strip()]
-    return {
-        "search": search_name,
-        "trial_id": f"{phase}-{trial_id}",
-        "phase": phase,
-        "repeat": 0,
-        "seed": math.nan,
-        "status": "failed",
-        "reason": (lines[-1] if lines else "the trial failed")[:300],
-        **{f"param_{key}": value for key, value in values.items()},
-        **{key: math.nan for key in RECORD_METRICS},
-        "diverged": False,
-        "seconds": math.nan,
-    }
 
 
 def _early_stopping(settings: dict[str, Any] | None) -> keras.callbacks.EarlyStopping | None:

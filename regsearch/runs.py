@@ -1,0 +1,49 @@
+"""Training runs on disk: each trial's ``runs.json``, read back without TensorFlow.
+
+A tuner writes one ``runs.json`` per trial (its runs' records and per-epoch
+histories); the search, the ``report`` command and a distributed chief all
+read them back through :func:`load_runs`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RECORD_METRICS", "RUNS_FILE", "failed_trial_record", "load_runs"]
+
+RUNS_FILE = "runs.json"
+# Keys of RunResult.metrics copied into a run's record.
+RECORD_METRICS = (
+    "train_accuracy", "test_accuracy", "train_loss", "test_loss", "val_loss",
+    "best_epoch", "epochs_run", "mean_activation", "zero_fraction",
+)
+
+
+def load_runs(path: Path) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:
+    """One trial's run records, and its histories keyed ``<trial_id>/<repeat>``."""
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    records = saved["runs"]
+    histories = {f"{records[0]['trial_id']}/{repeat}": history for repeat, history in saved["histories"].items()}
+    return records, histories
+
+
+def failed_trial_record(search_name: str, phase: str, trial_id: str, values: dict[str, Any],
+                        message: str | None) -> dict[str, Any]:
+    """The record of a trial that failed before it could write runs.json; the reason is the error's last line."""
+    lines = [line for line in (message or "").strip().splitlines() if line.strip()]
+    return {
+        "search": search_name,
+        "trial_id": f"{phase}-{trial_id}",
+        "phase": phase,
+        "repeat": 0,
+        "seed": math.nan,
+        "status": "failed",
+        "reason": (lines[-1] if lines else "the trial failed")[:300],
+        **{f"param_{key}": value for key, value in values.items()},
+        **{key: math.nan for key in RECORD_METRICS},
+        "diverged": False,
+        "seconds": math.nan,
+    }
