@@ -220,13 +220,9 @@ def _with_max_trials(definition: Any, max_trials: int) -> Any:
 
 
 def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from regsearch.atomic import write_text_atomic
     from regsearch.search import run_search
 
-    # Not a terminal (CI logs, pipes): rich would assume 80 columns and cut the table.
-    console = Console(stderr=True, quiet=args.quiet, width=None if sys.stderr.isatty() else 120)
+    console = _console(args.quiet)
     started = time.perf_counter()
     try:
         with _Progress(console, definition) as progress:
@@ -247,13 +243,18 @@ def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) 
         if failed is None or not failed.records:
             raise
         _write_outputs(folder, failed)
-        write_text_atomic(folder / DEFINITION_COPY, definition.text)
         raise SearchFailedError(f"{error}; the reasons are in {folder / 'trials.csv'}") from None
     _write_outputs(folder, result)
-    write_text_atomic(folder / DEFINITION_COPY, definition.text)
     seconds = time.perf_counter() - started
     _print_best(console, folder, definition, seconds)
     return EXIT_OK
+
+
+def _console(quiet: bool) -> Any:
+    from rich.console import Console
+
+    # Not a terminal (CI logs, pipes): rich would assume 80 columns and cut the table.
+    return Console(stderr=True, quiet=quiet, width=None if sys.stderr.isatty() else 120)
 
 
 def _check_distributed_options(args: argparse.Namespace) -> None:
@@ -279,13 +280,11 @@ def _check_distributed_options(args: argparse.Namespace) -> None:
 
 def _work(definition: Any, folder: Path, args: argparse.Namespace) -> int:
     """A distributed worker: runs the trials the chief hands out until it has none left."""
-    from rich.console import Console
-
     from regsearch import distributed
 
     where = distributed.endpoint(args.oracle_ip, args.oracle_port)
     tuner_id = distributed.worker_id(args.tuner_id)
-    console = Console(stderr=True, quiet=args.quiet, width=None if sys.stderr.isatty() else 120)
+    console = _console(args.quiet)
     console.print(f"{definition.name}: worker {tuner_id} asking the chief at {where} for trials")
     runs = []
 
@@ -302,6 +301,8 @@ def _work(definition: Any, folder: Path, args: argparse.Namespace) -> int:
 
 
 def _write_outputs(folder: Path, result: Any) -> None:
+    """The report, the best model and the definition as it ran."""
+    from regsearch.atomic import write_text_atomic
     from regsearch.report import write_report
 
     definition = result.definition
@@ -318,6 +319,7 @@ def _write_outputs(folder: Path, result: Any) -> None:
     )
     if result.best_model is not None:
         _save_model_atomic(result.best_model, folder / BEST_MODEL)
+    write_text_atomic(folder / DEFINITION_COPY, definition.text)
 
 
 def _plot_settings(report: dict[str, str]) -> dict[str, str]:
@@ -422,27 +424,27 @@ def _rebuild(folder: Path, name: str) -> dict[str, Any]:
         best = best_configuration(summary)
     except SearchFailedError:
         best = None
-    return {"search": name, "best": best, "link": f"{name}/summary.md", "description": _description(folder)}
+    description = definition.description if definition else None
+    return {"search": name, "best": best, "link": f"{name}/summary.md", "description": description}
 
 
 def saved_runs(folder: Path) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:
     """Every run recorded under ``folder/tuner``, read from the runs.json files (no TensorFlow needed)."""
+    from regsearch.runs import RUNS_FILE, failed_trial_record, load_runs
+
     records: list[dict] = []
     histories: dict[str, dict[str, list[float]]] = {}
     for trial_file in sorted(folder.glob("tuner/*/trial_*/trial.json")):
-        path = trial_file.with_name("runs.json")
+        path = trial_file.with_name(RUNS_FILE)
         if not path.is_file():
             trial = json.loads(trial_file.read_text(encoding="utf-8"))
             if trial.get("status") == "FAILED":  # failed before it could write runs.json
-                from regsearch.tuners import failed_trial_record
-
                 records.append(failed_trial_record(folder.name, trial_file.parent.parent.name, trial["trial_id"],
                                                    trial["hyperparameters"]["values"], trial.get("message")))
             continue
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        records.extend(saved["runs"])
-        for repeat, history in saved["histories"].items():
-            histories[f"{saved['runs'][0]['trial_id']}/{repeat}"] = history
+        trial_records, trial_histories = load_runs(path)
+        records.extend(trial_records)
+        histories.update(trial_histories)
     phase_order = {"coarse": 0, "fine": 1}
     records.sort(key=lambda r: (phase_order.get(r["phase"], 2), r["trial_id"], r["repeat"]))
     return records, histories
@@ -454,15 +456,6 @@ def _saved_definition(folder: Path) -> Any:
 
     path = folder / DEFINITION_COPY
     return load_definition(path) if path.is_file() else None
-
-
-def _description(folder: Path) -> str | None:
-    path = folder / DEFINITION_COPY
-    if not path.is_file():
-        return None
-    import tomllib
-
-    return tomllib.loads(path.read_text(encoding="utf-8")).get("description")
 
 
 class _Progress:

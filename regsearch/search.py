@@ -188,7 +188,7 @@ def fit_arguments(definition: SearchDefinition, split: Split) -> dict[str, Any]:
         validation_data=(split.x_test, split.y_test),
         epochs=definition.epochs,
         batch_size=definition.batch_size,
-        early_stopping=definition.early_stopping and _stopping_arguments(definition.early_stopping),
+        early_stopping=definition.early_stopping and dict(definition.early_stopping),
     )
 
 
@@ -337,10 +337,6 @@ def _best_model(tuners: list[Any], records: list[dict], definition: SearchDefini
 def _dataset_arguments(definition: SearchDefinition) -> dict[str, Any]:
     arguments = dict(definition.data)
     return {"name": arguments.pop("dataset"), **arguments}
-
-
-def _stopping_arguments(settings: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in settings.items()}
 
 
 def check_writable(folder: Path) -> None:
