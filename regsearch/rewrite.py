@@ -1,0 +1,317 @@
+"""Any Keras model with a regularization configuration attached: choose layers, clone, rewrite.
+
+A resolved configuration (the flat dict of ``describe``: kind, strength,
+target, placement, constraint, dropout) becomes Keras objects on an existing
+architecture. Each chosen layer is re-created from its config with the
+penalties and constraints it can take; placement ``"before"`` moves its
+activation into an ``Activation`` layer of the layer's own name after a
+linear copy named ``<name>_linear`` (the tutorials' by-hand rewrite); noise
+layers go after the chosen layers (``<name>_dropout``) and after the float
+inputs. Every weight is new (freshly initialized), and the result holds only
+built-in Keras layers, regularizers and constraints, so a saved copy loads in
+safe mode without regsearch.
+
+Sequential models stay Sequential; functional models are rewritten with
+``keras.models.clone_model``'s ``clone_function`` and ``call_function``.
+Only top-level layers are chosen: layers of a nested model are not rewritten.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+
+from regsearch.errors import SettingError
+from regsearch.space import make_constraint, make_dropout, make_regularizer
+
+__all__ = ["LayerPlan", "default_layer_types", "is_rewritable", "plan_layers", "rewrite", "select_layers"]
+
+#: Weight names a regularizer or constraint target maps to in a layer's config.
+WEIGHT_KEYS = {
+    "kernel": ("kernel", "depthwise", "pointwise"),
+    "bias": ("bias",),
+    "recurrent": ("recurrent",),
+    "embeddings": ("embeddings",),
+}
+_RECURRENT = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
+
+
+def default_layer_types() -> tuple[type, ...]:
+    """The layer classes chosen when ``layers`` is not given: Dense, Conv, recurrent, Embedding."""
+    layers = keras.layers
+    return (
+        layers.Dense, layers.EinsumDense,
+        layers.Conv1D, layers.Conv2D, layers.Conv3D,
+        layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose,
+        layers.SeparableConv1D, layers.SeparableConv2D, layers.DepthwiseConv1D, layers.DepthwiseConv2D,
+        *_RECURRENT, layers.Embedding,
+    )
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """What one chosen layer can take.
+
+    Attributes:
+        name: The layer's name (kept by the rewritten layer, or by its Activation with placement before).
+        targets: Regularizer targets the layer has (``activity`` always; ``kernel``, ``bias``, ...).
+        constraint_targets: Constraint targets it has.
+        can_go_before: True if its activation can move into its own layer (Dense, Conv).
+    """
+
+    name: str
+    targets: frozenset[str]
+    constraint_targets: frozenset[str]
+    can_go_before: bool
+
+
+def select_layers(model: keras.Model, layers: Any = None, where: str = "Regularize") -> list[keras.layers.Layer]:
+    """The model's top-level layers that ``layers`` picks, in model order.
+
+    Args:
+        model: A Sequential or functional model.
+        layers: None (every Dense, Conv, recurrent and Embedding layer except
+            the output layers), or a name, glob pattern (``"dense_*"``), layer
+            class, or a list of them.
+        where: Names the caller in error messages.
+
+    Raises:
+        SettingError: A selector matches no layer (the message lists the layers
+            there are), or nothing is left to regularize.
+    """
+    candidates = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    names = [layer.name for layer in candidates]
+    if layers is None:
+        outputs = output_layer_names(model)
+        chosen = [layer for layer in candidates
+                  if isinstance(layer, default_layer_types()) and layer.name not in outputs]
+        if not chosen:
+            raise SettingError("layers", "given: the model has no Dense, Conv, recurrent or Embedding layer "
+                               f"besides its output layers (its layers: {', '.join(names)})", None, where)
+        return chosen
+    selectors = [layers] if isinstance(layers, (str, type)) else layers
+    if not isinstance(selectors, Sequence) or not selectors:
+        raise SettingError("layers", "a layer name, glob pattern, layer class or a non-empty list of them",
+                           layers, where)
+    picked: set[str] = set()
+    for selector in selectors:
+        matched = {layer.name for layer in candidates if _matches(layer, selector, where)}
+        if not matched:
+            raise SettingError("layers", _no_match(model, selector, names), selector, where)
+        picked |= matched
+    return [layer for layer in candidates if layer.name in picked]
+
+
+def plan_layers(layers: Sequence[keras.layers.Layer]) -> list[LayerPlan]:
+    """What each chosen layer can take, read from its config."""
+    plans = []
+    for layer in layers:
+        config = layer.get_config()
+        weights = {target for target, keys in WEIGHT_KEYS.items()
+                   if any(f"{key}_regularizer" in config for key in keys) and _has_weight(config, target)}
+        constrained = {target for target, keys in WEIGHT_KEYS.items()
+                       if any(f"{key}_constraint" in config for key in keys) and _has_weight(config, target)}
+        before = "activation" in config and not isinstance(layer, _RECURRENT)
+        plans.append(LayerPlan(layer.name, frozenset(weights | {"activity"}), frozenset(constrained), before))
+    return plans
+
+
+def rewrite(model: keras.Model, plans: Sequence[LayerPlan], config: dict[str, Any],
+            constraint_targets: Sequence[str] = ("kernel",)) -> keras.Model:
+    """A new, uncompiled model: ``model``'s architecture with ``config`` attached to the planned layers.
+
+    Args:
+        model: A built Sequential or functional model (not changed).
+        plans: The chosen layers (``plan_layers``).
+        config: A resolved configuration (``RegularizedHyperModel.describe``).
+        constraint_targets: The weights the constraint acts on.
+
+    Returns:
+        The rewritten model, with fresh weights.
+    """
+    edits = _Edits(config, {plan.name: plan for plan in plans}, tuple(constraint_targets))
+    if isinstance(model, keras.Sequential):
+        return _rewrite_sequential(model, edits)
+    return _rewrite_functional(model, edits)
+
+
+class _Edits:
+    """The per-layer changes of one configuration, and the layers they add."""
+
+    def __init__(self, config: dict[str, Any], plans: dict[str, LayerPlan], constraint_targets: tuple[str, ...]):
+        self.config, self.plans, self.constraint_targets = config, plans, constraint_targets
+        drops = config.get("dropout_kind", "none") != "none"
+        self.hidden_noise = drops and config.get("dropout_where") in ("hidden", "both")
+        self.input_noise = drops and config.get("dropout_where") in ("input", "both")
+        self.added: dict[str, keras.layers.Layer] = {}  # by name: shared layers share what follows them
+
+    def clone(self, layer: keras.layers.Layer) -> keras.layers.Layer:
+        config = layer.get_config()
+        plan = self.plans.get(layer.name)
+        if plan is not None:
+            config.update(self._penalties(layer, plan))
+            if self._before(plan):
+                config["activation"] = "linear"
+                config["name"] = f"{layer.name}_linear"
+        return layer.__class__.from_config(config)
+
+    def following(self, original: keras.layers.Layer) -> list[keras.layers.Layer]:
+        """The layers after a chosen layer: its activation (placement before), then noise; one set per layer."""
+        plan = self.plans.get(original.name)
+        if plan is None:
+            return []
+        layers = []
+        if self._before(plan):
+            activation = original.get_config()["activation"]
+            layers.append(self._layer(original.name, lambda: keras.layers.Activation(activation, name=original.name)))
+        if self.hidden_noise:
+            name = f"{original.name}_dropout"
+            layers.append(self._layer(name, lambda: make_dropout(self.config, name)))
+        return layers
+
+    def input_noise_layer(self, name: str) -> keras.layers.Layer:
+        return self._layer(name, lambda: make_dropout(self.config, name))
+
+    def _layer(self, name: str, make: Any) -> keras.layers.Layer:
+        if name not in self.added:
+            self.added[name] = make()
+        return self.added[name]
+
+    def _before(self, plan: LayerPlan) -> bool:
+        return plan.can_go_before and self.config.get("placement") == "before"
+
+    def _penalties(self, layer: keras.layers.Layer, plan: LayerPlan) -> dict[str, Any]:
+        """Regularizer and constraint config entries; new Keras objects for every weight."""
+        config, entries = self.config, {}
+        layer_config = layer.get_config()
+        if config.get("kind", "none") != "none":
+            for target in config["target"].split("+"):
+                if target not in plan.targets:
+                    continue
+                keys = ("activity",) if target == "activity" else WEIGHT_KEYS[target]
+                for key in keys:
+                    if f"{key}_regularizer" in layer_config or key == "activity":
+                        entries[f"{key}_regularizer"] = make_regularizer(config)
+        if config.get("constraint", "none") != "none":
+            for target in self.constraint_targets:
+                if target not in plan.constraint_targets:
+                    continue
+                for key in WEIGHT_KEYS[target]:
+                    if f"{key}_constraint" in layer_config:
+                        entries[f"{key}_constraint"] = make_constraint(config, _norm_axis(layer, key))
+        return entries
+
+
+def _rewrite_sequential(model: keras.Sequential, edits: _Edits) -> keras.Sequential:
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise SettingError("model", "a built Sequential model (start it with keras.Input(shape))",
+                           model.name, "Regularize")
+    source = inputs[0]
+    stack: list[Any] = [keras.Input(batch_shape=source.shape, dtype=source.dtype, name=source.name)]
+    if edits.input_noise and _is_float(source):
+        stack.append(edits.input_noise_layer("input_dropout"))
+    for layer in model.layers:
+        stack += [edits.clone(layer), *edits.following(layer)]
+    return keras.Sequential(stack, name=model.name)
+
+
+def _rewrite_functional(model: keras.Model, edits: _Edits) -> keras.Model:
+    inputs = keras.tree.map_structure(
+        lambda tensor: keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype, name=tensor.name), model.input
+    )
+    noised: dict[int, Any] = {}
+    if edits.input_noise:
+        floats = [tensor for tensor in keras.tree.flatten(inputs) if _is_float(tensor)]
+        for tensor in floats:
+            name = "input_dropout" if len(floats) == 1 else f"{tensor.name}_dropout"
+            noised[id(tensor)] = edits.input_noise_layer(name)(tensor)
+    originals: dict[int, keras.layers.Layer] = {}
+
+    def clone_function(layer: keras.layers.Layer) -> keras.layers.Layer:
+        new = edits.clone(layer)
+        originals[id(new)] = layer
+        return new
+
+    def call_function(layer: keras.layers.Layer, *args: Any, **kwargs: Any) -> Any:
+        if noised:
+            args, kwargs = keras.tree.map_structure(lambda value: noised.get(id(value), value), (args, kwargs))
+        outputs = layer(*args, **kwargs)
+        for follower in edits.following(originals[id(layer)]) if id(layer) in originals else ():
+            outputs = follower(outputs)
+        return outputs
+
+    return keras.models.clone_model(model, input_tensors=inputs, clone_function=clone_function,
+                                    call_function=call_function)
+
+
+def is_rewritable(model: keras.Model) -> bool:
+    """True for Sequential and functional models; a subclassed model's layers live in Python code.
+
+    ``keras.Model(inputs, outputs)`` makes an instance of Keras's private
+    ``Functional`` class (Keras 3.15), the one class ``clone_model`` can rewrite.
+    """
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, (keras.Sequential, Functional))
+
+
+def output_layer_names(model: keras.Model) -> set[str]:
+    """The layers with weights that make each output: the output layer, or the one before a weightless tail.
+
+    A model ending in ``Dense(10) -> Activation("softmax")`` has ``Dense`` as its
+    output layer. Reads the producing layer of a tensor from
+    ``KerasTensor._keras_history`` (Keras 3.15), a private attribute.
+    """
+    if isinstance(model, keras.Sequential):
+        for layer in reversed(model.layers):
+            if layer.weights:
+                return {layer.name}
+        return set()
+    names = set()
+    for tensor in keras.tree.flatten(model.outputs):
+        layer = tensor._keras_history.operation
+        while not layer.weights and isinstance(getattr(layer, "input", None), keras.KerasTensor):
+            layer = layer.input._keras_history.operation
+        if not isinstance(layer, keras.layers.InputLayer):
+            names.add(layer.name)
+    return names
+
+
+def _matches(layer: keras.layers.Layer, selector: Any, where: str) -> bool:
+    if isinstance(selector, type):
+        return isinstance(layer, selector)
+    if isinstance(selector, str):
+        return fnmatch.fnmatchcase(layer.name, selector)
+    raise SettingError("layers", "layer names, glob patterns or layer classes", selector, where)
+
+
+def _no_match(model: keras.Model, selector: Any, names: list[str]) -> str:
+    nested = [f"{layer.name}/{inner.name}" for layer in model.layers if isinstance(layer, keras.Model)
+              for inner in layer.layers if isinstance(selector, str) and fnmatch.fnmatchcase(inner.name, selector)]
+    if nested:
+        return (f"a top-level layer ({nested[0]} is inside a nested model, which regsearch does not rewrite); "
+                f"the model's layers: {', '.join(names)}")
+    return f"a name, pattern or class matching one of the model's layers: {', '.join(names)}"
+
+
+def _has_weight(config: dict[str, Any], target: str) -> bool:
+    return target != "bias" or config.get("use_bias", True)
+
+
+def _norm_axis(layer: keras.layers.Layer, key: str) -> int | list[int]:
+    """The axes a norm constraint reduces over: per output unit or filter; per word vector for embeddings."""
+    if key == "embeddings":
+        return 1
+    rank = getattr(layer, "rank", None)  # Conv layers: spatial dimensions
+    if key in ("kernel", "depthwise", "pointwise") and isinstance(rank, int) and rank > 0:
+        return list(range(rank + 1))
+    return 0
+
+
+def _is_float(tensor: Any) -> bool:
+    return "float" in str(tensor.dtype)
