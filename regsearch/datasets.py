@@ -4,7 +4,8 @@ Nothing here downloads: every dataset is made by a scikit-learn generator, by
 numpy from a seed, or loaded from scikit-learn's bundled files. Rows come
 shuffled, so the tutorials' split (the first rows train, the rest test) is a
 fair split: ``load_dataset("moons")`` trains on the first 30 of 100 rows and
-tests on the last 70, as the tutorials do.
+tests on the last 70, as the tutorials do. A user's own table comes in through
+``regsearch.datafiles.load_file`` as the same ``Split``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from sklearn import datasets as sk_datasets
 
 from regsearch.errors import SettingError, one_of
 
-__all__ = ["Split", "dataset_descriptions", "dataset_names", "load_dataset"]
+__all__ = ["TASKS", "Split", "dataset_descriptions", "dataset_names", "load_dataset"]
+
+TASKS = ("binary", "multiclass", "regression")
 
 N_DIGITS = 1797  # rows in scikit-learn's bundled 8x8 digits
 SEQUENCE_LENGTH = 20
@@ -39,8 +42,16 @@ class Split:
         x_test: Test inputs; the tutorials also use them as validation data.
         y_test: Test labels.
         input_shape: Shape of one input row, e.g. ``(2,)`` or ``(8, 8, 1)``.
-        n_classes: Number of classes; 2 means one sigmoid output fits.
+        n_classes: Number of classes; 2 means one sigmoid output fits; 0 for
+            regression.
         vocab_size: Number of distinct tokens for token inputs, else None.
+        task: ``"binary"``, ``"multiclass"`` or ``"regression"``; left out, it
+            follows ``n_classes`` (binary for 2 classes, else multiclass), as
+            every named dataset is classification. Regression labels are float32.
+        feature_names: Column names of the inputs when read from a table, else None.
+        target_name: Column name of the labels when read from a table, else None.
+        class_names: The original labels in class-index order when they were not
+            already 0..n_classes-1 (strings, booleans, other integers), else None.
     """
 
     name: str
@@ -51,6 +62,17 @@ class Split:
     input_shape: tuple[int, ...]
     n_classes: int
     vocab_size: int | None = None
+    task: str = ""
+    feature_names: tuple[str, ...] | None = None
+    target_name: str | None = None
+    class_names: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.task:
+            # frozen: the derived default goes in through object.__setattr__.
+            object.__setattr__(self, "task", "binary" if self.n_classes == 2 else "multiclass")
+        if self.task not in TASKS:
+            raise ValueError(f"Split.task must be {one_of(TASKS)}; got {self.task!r}.")
 
     @property
     def n_train(self) -> int:
