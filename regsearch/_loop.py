@@ -2,15 +2,20 @@
 
 Everything ``model.fit`` does between epochs happens here inside one
 ``tf.function``: metric resets, per-epoch shuffling, the minibatch loop over
-the model's own ``train_step``, validation over ``test_step``, the
-``EarlyStopping`` bookkeeping (copied decision for decision from Keras),
-keeping the best weights, and stopping on a non-finite loss.
+the model's own ``train_step``, validation over ``test_step`` in batches of the
+validation batch size, the epoch's logs (chosen as ``model.fit`` chooses
+them), the ``EarlyStopping`` bookkeeping (copied decision for decision from
+Keras), keeping the best weights, and stopping on a non-finite loss.
+
+Data arrives as ``model.fit`` hands it to ``train_step``: one structure
+``x``, ``(x, y)`` or ``(x, y, sample_weight)`` whose leaves share their rows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,20 +24,18 @@ from typing import Any, Callable
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import tree
 from tensorflow.python.framework import ops as tf_ops
 
 # XLA reports an op it cannot compile with one of these; anything else is a real error.
 _XLA_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError)
 
 
-VALIDATION_BATCH_ROWS = 8192
-
-
 @dataclass(frozen=True)
 class Outcome:
     """What one compiled training run produced."""
 
-    history: dict[str, list[float]]
+    history: dict[str, list[Any]]
     epochs_run: int
     stopped_epoch: int
     best_epoch: int
@@ -106,41 +109,44 @@ class _EarlyStoppingState:
 
 def train(
     model: keras.Model,
-    x: np.ndarray,
-    y: np.ndarray,
+    data: Any,
+    validation_data: Any | None,
     *,
-    validation_data: tuple[np.ndarray, np.ndarray] | None,
     epochs: int,
+    initial_epoch: int,
     batch_size: int,
+    validation_batch_size: int,
     shuffle: bool,
     early_stopping: keras.callbacks.EarlyStopping | None,
     seed: int | None,
 ) -> Outcome:
-    """Runs up to ``epochs`` epochs in one compiled call; see :func:`regsearch.fit`."""
-    x, y = _to_tensor(x), _to_tensor(y)
-    val = None if validation_data is None else (_to_tensor(validation_data[0]), _to_tensor(validation_data[1]))
-    batch_size = min(batch_size, int(x.shape[0]))
-    model._symbolic_build(data_batch=(x[:batch_size], y[:batch_size], None))
+    """Runs epochs ``initial_epoch .. epochs - 1`` in one compiled call; see :func:`regsearch.fit`.
+
+    ``data`` and ``validation_data`` are structures of numpy arrays packed as
+    ``model.fit`` packs them (``x``, ``(x, y)`` or ``(x, y, sample_weight)``),
+    lists already turned into tuples; ``epochs > initial_epoch``.
+    """
+    data = tree.map_structure(_to_tensor, data)
+    val = None if validation_data is None else tree.map_structure(_to_tensor, validation_data)
+    batch_size = min(batch_size, _rows(data))
+    val_batch_size = 0 if val is None else min(validation_batch_size, _rows(val))
+    model._symbolic_build(data_batch=_slice(data, 0, batch_size))
     # Built metrics let mode="auto" find a metric's direction, as in model.fit.
     rule = None if early_stopping is None else _EarlyStoppingRule.from_callback(early_stopping, model)
 
-    names = list(model.get_metrics_result())
-    log_names = names + ([f"val_{name}" for name in names] if val is not None else [])
-    if rule is not None and rule.monitor not in log_names:
-        warnings.warn(
-            f"Early stopping conditioned on metric `{rule.monitor}` which is not available. "
-            f"Available metrics are: {','.join(log_names)}",
-            stacklevel=3,
-        )
-        rule = None
-    loop = _compiled_loop(model, x, y, val, epochs=epochs, batch_size=batch_size, shuffle=shuffle, rule=rule,
-                          names=names, log_names=log_names)
-    state = loop.state
-    state.reset()
-    shuffle_seed = _seed_random_layers(model, seed)
-    data = (x, y) if val is None else (x, y, val[0], val[1])
     with _gradient_registrations_released(), _retracing_notice_silenced():
-        epochs_run, logs, diverged = loop(shuffle_seed, *data)
+        loop = _compiled_loop(model, data, val, epochs=epochs, initial_epoch=initial_epoch, batch_size=batch_size,
+                              val_batch_size=val_batch_size, shuffle=shuffle, rule=rule)
+        if rule is not None and loop.layout.column(rule.monitor) is None:
+            warnings.warn(
+                f"Early stopping conditioned on metric `{rule.monitor}` which is not available. "
+                f"Available metrics are: {','.join(loop.layout.names)}",
+                stacklevel=3,
+            )
+        state = loop.state
+        state.reset()
+        shuffle_seed = _seed_random_layers(model, seed)
+        epochs_run, logs, diverged = loop(shuffle_seed, data, *([] if val is None else [val]))
 
     if isinstance(model.optimizer, keras.optimizers.Optimizer):
         model.optimizer.finalize_variable_values(model.trainable_weights)
@@ -148,18 +154,125 @@ def train(
         state.restore_weights()
 
     epochs_run = int(epochs_run.numpy())
-    values = logs.numpy()[:epochs_run]
-    history = {name: [float(v) for v in values[:, i]] for i, name in enumerate(log_names)}
     has_best = rule is not None and bool(state.has_best.numpy())
     return Outcome(
-        history=history,
+        history=loop.layout.history(logs.numpy()[:epochs_run]),
         epochs_run=epochs_run,
         stopped_epoch=int(state.stopped_epoch.numpy()),
-        best_epoch=int(state.best_epoch.numpy()) if has_best else max(epochs_run - 1, 0),
+        best_epoch=int(state.best_epoch.numpy()) if has_best else max(initial_epoch + epochs_run - 1, 0),
         best=float(state.best.numpy()) if has_best else None,
         wait=int(state.wait.numpy()),
         diverged=bool(diverged.numpy()),
     )
+
+
+@dataclass(frozen=True)
+class _StepLogs:
+    """What one epoch of ``train_step`` or ``test_step`` logs, chosen as ``model.fit`` chooses it.
+
+    Keras logs the metrics' results when the step returns exactly their names,
+    and otherwise the dict the epoch's last step returned
+    (``Trainer._get_metrics_result_or_logs``), flattened and sorted by name as
+    ``pythonify_logs`` does.
+    """
+
+    step: str
+    from_metrics: bool
+    specs: dict[str, tf.TensorSpec]  # flattened, sorted names -> fixed shapes
+
+    @classmethod
+    def of(cls, model: keras.Model, step: str, batch: Any) -> _StepLogs:
+        metric_logs = model.get_metrics_result()
+        returned = metric_logs
+        if any(getattr(type(model), name) is not getattr(keras.Model, name) for name in (step, "compute_metrics")):
+            # A custom step: trace it once, apart, to learn what it returns.
+            spec = tree.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), batch)
+            returned = tf.function(getattr(model, step), autograph=False).get_concrete_function(spec).structured_outputs
+            if not isinstance(returned, dict):
+                raise ValueError(
+                    f"fit: 'model.{step}' must return a dict of logs, as model.fit needs; got {type(returned).__name__}."
+                )
+        from_metrics = set(returned) == set(metric_logs)
+        flat = _flat_logs(metric_logs if from_metrics else returned)
+        specs = {}
+        for name, value in flat.items():
+            value = value if tf.is_tensor(value) else tf.constant(value)
+            if not value.shape.is_fully_defined():
+                raise ValueError(f"fit: the log '{name}' of 'model.{step}' must have a fixed shape; got {value.shape}.")
+            specs[name] = tf.TensorSpec(value.shape, value.dtype)
+        return cls(step, from_metrics, specs)
+
+    def carried(self, logs: Any) -> dict[str, tf.Tensor]:
+        """One step's returned logs, checked to fit the loop's fixed slots."""
+        flat = _flat_logs(logs) if isinstance(logs, dict) else {}
+        if list(flat) != list(self.specs):
+            raise ValueError(
+                f"fit: 'model.{self.step}' must return the same logs on every batch; "
+                f"got {list(flat)} and {list(self.specs)}."
+            )
+        values = {}
+        for name, spec in self.specs.items():
+            value = tf.cast(flat[name], spec.dtype)
+            if value.shape != spec.shape:
+                raise ValueError(
+                    f"fit: the log '{name}' of 'model.{self.step}' must keep its shape across batches; "
+                    f"got {spec.shape} and {value.shape}."
+                )
+            values[name] = value
+        return values
+
+    def of_epoch(self, model: keras.Model, last: dict[str, tf.Tensor] | None) -> dict[str, tf.Tensor]:
+        return _flat_logs(model.get_metrics_result()) if self.from_metrics else last
+
+
+def _flat_logs(logs: dict[str, Any]) -> dict[str, Any]:
+    """Keras's ``pythonify_logs`` without the conversion: sorted by name, nested dicts merged in."""
+    flat: dict[str, Any] = {}
+    for name, value in sorted(logs.items()):
+        flat.update(_flat_logs(value) if isinstance(value, dict) else {name: value})
+    return flat
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The columns of the per-epoch log tensor: every logged value flattened, scalars and vectors alike."""
+
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, train: _StepLogs, val: _StepLogs | None) -> _Layout:
+        specs = list(train.specs.items()) + ([] if val is None else [(f"val_{n}", s) for n, s in val.specs.items()])
+        return cls(tuple(name for name, _ in specs), tuple(tuple(spec.shape.as_list()) for _, spec in specs))
+
+    @property
+    def width(self) -> int:
+        return sum(math.prod(shape) for shape in self.shapes)
+
+    def column(self, name: str) -> int | None:
+        """The column of a scalar log, None when it is not logged."""
+        if name not in self.names:
+            return None
+        index = self.names.index(name)
+        if math.prod(self.shapes[index]) != 1:
+            raise ValueError(
+                f"fit: the early-stopping monitor '{name}' must be one number per epoch; got shape {self.shapes[index]}."
+            )
+        return sum(math.prod(shape) for shape in self.shapes[:index])
+
+    def row(self, values: list[Any]) -> tf.Tensor:
+        pieces = [tf.reshape(tf.cast(value, tf.float32), [-1]) for value in values]
+        return tf.concat(pieces, axis=0) if pieces else tf.zeros([0], tf.float32)
+
+    def history(self, rows: np.ndarray) -> dict[str, list[Any]]:
+        """Per-name lists as Keras's History holds them: floats, or an array per epoch for vector values."""
+        history, offset = {}, 0
+        for name, shape in zip(self.names, self.shapes):
+            size = math.prod(shape)
+            block = rows[:, offset : offset + size]
+            offset += size
+            history[name] = [float(v[0]) for v in block] if size == 1 else [v.reshape(shape) for v in block]
+        return dict(sorted(history.items()))
 
 
 def _early_stopping_step(rule: _EarlyStoppingRule, state: _EarlyStoppingState, epoch: tf.Tensor, current: tf.Tensor) -> tf.Tensor:
@@ -204,24 +317,59 @@ def _early_stopping_step(rule: _EarlyStoppingRule, state: _EarlyStoppingState, e
     return tf.cond(epoch >= rule.start_from_epoch, monitored, lambda: tf.constant(False))
 
 
-def _run_batches(step: Callable[[Any], Any], x: tf.Tensor, y: tf.Tensor, batch_size: int) -> None:
-    """Calls ``step`` on consecutive minibatches, the last one possibly smaller."""
-    n_full, remainder = divmod(int(x.shape[0]), batch_size)
+def _run_batches(
+    step: Callable[[Any], Any], data: Any, batch_size: int, logs: _StepLogs
+) -> dict[str, tf.Tensor] | None:
+    """Calls ``step`` on consecutive minibatches, the last one possibly smaller.
+
+    Returns what the last step returned when the epoch logs it, else None.
+    """
+    n_rows = _rows(data)
+    n_full, remainder = divmod(n_rows, batch_size)
+    keep = not logs.from_metrics
+
+    def call(batch: Any) -> dict[str, tf.Tensor] | None:
+        returned = step(_unknown_rows(batch))
+        return logs.carried(returned) if keep else None
+
+    last = None
     if n_full <= 2:
         # Few batches: unrolled, which XLA compiles into straight-line code.
         for i in range(n_full):
-            step((x[i * batch_size : (i + 1) * batch_size], y[i * batch_size : (i + 1) * batch_size]))
+            last = call(_slice(data, i * batch_size, (i + 1) * batch_size))
     else:
-        x_batches = tf.reshape(x[: n_full * batch_size], [n_full, batch_size, *x.shape[1:]])
-        y_batches = tf.reshape(y[: n_full * batch_size], [n_full, batch_size, *y.shape[1:]])
+        batches = tree.map_structure(
+            lambda t: tf.reshape(t[: n_full * batch_size], [n_full, batch_size, *t.shape[1:]]), data
+        )
 
-        def body(i: tf.Tensor) -> tf.Tensor:
-            step((x_batches[i], y_batches[i]))
-            return i + 1
+        def body(i: tf.Tensor, *carried: dict[str, tf.Tensor]) -> tuple:
+            returned = call(tree.map_structure(lambda t: t[i], batches))
+            return (i + 1, returned) if keep else (i + 1,)
 
-        tf.while_loop(lambda i: i < n_full, body, [tf.constant(0)])
+        start = (tf.constant(0), {name: tf.zeros(spec.shape, spec.dtype) for name, spec in logs.specs.items()})
+        out = tf.while_loop(lambda i, *_: i < n_full, body, start if keep else start[:1])
+        last = out[1] if keep else None
     if remainder:
-        step((x[n_full * batch_size :], y[n_full * batch_size :]))
+        last = call(_slice(data, n_full * batch_size, n_rows))
+    return last
+
+
+def _unknown_rows(batch: Any) -> Any:
+    """The batch with its number of rows unknown to the graph, as in ``model.fit``'s tf.data batches.
+
+    Keras reads the static batch size in places: ``CompileLoss`` weights each
+    batch's per-output loss by it (``tree.flatten(y_pred)[0].shape[0]``), and
+    in ``model.fit`` it is None, so every batch counts once however short.
+    """
+    return tree.map_structure(lambda t: tf.compat.v1.placeholder_with_default(t, [None, *t.shape[1:]]), batch)
+
+
+def _rows(data: Any) -> int:
+    return int(tree.flatten(data)[0].shape[0])
+
+
+def _slice(data: Any, start: int, stop: int) -> Any:
+    return tree.map_structure(lambda t: t[start:stop], data)
 
 
 class _RetracingNotice(logging.Filter):
@@ -275,16 +423,19 @@ class _CompiledLoop:
 
     Everything that may change between calls (data, shuffle seed, early-stopping
     state, weights, optimizer state) is a function argument or a variable; what
-    is baked into the graph (shapes, epochs, batch size, early-stopping
-    settings, the compiled loss, metrics and optimizer) makes up ``key``.
+    is baked into the graph (the data's structure and shapes, epochs, batch
+    sizes, early-stopping settings, the compiled loss, metrics and optimizer)
+    makes up ``key``; ``layout`` names the columns of the logs it returns.
     """
 
-    def __init__(self, key: tuple, run_epochs: Callable[..., Any], state: _EarlyStoppingState, use_xla: bool) -> None:
-        self.key, self.state, self.use_xla = key, state, use_xla
+    def __init__(
+        self, key: tuple, run_epochs: Callable[..., Any], state: _EarlyStoppingState, layout: _Layout, use_xla: bool
+    ) -> None:
+        self.key, self.state, self.layout, self.use_xla = key, state, layout, use_xla
         self.graph = tf.function(run_epochs, autograph=False)
         self.xla = tf.function(run_epochs, jit_compile=True, autograph=False) if use_xla else None
 
-    def __call__(self, shuffle_seed: tf.Tensor, *data: tf.Tensor) -> Any:
+    def __call__(self, shuffle_seed: tf.Tensor, *data: Any) -> Any:
         """Runs the loop with XLA when the model is compiled for it, else as a plain graph.
 
         Following ``model.jit_compile`` keeps the numbers those of ``model.fit``
@@ -306,9 +457,11 @@ class _CompiledLoop:
         return self.graph(shuffle_seed, *data)
 
 
-def _loop_key(model: keras.Model, data: list[tf.Tensor], **settings: Any) -> tuple:
+def _loop_key(model: keras.Model, data: Any, **settings: Any) -> tuple:
     """What the traced loop depends on; objects are compared by identity."""
-    shapes = tuple((tuple(t.shape), t.dtype.name) for t in data)
+    shapes = tuple(
+        (path, None if t is None else (tuple(t.shape), t.dtype.name)) for path, t in tree.flatten_with_path(data)
+    )
     compiled = (model.optimizer, getattr(model, "_compile_loss", None), getattr(model, "_compile_metrics", None),
                 getattr(model, "_loss_tracker", None), *model.trainable_weights, *model.weights)
     return shapes, tuple(sorted(settings.items(), key=lambda item: item[0])), tuple(id(o) for o in compiled), compiled
@@ -316,70 +469,70 @@ def _loop_key(model: keras.Model, data: list[tf.Tensor], **settings: Any) -> tup
 
 def _compiled_loop(
     model: keras.Model,
-    x: tf.Tensor,
-    y: tf.Tensor,
-    val: tuple[tf.Tensor, tf.Tensor] | None,
+    data: Any,
+    val: Any | None,
     *,
     epochs: int,
+    initial_epoch: int,
     batch_size: int,
+    val_batch_size: int,
     shuffle: bool,
     rule: _EarlyStoppingRule | None,
-    names: list[str],
-    log_names: list[str],
 ) -> _CompiledLoop:
     """The model's cached loop for these settings, traced anew when anything it depends on changed."""
     use_xla = getattr(model, "jit_compile", True) is not False and all(
         getattr(layer, "supports_jit", True) for layer in model._flatten_layers()
     )
-    data = [x, y, *(val or ())]
-    key = _loop_key(model, data, epochs=epochs, batch_size=batch_size, shuffle=shuffle, rule=rule, use_xla=use_xla)
+    key = _loop_key(model, {"train": data, "val": val}, epochs=epochs, initial_epoch=initial_epoch,
+                    batch_size=batch_size, val_batch_size=val_batch_size, shuffle=shuffle, rule=rule, use_xla=use_xla)
     cached = getattr(model, "_regsearch_loop", None)
     if cached is not None and cached.key[:3] == key[:3] and all(a is b for a, b in zip(cached.key[3], key[3])):
         return cached
 
-    monitor_index = None if rule is None else log_names.index(rule.monitor)
-    # Validation metrics are size-weighted means over batches, so one large batch
-    # gives Keras's numbers (to float rounding) in a fraction of the steps.
-    val_batch_size = 0 if val is None else max(batch_size, min(int(val[0].shape[0]), VALIDATION_BATCH_ROWS))
+    train_logs = _StepLogs.of(model, "train_step", _slice(data, 0, batch_size))
+    val_logs = None if val is None else _StepLogs.of(model, "test_step", _slice(val, 0, val_batch_size))
+    layout = _Layout.of(train_logs, val_logs)
+    monitor = None if rule is None else layout.column(rule.monitor)
     state = _EarlyStoppingState(model, restore=rule is not None and rule.restore_best_weights)
-    n_train = int(x.shape[0])
+    n_train, n_epochs = _rows(data), epochs - initial_epoch
     many_batches = n_train > batch_size
 
-    def run_epochs(shuffle_seed: tf.Tensor, x: tf.Tensor, y: tf.Tensor, *val: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def run_epochs(shuffle_seed: tf.Tensor, data: Any, *val: Any) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         def body(epoch, logs, stop, diverged):
             model.reset_metrics()
+            batches = data
             if shuffle and many_batches:
                 # A single full batch needs no shuffle: the mean over it is order-free.
                 order = tf.argsort(tf.random.stateless_uniform([n_train], seed=tf.stack([shuffle_seed, epoch])))
-                xs, ys = tf.gather(x, order), tf.gather(y, order)
-            else:
-                xs, ys = x, y
-            _run_batches(model.train_step, xs, ys, batch_size)
-            train_logs = model.get_metrics_result()
-            row = [train_logs[name] for name in names]
+                batches = tree.map_structure(lambda t: tf.gather(t, order), data)
+            trained = train_logs.of_epoch(model, _run_batches(model.train_step, batches, batch_size, train_logs))
+            values = [trained[name] for name in train_logs.specs]
             if val:
                 model.reset_metrics()
-                _run_batches(model.test_step, val[0], val[1], val_batch_size)
-                val_logs = model.get_metrics_result()
-                row += [val_logs[name] for name in names]
-            row = tf.stack([tf.cast(value, tf.float32) for value in row])
-            logs = tf.tensor_scatter_nd_update(logs, [[epoch]], [row])
-            diverged = tf.logical_not(tf.math.is_finite(tf.cast(train_logs["loss"], tf.float32)))
+                tested = val_logs.of_epoch(model, _run_batches(model.test_step, val[0], val_batch_size, val_logs))
+                values += [tested[name] for name in val_logs.specs]
+            row = layout.row(values)
+            logs = tf.tensor_scatter_nd_update(logs, [[epoch - initial_epoch]], [row])
+            # Without a logged loss there is nothing to call divergence, as for TerminateOnNaN.
+            diverged = tf.constant(False)
+            if "loss" in trained:
+                diverged = tf.logical_not(tf.reduce_all(tf.math.is_finite(tf.cast(trained["loss"], tf.float32))))
             stop = diverged
-            if rule is not None:
-                stop = tf.logical_or(stop, _early_stopping_step(rule, state, epoch, row[monitor_index]))
+            if monitor is not None:
+                stop = tf.logical_or(stop, _early_stopping_step(rule, state, epoch, row[monitor]))
             return epoch + 1, logs, stop, diverged
 
-        start = (tf.constant(0), tf.zeros([epochs, len(log_names)], tf.float32), tf.constant(False), tf.constant(False))
-        epochs_run, logs, _, diverged = tf.while_loop(
+        start = (tf.constant(initial_epoch), tf.zeros([n_epochs, layout.width], tf.float32), tf.constant(False),
+                 tf.constant(False))
+        end, logs, _, diverged = tf.while_loop(
             lambda epoch, logs, stop, diverged: tf.logical_and(epoch < epochs, tf.logical_not(stop)),
             body,
             start,
-            maximum_iterations=epochs,
+            maximum_iterations=n_epochs,
         )
-        return epochs_run, logs, diverged
+        return end - initial_epoch, logs, diverged
 
-    loop = _CompiledLoop(key, run_epochs, state, use_xla)
+    loop = _CompiledLoop(key, run_epochs, state, layout, use_xla)
     # Not Keras's tracked setattr: the loop is no layer state and must not be saved with the model.
     object.__setattr__(model, "_regsearch_loop", loop)
     return loop

@@ -258,12 +258,12 @@ BAD_INPUTS = [
     (dict(x=X, y=Y[:10]), "same number of rows; got 30 and 10"),
     (dict(x=X[:0], y=Y[:0]), "'x' must hold at least one row"),
     (dict(x=np.where(np.arange(60).reshape(30, 2) == 3, np.nan, X), y=Y), "'x' must be finite; got 1 NaN"),
-    (dict(x=X, y=None), "'y' must be an array of targets; got None"),
+    (dict(x=X, y=None), "'y' must be an array of targets for a model compiled with a loss; got None"),
     (dict(x=X, y=Y, epochs=0), "'epochs' must be an integer >= 1; got 0"),
     (dict(x=X, y=Y, epochs=2.5), "'epochs' must be an integer >= 1; got 2.5"),
     (dict(x=X, y=Y, batch_size=0), "'batch_size' must be an integer >= 1; got 0"),
     (dict(x=X, y=Y, early_stopping="val_loss"), "'early_stopping' must be a keras.callbacks.EarlyStopping"),
-    (dict(x=X, y=Y, validation_data=(X,)), "'validation_data' must be a pair"),
+    (dict(x=X, y=Y, validation_data=(X,)), "'validation_data' must be a pair (x_val, y_val) or a triple"),
     (dict(x=X, y=Y, validation_data=(X, Y[:5])), "'validation_data[0]' and 'validation_data[1]' must have the same number of rows"),
 ]
 
