@@ -7,10 +7,11 @@ messages do not wait for TensorFlow:
 - the search space: :class:`Regularizer`, :class:`Decades`, :class:`FineGrid`,
   :class:`LogRange`, :class:`Range`, :class:`Placement`, :class:`Constraint`,
   :class:`Dropout`;
-- HyperModels: :class:`RegularizedMLP`, :class:`RegularizedCNN`,
-  :class:`RegularizedLSTM` (and their base, :class:`RegularizedHyperModel`);
+- HyperModels: :class:`Regularize` (any Keras model of yours), the presets
+  :class:`RegularizedMLP`, :class:`RegularizedCNN`, :class:`RegularizedLSTM`
+  (and their base, :class:`RegularizedHyperModel`);
 - tuners that keep every run: :class:`GridSearch`, :class:`BayesianOptimization`;
-- data and reports: :func:`load_dataset`, :func:`trials_frame`,
+- data and reports: :func:`load_dataset`, :func:`load_file` (your csv, parquet, npz), :func:`trials_frame`,
   :func:`summary_frame`, :func:`write_report` and the plots;
 - named searches: :func:`load_definition`, :func:`run_search`.
 """
@@ -34,6 +35,7 @@ _EXPORTS = {
     "Placement": "regsearch.space",
     "Constraint": "regsearch.space",
     "Dropout": "regsearch.space",
+    "Regularize": "regsearch.hypermodels",
     "RegularizedHyperModel": "regsearch.hypermodels",
     "RegularizedMLP": "regsearch.hypermodels",
     "RegularizedCNN": "regsearch.hypermodels",
@@ -43,6 +45,7 @@ _EXPORTS = {
     "GridSearch": "regsearch.tuners",
     "BayesianOptimization": "regsearch.tuners",
     "load_dataset": "regsearch.datasets",
+    "load_file": "regsearch.datafiles",
     "dataset_names": "regsearch.datasets",
     "Split": "regsearch.datasets",
     "trials_frame": "regsearch.report",

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -414,7 +415,10 @@ def _rebuild(folder: Path, name: str) -> dict[str, Any]:
 
     records, histories = saved_runs(folder)
     definition = _saved_definition(folder)
-    objective, direction = (definition.objective, definition.direction) if definition else ("test_accuracy", "max")
+    objective, direction = (definition.objective, definition.direction) if definition else (None, None)
+    if objective is None:  # the default depends on the task: accuracy unless the runs have none (regression)
+        scored = any(math.isfinite(r.get("test_accuracy", math.nan)) for r in records)
+        objective, direction = ("test_accuracy", "max") if scored else ("test_loss", "min")
     write_report(folder, records, histories, search_name=name, rerun_command=f"python -m regsearch {name}",
                  objective=objective, direction=direction,
                  definition_text=definition.text if definition else None,
@@ -451,11 +455,15 @@ def saved_runs(folder: Path) -> tuple[list[dict], dict[str, dict[str, list[float
 
 
 def _saved_definition(folder: Path) -> Any:
-    """The definition copied into the results folder when the search ran, or None."""
-    from regsearch.definition import load_definition
+    """The definition copied into the results folder when the search ran, or None.
+
+    Read against the schema only: its data and model files are where the
+    original definition was, and a report needs neither.
+    """
+    from regsearch.definition import read_definition
 
     path = folder / DEFINITION_COPY
-    return load_definition(path) if path.is_file() else None
+    return read_definition(path) if path.is_file() else None
 
 
 class _Progress:

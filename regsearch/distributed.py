@@ -332,16 +332,16 @@ def run_worker(
 def _run_phases(definition: Any, results_dir: Path, where: Endpoint, tuner_id: str,
                 on_phase: Callable[[str], None] | None, on_run: Callable[[dict], None] | None) -> None:
     from regsearch import search
-    from regsearch.datasets import load_dataset
+    from regsearch.definition.build import load_data, make_hypermodel
 
-    split = load_dataset(**search._dataset_arguments(definition))
+    split = load_data(definition)
     arguments = search.fit_arguments(definition, split)
-    coarse_hypermodel = hypermodel = search.make_hypermodel(definition, split)
+    coarse_hypermodel = hypermodel = make_hypermodel(definition, split)
     tuner_dir = results_dir / search.TUNER_FOLDER
     for index, phase in enumerate(phases(definition)):
         if phase == "fine":
             coarse = _saved_records(tuner_dir / "coarse")
-            hypermodel = search.make_hypermodel(search.fine_definition(definition, coarse_hypermodel, coarse), split)
+            hypermodel = make_hypermodel(search.fine_definition(definition, coarse_hypermodel, coarse), split)
         _set_role(f"{tuner_id}@{phase}", where)
         tuner = search._make_tuner(definition, hypermodel, phase, tuner_dir, on_run, {})
         if index == 0:

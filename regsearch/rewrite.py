@@ -28,7 +28,7 @@ import keras
 from regsearch.errors import SettingError
 from regsearch.space import make_constraint, make_dropout, make_regularizer
 
-__all__ = ["LayerPlan", "default_layer_types", "is_rewritable", "plan_layers", "rewrite", "select_layers"]
+__all__ = ["LayerPlan", "default_layer_types", "is_rewritable", "plan_layers", "regularized", "rewrite", "select_layers"]
 
 #: Weight names a regularizer or constraint target maps to in a layer's config.
 WEIGHT_KEYS = {
@@ -139,71 +139,59 @@ def rewrite(model: keras.Model, plans: Sequence[LayerPlan], config: dict[str, An
     return _rewrite_functional(model, edits)
 
 
+def regularized(layer: keras.layers.Layer, config: dict[str, Any], constraint_targets: Sequence[str] = ("kernel",),
+                plan: LayerPlan | None = None) -> list[keras.layers.Layer]:
+    """``layer`` re-created with the configuration's penalties and constraints, and what must follow it.
+
+    The first layer returned takes ``layer``'s place: its config plus new
+    regularizer and constraint objects for the weights it has. With placement
+    ``"before"`` it is a linear copy named ``<name>_linear``, followed by an
+    ``Activation`` of the layer's own name and activation. The built-in
+    HyperModels build their layers through this too.
+    """
+    plan = plan or plan_layers([layer])[0]
+    layer_config, edited = layer.get_config(), layer.get_config()
+    if config.get("kind", "none") != "none":
+        for target in config["target"].split("+"):
+            if target in plan.targets:
+                keys = ("activity",) if target == "activity" else WEIGHT_KEYS[target]
+                for key in keys:
+                    if key == "activity" or f"{key}_regularizer" in layer_config:
+                        edited[f"{key}_regularizer"] = make_regularizer(config)
+    if config.get("constraint", "none") != "none":
+        for target in constraint_targets:
+            if target in plan.constraint_targets:
+                for key in WEIGHT_KEYS[target]:
+                    if f"{key}_constraint" in layer_config:
+                        edited[f"{key}_constraint"] = make_constraint(config, _norm_axis(layer, key))
+    if not (plan.can_go_before and config.get("placement") == "before"):
+        return [layer.__class__.from_config(edited)]
+    edited.update(activation="linear", name=f"{layer.name}_linear")
+    return [layer.__class__.from_config(edited), keras.layers.Activation(layer_config["activation"], name=layer.name)]
+
+
 class _Edits:
-    """The per-layer changes of one configuration, and the layers they add."""
+    """The per-layer changes of one configuration, and the layers they add (once per layer, shared layers too)."""
 
     def __init__(self, config: dict[str, Any], plans: dict[str, LayerPlan], constraint_targets: tuple[str, ...]):
         self.config, self.plans, self.constraint_targets = config, plans, constraint_targets
         drops = config.get("dropout_kind", "none") != "none"
         self.hidden_noise = drops and config.get("dropout_where") in ("hidden", "both")
         self.input_noise = drops and config.get("dropout_where") in ("input", "both")
-        self.added: dict[str, keras.layers.Layer] = {}  # by name: shared layers share what follows them
+        self.followers: dict[str, list[keras.layers.Layer]] = {}
 
     def clone(self, layer: keras.layers.Layer) -> keras.layers.Layer:
-        config = layer.get_config()
         plan = self.plans.get(layer.name)
-        if plan is not None:
-            config.update(self._penalties(layer, plan))
-            if self._before(plan):
-                config["activation"] = "linear"
-                config["name"] = f"{layer.name}_linear"
-        return layer.__class__.from_config(config)
+        if plan is None:
+            return layer.__class__.from_config(layer.get_config())
+        new, *activation = regularized(layer, self.config, self.constraint_targets, plan)
+        noise = [make_dropout(self.config, f"{layer.name}_dropout")] if self.hidden_noise else []
+        self.followers[layer.name] = activation + noise
+        return new
 
     def following(self, original: keras.layers.Layer) -> list[keras.layers.Layer]:
-        """The layers after a chosen layer: its activation (placement before), then noise; one set per layer."""
-        plan = self.plans.get(original.name)
-        if plan is None:
-            return []
-        layers = []
-        if self._before(plan):
-            activation = original.get_config()["activation"]
-            layers.append(self._layer(original.name, lambda: keras.layers.Activation(activation, name=original.name)))
-        if self.hidden_noise:
-            name = f"{original.name}_dropout"
-            layers.append(self._layer(name, lambda: make_dropout(self.config, name)))
-        return layers
-
-    def input_noise_layer(self, name: str) -> keras.layers.Layer:
-        return self._layer(name, lambda: make_dropout(self.config, name))
-
-    def _layer(self, name: str, make: Any) -> keras.layers.Layer:
-        if name not in self.added:
-            self.added[name] = make()
-        return self.added[name]
-
-    def _before(self, plan: LayerPlan) -> bool:
-        return plan.can_go_before and self.config.get("placement") == "before"
-
-    def _penalties(self, layer: keras.layers.Layer, plan: LayerPlan) -> dict[str, Any]:
-        """Regularizer and constraint config entries; new Keras objects for every weight."""
-        config, entries = self.config, {}
-        layer_config = layer.get_config()
-        if config.get("kind", "none") != "none":
-            for target in config["target"].split("+"):
-                if target not in plan.targets:
-                    continue
-                keys = ("activity",) if target == "activity" else WEIGHT_KEYS[target]
-                for key in keys:
-                    if f"{key}_regularizer" in layer_config or key == "activity":
-                        entries[f"{key}_regularizer"] = make_regularizer(config)
-        if config.get("constraint", "none") != "none":
-            for target in self.constraint_targets:
-                if target not in plan.constraint_targets:
-                    continue
-                for key in WEIGHT_KEYS[target]:
-                    if f"{key}_constraint" in layer_config:
-                        entries[f"{key}_constraint"] = make_constraint(config, _norm_axis(layer, key))
-        return entries
+        """The layers after a chosen layer (cloned first): its activation (placement before), then noise."""
+        return self.followers.get(original.name, [])
 
 
 def _rewrite_sequential(model: keras.Sequential, edits: _Edits) -> keras.Sequential:
@@ -214,7 +202,7 @@ def _rewrite_sequential(model: keras.Sequential, edits: _Edits) -> keras.Sequent
     source = inputs[0]
     stack: list[Any] = [keras.Input(batch_shape=source.shape, dtype=source.dtype, name=source.name)]
     if edits.input_noise and _is_float(source):
-        stack.append(edits.input_noise_layer("input_dropout"))
+        stack.append(make_dropout(edits.config, "input_dropout"))
     for layer in model.layers:
         stack += [edits.clone(layer), *edits.following(layer)]
     return keras.Sequential(stack, name=model.name)
@@ -229,7 +217,7 @@ def _rewrite_functional(model: keras.Model, edits: _Edits) -> keras.Model:
         floats = [tensor for tensor in keras.tree.flatten(inputs) if _is_float(tensor)]
         for tensor in floats:
             name = "input_dropout" if len(floats) == 1 else f"{tensor.name}_dropout"
-            noised[id(tensor)] = edits.input_noise_layer(name)(tensor)
+            noised[id(tensor)] = make_dropout(edits.config, name)(tensor)
     originals: dict[int, keras.layers.Layer] = {}
 
     def clone_function(layer: keras.layers.Layer) -> keras.layers.Layer:

@@ -26,11 +26,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from regsearch.datasets import Split, load_dataset
+from regsearch.datasets import Split
 from regsearch.definition import NOTHING, SearchDefinition
+from regsearch.definition.build import load_data, make_hypermodel
 from regsearch.errors import SearchFailedError, SettingError
 
-__all__ = ["SearchResult", "make_hypermodel", "run_search", "fine_strengths", "plan_size"]
+__all__ = ["SearchResult", "run_search", "fine_strengths", "plan_size"]
 
 TUNER_FOLDER = "tuner"
 SETTINGS_FILE = "settings.json"
@@ -44,35 +45,6 @@ class SearchResult:
     records: list[dict[str, Any]]
     histories: dict[str, dict[str, list[float]]]
     best_model: Any = None  # keras.Model of the best configuration's first run
-
-
-def make_hypermodel(definition: SearchDefinition, split: Split | None = None) -> Any:
-    """Builds the definition's HyperModel; the dataset fills in shapes, classes and vocabulary.
-
-    Raises:
-        SettingError: A value the HyperModel or a space piece refuses.
-    """
-    from regsearch import hypermodels, space
-
-    split = split if split is not None else load_dataset(**_dataset_arguments(definition))
-    arguments = dict(definition.model)
-    arguments.setdefault("input_shape", split.input_shape)
-    if "task" not in arguments:
-        arguments["task"] = "binary" if split.n_classes == 2 else "multiclass"
-    if arguments["task"] == "multiclass":
-        arguments.setdefault("classes", split.n_classes)
-    if definition.hypermodel == "RegularizedLSTM" and split.vocab_size is not None:
-        arguments.setdefault("vocab_size", split.vocab_size)
-    pieces = definition.space
-    if "regularizer" in pieces:
-        arguments["regularizer"] = space.Regularizer(**pieces["regularizer"])
-    if "constraint" in pieces:
-        arguments["constraint"] = space.Constraint(**pieces["constraint"])
-    if "dropout" in pieces:
-        arguments["dropout"] = space.Dropout(**pieces["dropout"])
-    if "placement" in pieces:
-        arguments["placement"] = pieces["placement"]
-    return getattr(hypermodels, definition.hypermodel)(**arguments)
 
 
 def fine_strengths(best: float, decades: list[float], points: int) -> list[float]:
@@ -140,7 +112,7 @@ def run_search(
     Raises:
         SearchFailedError: Every run of the search failed.
     """
-    split = load_dataset(**_dataset_arguments(definition))
+    split = load_data(definition)
     tuner_dir = results_dir / TUNER_FOLDER
     if overwrite and tuner_dir.exists():
         shutil.rmtree(tuner_dir)
@@ -332,11 +304,6 @@ def _best_model(tuners: list[Any], records: list[dict], definition: SearchDefini
             except (OSError, ValueError, KeyError):  # a checkpoint from a killed run
                 return None
     return None
-
-
-def _dataset_arguments(definition: SearchDefinition) -> dict[str, Any]:
-    arguments = dict(definition.data)
-    return {"name": arguments.pop("dataset"), **arguments}
 
 
 def check_writable(folder: Path) -> None:

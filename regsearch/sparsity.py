@@ -20,7 +20,7 @@ def activation_sparsity(
     Args:
         model: A functional or built Sequential Keras model.
         layer_name: The layer whose output is measured.
-        x: Input data, an array (or a list of arrays for several inputs).
+        x: Input data: an array, or a list or dict of arrays for several inputs.
         batch_size: Rows per forward pass.
 
     Returns:
@@ -28,14 +28,11 @@ def activation_sparsity(
     """
     layer = model.get_layer(layer_name)
     probe = keras.Model(inputs=model.input, outputs=layer.output)
-    inputs = x if isinstance(x, (list, tuple)) else [x]
-    n_rows = len(inputs[0])
+    n_rows = len(keras.tree.flatten(x)[0])
     total = zeros = count = 0.0
     for start in range(0, n_rows, batch_size):
-        batch = [np.asarray(a[start : start + batch_size]) for a in inputs]
-        out = keras.ops.convert_to_numpy(
-            probe(batch if len(batch) > 1 else batch[0], training=False)
-        )
+        batch = keras.tree.map_structure(lambda a: np.asarray(a[start : start + batch_size]), x)
+        out = keras.ops.convert_to_numpy(probe(batch, training=False))
         out = out.astype(np.float64, copy=False)
         total += float(out.sum())
         zeros += float(np.count_nonzero(out == 0.0))

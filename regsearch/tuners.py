@@ -27,10 +27,16 @@ from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 from keras_tuner.src.tuners.gridsearch import GridSearchOracle, LinkedList
 
 from regsearch.atomic import write_text_atomic
+from regsearch.errors import SettingError, one_of
+from regsearch.hypermodels.base import FIT_OPTIONS
 from regsearch.runs import RECORD_METRICS, RUNS_FILE, failed_trial_record, load_runs
 
 __all__ = ["GridSearch", "BayesianOptimization", "RUNS_FILE", "read_runs", "failed_trial_record"]
 
+
+
+#: What ``search`` passes on: ``model.fit``'s arguments and regsearch's ``early_stopping`` settings.
+SEARCH_ARGUMENTS = ("epochs", "batch_size", "verbose", "callbacks", "early_stopping", *FIT_OPTIONS)
 
 
 class _RecordingTuner:
@@ -53,18 +59,34 @@ class _RecordingTuner:
         finally:
             config.DEBUG = debug
 
+    def search(self, *fit_args: Any, **fit_kwargs: Any) -> None:
+        """Keras Tuner's search; every argument of ``model.fit`` reaches each run, others are refused.
+
+        Raises:
+            SettingError: An argument ``model.fit`` does not take (named), before any trial runs.
+        """
+        allowed = SEARCH_ARGUMENTS
+        for name in fit_kwargs:
+            if name not in allowed:
+                raise SettingError(name, f"an argument of model.fit or 'early_stopping': {one_of(allowed)}",
+                                   name, f"{type(self).__name__}.search")
+        super().search(*fit_args, **fit_kwargs)
+
     def run_trial(
         self,
         trial: kt.engine.trial.Trial,
-        x: Any,
-        y: Any,
-        *,
-        validation_data: tuple[Any, Any],
-        epochs: int,
-        batch_size: int = 32,
+        *fit_args: Any,
         early_stopping: dict[str, Any] | None = None,
-        **_: Any,
+        callbacks: list[keras.callbacks.Callback] | None = None,
+        verbose: Any = None,
+        **fit_kwargs: Any,
     ) -> dict[str, float]:
+        """Trains the trial's configuration ``repeats`` times; ``fit_kwargs`` are ``model.fit``'s.
+
+        Each run gets its own deep copy of ``callbacks``, as Keras Tuner gives
+        each execution (an ``EarlyStopping`` among them keeps state between epochs).
+        ``verbose`` changes nothing: runs print nothing.
+        """
         hp = trial.hyperparameters
         checkpoint = SaveBestEpoch(
             objective=self.oracle.objective, filepath=self._get_checkpoint_fname(trial.trial_id)
@@ -79,8 +101,8 @@ class _RecordingTuner:
             try:
                 model = self._initial_model(hp, seed, model)
                 result = self.hypermodel.run(
-                    hp, model, x, y, validation_data=validation_data, epochs=epochs, batch_size=batch_size,
-                    early_stopping=_early_stopping(early_stopping), seed=seed, callbacks=[checkpoint],
+                    hp, model, *fit_args, early_stopping=_early_stopping(early_stopping), seed=seed,
+                    callbacks=[checkpoint, *self._deepcopy_callbacks(callbacks or [])], **fit_kwargs,
                 )
                 metrics, histories[str(repeat)] = result.metrics, result.history
                 status, reason = ("diverged", "the loss became NaN or infinite") if result.diverged else ("completed", "")

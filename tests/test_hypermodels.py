@@ -702,3 +702,20 @@ def test_jit_compile_reaches_the_model_and_the_engine_uses_xla(moons):
     plain = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     plain.compile(optimizer="adam", loss="mse")
     assert built(mlp())[0].jit_compile == plain.jit_compile  # "auto": Keras decides (XLA only with a GPU)
+
+
+def test_presets_regularize_only_the_layers_chosen():
+    hypermodel = RegularizedMLP((2,), hidden=[6, 4], layers=["hidden_2"], regularizer=Regularizer("l2", 0.02),
+                                placement="before", dropout=Dropout("dropout", 0.3))
+    model = hypermodel.build(kt.HyperParameters())
+    names = [layer.name for layer in model.layers]
+    assert model.get_layer("hidden_1").kernel_regularizer is None and "hidden_1_dropout" not in names
+    assert model.get_layer("hidden_2").kernel_regularizer.l2 == pytest.approx(0.02)
+    assert "hidden_2_dropout" in names
+    cnn = RegularizedCNN(filters=[4, 4], dense=[8], layers="conv_*", regularizer=Regularizer("l1", 0.01))
+    built = cnn.build(kt.HyperParameters())
+    assert float(built.get_layer("conv_2").kernel_regularizer.l1) == pytest.approx(0.01)
+    assert built.get_layer("dense_1").kernel_regularizer is None
+    with pytest.raises(SettingError, match=r"'layers' must be names or glob patterns matching one of 'hidden_1', "
+                                           r"'hidden_2'; got 'dense_1'\."):
+        RegularizedMLP((2,), hidden=[6, 4], layers=["dense_1"])

@@ -11,7 +11,8 @@ import pytest
 
 from regsearch.cli import main
 from regsearch.definition import PACKAGED_SEARCHES, load_definition
-from regsearch.search import fine_strengths, make_hypermodel, plan_size
+from regsearch.definition.build import make_hypermodel
+from regsearch.search import fine_strengths, plan_size
 
 SEARCHES = sorted(path.stem for path in PACKAGED_SEARCHES.glob("*.toml"))
 

@@ -8,7 +8,9 @@ evaluates the restored model and reports the metrics Keras Tuner scores.
 
 from __future__ import annotations
 
+import fnmatch
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +20,9 @@ import keras_tuner as kt
 import numpy as np
 
 from regsearch.engine import fit as engine_fit
+from regsearch.engine import split_validation
 from regsearch.errors import SettingError, one_of
+from regsearch.rewrite import regularized
 from regsearch.space import (
     Constraint,
     Dropout,
@@ -28,9 +32,7 @@ from regsearch.space import (
     as_choices,
     as_numbers,
     declare_value,
-    make_constraint,
     make_dropout,
-    make_regularizer,
 )
 from regsearch.sparsity import activation_sparsity
 
@@ -91,6 +93,9 @@ class RegularizedHyperModel(kt.HyperModel):
         patience: Early-stopping patience, an int or a list (searched); ``"none"``
             in the list means a run without early stopping;
             None leaves early stopping to the ``early_stopping`` argument of ``run``.
+        layers: Names or glob patterns of the layers that carry the regularization
+            (and the hidden noise after them), among ``regularizable_layers()``;
+            None: every one.
         jit_compile: Passed to ``model.compile``: ``"auto"`` (Keras's choice: XLA
             where there is a GPU), ``True`` or ``False``. With XLA, ``regsearch.fit``
             runs an epoch of the moons model about six times faster once
@@ -112,15 +117,16 @@ class RegularizedHyperModel(kt.HyperModel):
     def __init__(
         self,
         *,
-        task: str = "binary",
+        task: str | None = "binary",
         classes: int | None = None,
         regularizer: Regularizer | None = None,
         placement: str | Sequence[str] | Placement = "after",
         constraint: Constraint | None = None,
         dropout: Dropout | None = None,
-        optimizer: str | Sequence[str] = "adam",
-        learning_rate: Values = 1e-3,
+        optimizer: str | Sequence[str] | None = "adam",
+        learning_rate: Values | None = 1e-3,
         patience: int | Sequence[int | str] | None = None,
+        layers: str | Sequence[str] | None = None,
         jit_compile: bool | str = "auto",
         name: str | None = None,
         tunable: bool = True,
@@ -129,8 +135,9 @@ class RegularizedHyperModel(kt.HyperModel):
         if jit_compile not in (True, False, "auto"):
             raise SettingError("jit_compile", "true, false or 'auto'", jit_compile, type(self).__name__)
         self.jit_compile = jit_compile
+        self.layers: Any = layers  # checked by the subclass once it knows its layers (_check_layers)
         where = type(self).__name__
-        if task not in TASKS:
+        if task is not None and task not in TASKS:
             raise SettingError("task", one_of(TASKS), task, where)
         self.task = task
         if task == "multiclass" and (
@@ -167,8 +174,11 @@ class RegularizedHyperModel(kt.HyperModel):
                 where,
             )
         self.dropout = _piece(dropout, Dropout, "dropout", where) or Dropout("none")
-        self.optimizers = as_choices(optimizer, "optimizer", OPTIMIZERS, where)
-        self.learning_rates = as_numbers(learning_rate, "learning_rate", where, positive=True)
+        # None: not part of the space (Regularize keeps the model's own optimizer).
+        self.optimizers = None if optimizer is None else as_choices(optimizer, "optimizer", OPTIMIZERS, where)
+        self.learning_rates = (
+            None if learning_rate is None else as_numbers(learning_rate, "learning_rate", where, positive=True)
+        )
         self.patiences: tuple[int | str, ...] | None = None
         if patience is not None:
             values = (patience,) if isinstance(patience, (int, str)) else patience
@@ -201,8 +211,10 @@ class RegularizedHyperModel(kt.HyperModel):
             config["placement"] = placement if "activity" in config["target"].split("+") else None
         config.update(self.constraint.resolve(hp))
         config.update(self.dropout.resolve(hp))
-        config["optimizer"] = declare_value(hp, "optimizer", self.optimizers)
-        config["learning_rate"] = declare_value(hp, "learning_rate", self.learning_rates)
+        if self.optimizers is not None:
+            config["optimizer"] = declare_value(hp, "optimizer", self.optimizers)
+        if self.learning_rates is not None:
+            config["learning_rate"] = declare_value(hp, "learning_rate", self.learning_rates)
         if self.patiences is not None:
             patience_value = declare_value(hp, "patience", self.patiences)
             config["patience"] = None if patience_value == "none" else int(patience_value)
@@ -221,20 +233,9 @@ class RegularizedHyperModel(kt.HyperModel):
         """Builds and compiles the network for this trial's hyperparameters."""
         config = self.describe(hp)
         model = self._network(config)
-        optimizer = keras.optimizers.get(
-            {
-                "class_name": config["optimizer"],
-                "config": {"learning_rate": config["learning_rate"]},
-            }
-        )
-        loss = {
-            "binary": "binary_crossentropy",
-            "multiclass": "sparse_categorical_crossentropy",
-        }.get(self.task, "mean_squared_error")
         model.compile(
-            optimizer=optimizer,
-            loss=loss,
-            metrics=[] if self.task == "regression" else ["accuracy"],
+            optimizer=make_optimizer(config["optimizer"], config["learning_rate"]),
+            **task_compile_settings(self.task),
             jit_compile=self.jit_compile,
         )
         return model
@@ -249,42 +250,47 @@ class RegularizedHyperModel(kt.HyperModel):
             return keras.layers.Dense(self.classes, activation="softmax", name="output")(h)
         return keras.layers.Dense(1, name="output")(h)
 
-    def _penalties(
-        self, config: dict[str, Any], kernel_axis: int | list[int] = 0
-    ) -> dict[str, Any]:
-        """Regularizer and constraint keyword arguments of one Keras layer (new objects every call)."""
-        kwargs: dict[str, Any] = {}
-        if config["kind"] != "none":
-            for target in config["target"].split("+"):
-                if target in ("kernel", "bias", "recurrent", "activity"):
-                    kwargs[f"{target}_regularizer"] = make_regularizer(config)
-        if config["constraint"] != "none":
-            for target in self.constraint.targets:
-                if target in ("kernel", "bias", "recurrent"):
-                    kwargs[f"{target}_constraint"] = make_constraint(
-                        config, kernel_axis if target == "kernel" else 0
-                    )
-        return kwargs
-
     def _regularized(
         self, layer: type, h: Any, config: dict[str, Any], name: str, activation: str, **args: Any
     ) -> Any:
-        """One regularized layer; with activity placed ``before``, a linear layer then an Activation named ``name``.
+        """One layer carrying the configuration (if ``layers`` chooses it), through the rewriter's machinery.
 
-        The ``before`` structure is built even when this trial's kind is none,
-        so that the model is what ``describe`` says (it computes the same function).
+        With activity placed ``before``: a linear layer, then an Activation named
+        ``name``. The ``before`` structure is built even when this trial's kind
+        is none, so that the model is what ``describe`` says (it computes the same function).
         """
-        kwargs = self._penalties(
-            config, kernel_axis=[0, 1, 2] if layer is keras.layers.Conv2D else 0
-        )
-        if config.get("placement") == "before":
-            h = layer(activation="linear", name=f"{name}_linear", **args, **kwargs)(h)
-            return keras.layers.Activation(activation, name=name)(h)
-        return layer(activation=activation, name=name, **args, **kwargs)(h)
+        plain = layer(activation=activation, name=name, **args)
+        if not self._chosen(name):
+            return plain(h)
+        for part in regularized(plain, config, self.constraint.targets):
+            h = part(h)
+        return h
 
-    @staticmethod
-    def _noise(h: Any, config: dict[str, Any], place: str, name: str) -> Any:
-        """Adds the dropout layer if this trial puts noise at ``place`` ("input" or "hidden")."""
+    def _chosen(self, name: str) -> bool:
+        """True if ``layers`` (names or glob patterns) picks this layer; every one when not given."""
+        return self.layers is None or any(fnmatch.fnmatchcase(name, pattern) for pattern in self.layers)
+
+    def regularizable_layers(self) -> tuple[str, ...]:
+        """The names of the layers this HyperModel regularizes (those ``layers`` chooses from)."""
+        raise NotImplementedError
+
+    def _check_layers(self, layers: str | Sequence[str] | None) -> tuple[str, ...] | None:
+        if layers is None:
+            return None
+        patterns = (layers,) if isinstance(layers, str) else layers
+        names = self.regularizable_layers()
+        where = type(self).__name__
+        if not isinstance(patterns, Sequence) or not patterns or not all(isinstance(p, str) for p in patterns):
+            raise SettingError("layers", f"a list of names or glob patterns among {', '.join(names)}", layers, where)
+        for pattern in patterns:
+            if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+                raise SettingError("layers", f"names or glob patterns matching {one_of(names)}", pattern, where)
+        return tuple(patterns)
+
+    def _noise(self, h: Any, config: dict[str, Any], place: str, name: str, after: str | None = None) -> Any:
+        """Adds the dropout layer if this trial puts noise at ``place`` ("input", or "hidden" after a chosen layer)."""
+        if after is not None and not self._chosen(after):
+            return h
         if config["dropout_kind"] != "none" and config["dropout_where"] in (place, "both"):
             return make_dropout(config, name)(h)
         return h
@@ -295,34 +301,44 @@ class RegularizedHyperModel(kt.HyperModel):
         self,
         hp: kt.HyperParameters,
         model: keras.Model,
-        x: Any,
-        y: Any,
+        x: Any = None,
+        y: Any = None,
         *,
-        validation_data: tuple[Any, Any] | None = None,
-        epochs: int,
-        batch_size: int = 32,
+        epochs: int | None = None,
+        batch_size: int | None = 32,
         early_stopping: keras.callbacks.EarlyStopping | None = None,
         seed: int | None = None,
         callbacks: Sequence[keras.callbacks.Callback] | None = None,
-        shuffle: bool = True,
+        **fit_options: Any,
     ) -> RunResult:
         """Trains ``model`` with :func:`regsearch.fit`, evaluates it, and leaves Keras Tuner's checkpoint.
 
-        Seeding the weights (``keras.utils.set_random_seed`` before ``build``)
-        is the caller's job; ``seed`` makes the training itself reproducible.
-        An ``EarlyStopping`` found in ``callbacks`` is used as ``early_stopping``;
-        the other callbacks (Keras Tuner's ``SaveBestEpoch`` among them) see one
-        epoch, the best one, with the restored model and the final metrics.
+        Takes ``model.fit``'s arguments (``validation_data`` or
+        ``validation_split``, ``class_weight``, ``sample_weight``, ``shuffle``,
+        ``initial_epoch``, ...) with their meaning there; ``epochs`` defaults
+        to ``model.fit``'s 1, with a warning. Seeding the weights
+        (``keras.utils.set_random_seed`` before ``build``) is the caller's job;
+        ``seed`` makes the training itself reproducible. An ``EarlyStopping``
+        in ``callbacks`` is used as ``early_stopping``; other callbacks act per
+        epoch (:func:`regsearch.fit` then trains through ``model.fit``), except
+        Keras Tuner's own (``SaveBestEpoch``, ``TunerCallback``), which are shown
+        the best epoch once, with the restored model and its final metrics.
 
         Returns:
             A ``RunResult``; a diverged run returns one too (with NaNs), it does not raise.
 
         Raises:
-            SettingError: No validation data, or early stopping given twice.
+            SettingError: No validation rows, early stopping given twice, or an
+                argument ``model.fit`` does not take.
         """
         where = type(self).__name__
-        if validation_data is None:
-            raise SettingError("validation_data", "a tuple (x_val, y_val)", None, where)
+        for option in fit_options:
+            if option not in FIT_OPTIONS:
+                raise SettingError(option, f"an argument of model.fit regsearch takes: {one_of(FIT_OPTIONS)}",
+                                   option, where)
+        if epochs is None:
+            warnings.warn(f"{where}: no 'epochs' given; training 1 epoch, model.fit's default.", stacklevel=2)
+            epochs = 1
         callbacks = list(callbacks or [])
         found = [cb for cb in callbacks if isinstance(cb, keras.callbacks.EarlyStopping)]
         if len(found) + (early_stopping is not None) > 1:
@@ -333,7 +349,8 @@ class RegularizedHyperModel(kt.HyperModel):
                 where,
             )
         early_stopping = early_stopping or (found[0] if found else None)
-        others = [cb for cb in callbacks if not isinstance(cb, keras.callbacks.EarlyStopping)]
+        tuners_own = [cb for cb in callbacks if isinstance(cb, _tuner_callbacks())]
+        users = [cb for cb in callbacks if cb not in tuners_own and not isinstance(cb, keras.callbacks.EarlyStopping)]
         config = self.describe(hp)
         if "patience" in config:
             early_stopping = (
@@ -341,46 +358,115 @@ class RegularizedHyperModel(kt.HyperModel):
                 if config["patience"] is None
                 else _with_patience(early_stopping, config["patience"])
             )
+        train_rows, validation_rows = _evaluation_rows(x, y, fit_options, where)
 
         history = engine_fit(
             model,
             x,
             y,
-            validation_data=validation_data,
             epochs=epochs,
             batch_size=batch_size,
-            shuffle=shuffle,
             early_stopping=early_stopping,
             seed=seed,
+            callbacks=users,
+            **fit_options,
         )
-        logged = {key: [float(v) for v in values] for key, values in history.history.items()}
-        diverged = bool(getattr(history, "diverged", False))
+        logged = {key: _loggable(values) for key, values in history.history.items()}
+        diverged = bool(history.diverged)
         epochs_run = len(logged.get("loss", []))
-        best_epoch = int(getattr(history, "best_epoch", epochs_run - 1))
-        metrics = {key: _at(values, best_epoch) for key, values in logged.items()}
+        best_epoch = int(history.best_epoch)
+        first_epoch = int(fit_options.get("initial_epoch", 0))
+        metrics = {key: _at(values, best_epoch - first_epoch) for key, values in logged.items()
+                   if all(isinstance(v, float) for v in values)}
 
-        x_val, y_val = validation_data[0], validation_data[1]
-        train, test = _evaluate(model, x, y), _evaluate(model, x_val, y_val)
+        train, test = _evaluate(model, *train_rows), _evaluate(model, *validation_rows)
         for prefix, scores in (("train", train), ("test", test)):
             for key, value in scores.items():
-                metrics[f"{prefix}_{key}"] = float(value)
+                metrics[f"{prefix}_{key}"] = value
         metrics.update(
             best_epoch=float(best_epoch), epochs_run=float(epochs_run), diverged=float(diverged)
         )
         metrics.update(
             activation_sparsity(
-                model, self.regularized_layer_name, x_val, batch_size=max(batch_size, 1024)
+                model, self.regularized_layer_name, validation_rows[0], batch_size=max(batch_size or 32, 1024)
             )
         )
-        _drive(others, model, best_epoch, metrics)
+        _drive(tuners_own, model, best_epoch, metrics)
         return RunResult(metrics=metrics, history=logged, diverged=diverged)
 
     def fit(
         self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any
     ) -> dict[str, float]:
-        """Keras Tuner's entry point: ``run(...)`` and return its metrics (``verbose`` is ignored)."""
+        """Keras Tuner's entry point: ``run(...)`` and return its metrics (``verbose``: nothing is printed)."""
         kwargs.pop("verbose", None)
         return self.run(hp, model, *args, **kwargs).metrics
+
+
+#: ``model.fit`` arguments ``run`` passes on to :func:`regsearch.fit` besides x, y, epochs, batch_size, callbacks.
+FIT_OPTIONS = (
+    "validation_data",
+    "validation_split",
+    "shuffle",
+    "class_weight",
+    "sample_weight",
+    "initial_epoch",
+    "steps_per_epoch",
+    "validation_steps",
+    "validation_batch_size",
+    "validation_freq",
+)
+
+
+def _tuner_callbacks() -> tuple[type, ...]:
+    """Keras Tuner's own callbacks: they save the trial's checkpoint and report, they do not train."""
+    from keras_tuner.src.engine.tuner_utils import SaveBestEpoch, TunerCallback
+
+    return (SaveBestEpoch, TunerCallback)
+
+
+def _evaluation_rows(x: Any, y: Any, options: dict[str, Any], where: str) -> tuple[tuple, tuple]:
+    """The training and validation rows (x, y, sample_weight) that ``model.fit`` would use.
+
+    ``validation_data`` wins over ``validation_split``, which holds out the
+    last rows before any shuffling, as in Keras.
+    """
+    sample_weight = options.get("sample_weight")
+    data = options.get("validation_data")
+    if data is not None:
+        if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+            raise SettingError("validation_data", "a tuple (x_val, y_val) or (x_val, y_val, sample_weight)",
+                               type(data).__name__, where)
+        return (x, y, sample_weight), (data[0], data[1], data[2] if len(data) == 3 else None)
+    split = options.get("validation_split") or 0.0
+    if not split:
+        raise SettingError("validation_data", "a tuple (x_val, y_val), or validation_split > 0", None, where)
+    try:
+        return split_validation(x, y, sample_weight, split)
+    except ValueError as error:
+        raise SettingError("validation_split", "a fraction leaving rows to train and to validate", split,
+                           where) from error
+
+
+def _loggable(values: Any) -> list[Any]:
+    """History values as plain floats (vector-valued metrics stay lists)."""
+    out = []
+    for value in values:
+        array = np.asarray(value, dtype=float)
+        out.append(float(array) if array.ndim == 0 else array.tolist())
+    return out
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """A new Keras optimizer from its name (``"adam"``) and learning rate."""
+    return keras.optimizers.get({"class_name": name, "config": {"learning_rate": learning_rate}})
+
+
+def task_compile_settings(task: str) -> dict[str, Any]:
+    """The loss and metrics ``model.compile`` gets for a task: binary, multiclass or regression."""
+    loss = {"binary": "binary_crossentropy", "multiclass": "sparse_categorical_crossentropy"}.get(
+        task, "mean_squared_error"
+    )
+    return {"loss": loss, "metrics": [] if task == "regression" else ["accuracy"]}
 
 
 def _drive(
@@ -404,17 +490,27 @@ def _drive(
         callback.on_train_end(logs)
 
 
-def _evaluate(model: keras.Model, x: Any, y: Any, batch_size: int = 1024) -> dict[str, float]:
+def _evaluate(model: keras.Model, x: Any, y: Any, sample_weight: Any = None,
+              batch_size: int = 1024) -> dict[str, float]:
     """``model.evaluate`` in inference mode, run eagerly through the model's own ``test_step``.
 
     Same numbers as ``evaluate`` (loss with regularization penalties, compiled
     metrics) without tracing a new function for every trial, which on small
-    data costs more than the evaluation itself.
+    data costs more than the evaluation itself. Vector-valued metrics are left out.
     """
     model.reset_metrics()
-    for start in range(0, len(y), batch_size):
-        model.test_step((x[start : start + batch_size], y[start : start + batch_size]))
-    return {key: float(value) for key, value in model.get_metrics_result().items()}
+    rows = len(keras.tree.flatten(x)[0])
+    for start in range(0, rows, batch_size):
+        batch = keras.tree.map_structure(
+            lambda a: None if a is None else a[start : start + batch_size], (x, y, sample_weight)
+        )
+        model.test_step(batch if sample_weight is not None else batch[:2])
+    scores = {}
+    for key, value in model.get_metrics_result().items():
+        array = np.asarray(value, dtype=float)
+        if array.ndim == 0:
+            scores[key] = float(array)
+    return scores
 
 
 def _with_patience(

@@ -32,7 +32,8 @@ class RegularizedCNN(RegularizedHyperModel):
         task: Default ``"multiclass"``.
         classes: Default 10.
         **kwargs: ``regularizer``, ``placement``, ``constraint``, ``dropout``,
-            ``optimizer``, ``learning_rate``, ``patience``, ``name``.
+            ``optimizer``, ``learning_rate``, ``patience``, ``layers`` (among
+            ``conv_i`` and ``dense_i``), ``name``.
 
     Raises:
         SettingError: For any argument regsearch cannot use.
@@ -64,6 +65,11 @@ class RegularizedCNN(RegularizedHyperModel):
             raise SettingError("kernel_size", "a positive integer", kernel_size, where)
         self.kernel_size = kernel_size
         self.activation = _activation(activation, where)
+        self.layers = self._check_layers(self.layers)
+
+    def regularizable_layers(self) -> tuple[str, ...]:
+        convs = tuple(f"conv_{i}" for i in range(1, len(self.filters) + 1))
+        return convs + tuple(f"dense_{i}" for i in range(1, len(self.dense) + 1))
 
     def _network(self, config: dict[str, Any]) -> keras.Model:
         inputs = keras.Input(shape=self.input_shape, name="inputs")
@@ -80,13 +86,13 @@ class RegularizedCNN(RegularizedHyperModel):
                 padding="same",
             )
             h = keras.layers.MaxPooling2D(2, padding="same", name=f"pool_{i}")(h)
-            h = self._noise(h, config, "hidden", f"pool_{i}_dropout")
+            h = self._noise(h, config, "hidden", f"pool_{i}_dropout", after=f"conv_{i}")
         h = keras.layers.Flatten(name="flatten")(h)
         for i, units in enumerate(self.dense, start=1):
             h = self._regularized(
                 keras.layers.Dense, h, config, f"dense_{i}", self.activation, units=units
             )
-            h = self._noise(h, config, "hidden", f"dense_{i}_dropout")
+            h = self._noise(h, config, "hidden", f"dense_{i}_dropout", after=f"dense_{i}")
         return keras.Model(inputs, self._output(h), name=self.name or "regularized_cnn")
 
 

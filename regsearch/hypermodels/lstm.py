@@ -10,6 +10,7 @@ import keras
 from regsearch.errors import SettingError
 from regsearch.hypermodels.base import RegularizedHyperModel
 from regsearch.hypermodels.mlp import _shape
+from regsearch.rewrite import regularized
 from regsearch.space import make_constraint, make_regularizer
 
 
@@ -34,7 +35,8 @@ class RegularizedLSTM(RegularizedHyperModel):
         task: ``"binary"`` (default), ``"multiclass"`` or ``"regression"``.
         classes: Number of classes for ``"multiclass"``.
         **kwargs: ``regularizer``, ``placement``, ``constraint``, ``dropout``,
-            ``optimizer``, ``learning_rate``, ``patience``, ``name``.
+            ``optimizer``, ``learning_rate``, ``patience``, ``layers`` (``lstm``,
+            ``embedding``), ``name``.
 
     Raises:
         SettingError: For any argument regsearch cannot use.
@@ -77,6 +79,10 @@ class RegularizedLSTM(RegularizedHyperModel):
             if uses_embeddings:
                 raise SettingError("vocab_size", "given when a target is 'embeddings'", None, where)
         self.vocab_size, self.embedding_dim, self.units = vocab_size, embedding_dim, units
+        self.layers = self._check_layers(self.layers)
+
+    def regularizable_layers(self) -> tuple[str, ...]:
+        return ("lstm",) if self.vocab_size is None else ("embedding", "lstm")
 
     def _network(self, config: dict[str, Any]) -> keras.Model:
         if self.vocab_size is None:
@@ -85,14 +91,17 @@ class RegularizedLSTM(RegularizedHyperModel):
         else:
             inputs = keras.Input(shape=self.input_shape, dtype="int32", name="inputs")
             kwargs: dict[str, Any] = {}
-            if config["kind"] != "none" and "embeddings" in config["target"].split("+"):
+            chosen = self._chosen("embedding")
+            if chosen and config["kind"] != "none" and "embeddings" in config["target"].split("+"):
                 kwargs["embeddings_regularizer"] = make_regularizer(config)
-            if config["constraint"] != "none" and "embeddings" in self.constraint.targets:
+            if chosen and config["constraint"] != "none" and "embeddings" in self.constraint.targets:
                 kwargs["embeddings_constraint"] = make_constraint(config, axis=1)
             h = keras.layers.Embedding(
                 self.vocab_size, self.embedding_dim, name="embedding", **kwargs
             )(inputs)
         h = self._noise(h, config, "input", "input_dropout")
-        h = keras.layers.LSTM(self.units, name="lstm", **self._penalties(config))(h)
-        h = self._noise(h, config, "hidden", "lstm_dropout")
+        lstm = keras.layers.LSTM(self.units, name="lstm")
+        for part in regularized(lstm, config, self.constraint.targets) if self._chosen("lstm") else [lstm]:
+            h = part(h)
+        h = self._noise(h, config, "hidden", "lstm_dropout", after="lstm")
         return keras.Model(inputs, self._output(h), name=self.name or "regularized_lstm")

@@ -26,7 +26,8 @@ class RegularizedMLP(RegularizedHyperModel):
         activation: Activation of the hidden layers.
         **kwargs: ``task``, ``classes``, ``regularizer``, ``placement``,
             ``constraint``, ``dropout``, ``optimizer``, ``learning_rate``,
-            ``patience``, ``name`` (see ``RegularizedHyperModel``).
+            ``patience``, ``layers`` (among ``hidden_1``, ``hidden_2``, ...),
+            ``name`` (see ``RegularizedHyperModel``).
 
     Raises:
         SettingError: For any argument regsearch cannot use.
@@ -55,6 +56,10 @@ class RegularizedMLP(RegularizedHyperModel):
             raise SettingError("hidden", "a non-empty list of positive layer sizes", hidden, where)
         self.hidden = tuple(hidden)
         self.activation = _activation(activation, where)
+        self.layers = self._check_layers(self.layers)
+
+    def regularizable_layers(self) -> tuple[str, ...]:
+        return tuple(f"hidden_{i}" for i in range(1, len(self.hidden) + 1))
 
     def _network(self, config: dict[str, Any]) -> keras.Model:
         inputs = keras.Input(shape=self.input_shape, name="inputs")
@@ -63,7 +68,7 @@ class RegularizedMLP(RegularizedHyperModel):
             h = self._regularized(
                 keras.layers.Dense, h, config, f"hidden_{i}", self.activation, units=units
             )
-            h = self._noise(h, config, "hidden", f"hidden_{i}_dropout")
+            h = self._noise(h, config, "hidden", f"hidden_{i}_dropout", after=f"hidden_{i}")
         return keras.Model(inputs, self._output(h), name=self.name or "regularized_mlp")
 
 

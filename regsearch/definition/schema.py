@@ -1,9 +1,10 @@
-"""Search definitions: TOML files that say what to search, read and validated here.
+"""The schema of search definitions: TOML files that say what to search, read and checked here.
 
 A definition is data, never code: ``tomllib`` parses it and every key is
 checked against the schema below before anything runs, so a typo fails in
 well under a second with one line naming the file, the key, the allowed values
-and what was received.
+and what was received. Turning it into data and a HyperModel (and the checks
+that needs) is :mod:`regsearch.definition.build`.
 
 ```toml
 description = "L2 weight decay on the hidden layer, coarse decades then a fine grid"
@@ -48,9 +49,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["SearchDefinition", "load_definition", "find_definition", "known_searches", "PACKAGED_SEARCHES"]
+__all__ = ["SearchDefinition", "read_definition", "find_definition", "known_searches", "PACKAGED_SEARCHES"]
 
-PACKAGED_SEARCHES = Path(__file__).parent / "searches"
+PACKAGED_SEARCHES = Path(__file__).parent.parent / "searches"
 
 
 class _Nothing:
@@ -63,6 +64,12 @@ class _Nothing:
 NOTHING = _Nothing()
 STRATEGIES = ("grid", "coarse_to_fine", "bayesian")
 HYPERMODELS = ("RegularizedMLP", "RegularizedCNN", "RegularizedLSTM")
+SCALES = ("none", "standard")
+DATASET_KEYS = {"dataset", "train_size", "n_samples", "noise", "random_state"}
+FILE_KEYS = {"file", "target", "features", "test_size", "scale", "task", "random_state"}
+MODEL_FILE_KEYS = {"file", "layers", "optimizer", "learning_rate"}
+# Constructor arguments the [space] and [early_stopping] tables fill in, not [model].
+SPACE_ARGUMENTS = {"regularizer", "constraint", "dropout", "placement", "patience"}
 MODES = ("auto", "min", "max")
 # Objectives regsearch can select on, and which way is better.
 OBJECTIVES = {
@@ -83,13 +90,17 @@ class SearchDefinition:
         path: Where the definition was read from.
         text: The file's text, copied into the results folder.
         description: One line saying what the search answers.
-        data: ``dataset`` plus ``load_dataset`` options (``train_size``, ``n_samples``, ...).
-        hypermodel: The HyperModel class name.
-        model: Fixed constructor arguments of the HyperModel.
+        data: ``dataset`` plus ``load_dataset`` options (``train_size``, ``n_samples``, ...),
+            or ``file`` (resolved against the definition's folder) plus ``load_file`` options.
+        hypermodel: The HyperModel class name, or ``"Regularize"`` for ``[model] file``.
+        model: Fixed constructor arguments of the HyperModel (``file`` and
+            ``layers`` for Regularize; ``layers`` for the built-in ones too).
         space: The searched pieces as constructor arguments: ``regularizer``,
             ``constraint``, ``dropout`` (dicts) and ``placement``.
         strategy: ``grid``, ``coarse_to_fine`` or ``bayesian``.
-        objective: The metric that ranks configurations; ``direction`` says which way is better.
+        objective: The metric that ranks configurations (default ``test_accuracy``,
+            ``test_loss`` for regression data; None until the data is known); ``direction``
+            says which way is better.
         max_trials: Trials of a Bayesian search.
         fine_points: Values of the fine grid of ``coarse_to_fine``.
         repeats: Training runs per configuration, with seeds ``seed``, ``seed + 1``, ...
@@ -109,8 +120,8 @@ class SearchDefinition:
     model: dict[str, Any]
     space: dict[str, Any]
     strategy: str
-    objective: str
-    direction: str
+    objective: str | None
+    direction: str | None
     max_trials: int
     fine_points: int
     repeats: int
@@ -155,8 +166,8 @@ def find_definition(name_or_path: str) -> Path:
     raise SettingError("search", one_of(searches) + hint, name_or_path, where="command line")
 
 
-def load_definition(name_or_path: str | Path) -> SearchDefinition:
-    """Reads and validates a search definition.
+def read_definition(name_or_path: str | Path) -> SearchDefinition:
+    """Reads a search definition and checks it against the schema (see ``load_definition`` for the rest).
 
     Raises:
         SettingError: For malformed TOML (with line and column), unknown keys
@@ -196,24 +207,8 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
     _known_keys("", raw, {"description", "data", "model", "space", "search", "training", "early_stopping", "report"}, where)
     description = _string("description", _required(raw, "description", where), where)
 
-    data = _table(raw, "data", where, required=True)
-    _known_keys("data", data, {"dataset", "train_size", "n_samples", "noise", "random_state"}, where)
-    from regsearch.datasets import dataset_names
-
-    dataset = _choice("data.dataset", _required(data, "dataset", where, "data."), dataset_names(), where)
-    data_options = {"dataset": dataset}
-    if "train_size" in data:
-        data_options["train_size"] = _number("data.train_size", data["train_size"], where, low=0, low_open=True)
-    for key in ("n_samples", "random_state"):
-        if key in data:
-            data_options[key] = _integer(f"data.{key}", data[key], where, low=0)
-    if "noise" in data:
-        data_options["noise"] = _number("data.noise", data["noise"], where, low=0)
-
-    model = dict(_table(raw, "model", where, required=True))
-    hypermodel = _choice("model.hypermodel", _required(model, "hypermodel", where, "model."), HYPERMODELS, where)
-    del model["hypermodel"]
-    _known_keys("model", model, _constructor_keys(hypermodel) - {"regularizer", "constraint", "dropout", "placement", "patience"}, where)
+    data_options = _data(_table(raw, "data", where, required=True), path, where)
+    hypermodel, model = _model(_table(raw, "model", where, required=True), path, where)
 
     space_table = _table(raw, "space", where)
     _known_keys("space", space_table, {"regularizer", "constraint", "dropout", "placement"}, where)
@@ -227,7 +222,7 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
     search = _table(raw, "search", where)
     _known_keys("search", search, {"strategy", "objective", "max_trials", "fine_points", "repeats", "seed"}, where)
     strategy = _choice("search.strategy", search.get("strategy", "grid"), STRATEGIES, where)
-    objective = _choice("search.objective", search.get("objective", "test_accuracy"), OBJECTIVES, where)
+    objective = _choice("search.objective", search["objective"], OBJECTIVES, where) if "objective" in search else None
     if strategy == "coarse_to_fine" and not _has_strength_grid(space):
         raise SettingError(
             "search.strategy", "'grid' or 'bayesian' unless [space.regularizer] has several strengths", strategy, where
@@ -279,7 +274,7 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
         space=space,
         strategy=strategy,
         objective=objective,
-        direction=OBJECTIVES[objective],
+        direction=None if objective is None else OBJECTIVES[objective],
         max_trials=_integer("search.max_trials", search.get("max_trials", 20), where, low=1),
         fine_points=_integer("search.fine_points", search.get("fine_points", 7), where, low=1),
         repeats=_integer("search.repeats", search.get("repeats", 1), where, low=1),
@@ -289,31 +284,71 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
         early_stopping=early_stopping,
         report={key: _string(f"report.{key}", value, where) for key, value in report.items()},
     )
-    # The HyperModel checks the pieces' values (negative strengths, rates >= 1, ...):
-    # build it once now so that a bad value fails before anything is written.
-    from regsearch.datasets import load_dataset
-    from regsearch.search import make_hypermodel
-
-    arguments = dict(data_options)
-    try:
-        split = load_dataset(arguments.pop("dataset"), **arguments)
-    except SettingError as error:
-        raise SettingError(f"data.{error.setting}", error.allowed, error.received, where) from None
-    try:
-        make_hypermodel(definition, split)
-    except SettingError as error:
-        raise SettingError(_key_of(error), error.allowed, error.received, where) from None
     return definition
 
 
-def _key_of(error: SettingError) -> str:
-    """Maps a constructor's setting back to the TOML key it came from."""
-    pieces = {"Regularizer": "space.regularizer", "Constraint": "space.constraint", "Dropout": "space.dropout",
-              "Placement": "space", "Decades": "space.regularizer.strengths.decades",
-              "LogRange": "space.regularizer.strengths.log_range", "Range": "space.dropout.rates.range",
-              "FineGrid": "space.regularizer.strengths.fine"}
-    prefix = pieces.get(error.where, "model")
-    return f"{prefix}.{error.setting}"
+def _data(data: dict[str, Any], path: Path, where: str) -> dict[str, Any]:
+    """``[data]``: a named dataset and its options, or a file of the user's and how to read it."""
+    from regsearch.datasets import dataset_names
+
+    if ("dataset" in data) == ("file" in data):
+        raise SettingError("data.dataset", "given, or data.file instead (exactly one of them)",
+                           "both" if "dataset" in data else NOTHING, where)
+    if "file" in data:
+        _known_keys("data", data, FILE_KEYS, where)
+        options: dict[str, Any] = {"file": _file_path("data.file", data["file"], path, where)}
+        if "target" in data:
+            options["target"] = _string("data.target", data["target"], where)
+        if "features" in data:
+            features = data["features"]
+            if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
+                raise SettingError("data.features", "a non-empty list of column names", features, where)
+            options["features"] = features
+        if "test_size" in data:
+            options["test_size"] = _number("data.test_size", data["test_size"], where, low=0, low_open=True)
+        if "scale" in data:
+            options["scale"] = _choice("data.scale", data["scale"], SCALES, where)
+        if "task" in data:
+            from regsearch.datasets import TASKS
+
+            options["task"] = _choice("data.task", data["task"], TASKS, where)
+        if "random_state" in data:
+            options["random_state"] = _integer("data.random_state", data["random_state"], where, low=0)
+        return options
+    _known_keys("data", data, DATASET_KEYS, where)
+    options = {"dataset": _choice("data.dataset", data["dataset"], dataset_names(), where)}
+    if "train_size" in data:
+        options["train_size"] = _number("data.train_size", data["train_size"], where, low=0, low_open=True)
+    for key in ("n_samples", "random_state"):
+        if key in data:
+            options[key] = _integer(f"data.{key}", data[key], where, low=0)
+    if "noise" in data:
+        options["noise"] = _number("data.noise", data["noise"], where, low=0)
+    return options
+
+
+def _model(model: dict[str, Any], path: Path, where: str) -> tuple[str, dict[str, Any]]:
+    """``[model]``: a built-in HyperModel and its arguments, or a saved model of the user's (Regularize)."""
+    model = dict(model)
+    if ("hypermodel" in model) == ("file" in model):
+        raise SettingError("model.hypermodel", f"given, or model.file instead (exactly one of them): {one_of(HYPERMODELS)}",
+                           "both" if "hypermodel" in model else NOTHING, where)
+    if "layers" in model:
+        model["layers"] = _strings("model.layers", model["layers"], where)
+    if "file" in model:
+        _known_keys("model", model, MODEL_FILE_KEYS, where)
+        model["file"] = _file_path("model.file", model["file"], path, where)
+        return "Regularize", model
+    hypermodel = _choice("model.hypermodel", model.pop("hypermodel"), HYPERMODELS, where)
+    _known_keys("model", model, _constructor_keys(hypermodel) - SPACE_ARGUMENTS, where)
+    return hypermodel, model
+
+
+def _file_path(key: str, value: Any, definition_path: Path, where: str) -> Path:
+    """A path from the definition: relative ones resolve against the definition's folder."""
+    text = _string(key, value, where)
+    candidate = Path(text).expanduser()
+    return candidate if candidate.is_absolute() else definition_path.parent / candidate
 
 
 def _constructor_keys(hypermodel: str) -> set[str]:

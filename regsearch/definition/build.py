@@ -1,0 +1,131 @@
+"""From a checked definition to what a search trains: the data split and the HyperModel.
+
+Errors of the objects built here (a negative strength, a missing column, a
+model whose output does not fit the task) come back as one-line
+``SettingError``s naming the TOML key they came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from regsearch.datasets import Split, load_dataset
+from regsearch.definition.schema import OBJECTIVES, SearchDefinition
+from regsearch.errors import SettingError
+
+__all__ = ["load_data", "load_model_file", "make_hypermodel", "resolve_objective"]
+
+# Which TOML table a space piece's settings come from, by the class that raised.
+_PIECE_KEYS = {"Regularizer": "space.regularizer", "Constraint": "space.constraint", "Dropout": "space.dropout",
+               "Placement": "space", "Decades": "space.regularizer.strengths.decades",
+               "LogRange": "space.regularizer.strengths.log_range", "Range": "space.dropout.rates.range",
+               "FineGrid": "space.regularizer.strengths.fine"}
+
+# Settings a HyperModel checks against its layers, named as the [space] keys they come from.
+_SPACE_SETTINGS = {"regularizer target": "space.regularizer.target", "constraint targets": "space.constraint.targets",
+                   "placement": "space.placement"}
+
+
+def load_data(definition: SearchDefinition) -> Split:
+    """The definition's data: a named dataset, or the user's file split as ``[data]`` says.
+
+    Raises:
+        SettingError: naming the ``data.*`` key and the definition file.
+    """
+    options = dict(definition.data)
+    where = str(definition.path)
+    try:
+        if "file" in options:
+            from regsearch.datafiles import load_file
+
+            return load_file(options.pop("file"), **options, where=where)
+        return load_dataset(options.pop("dataset"), **options)
+    except SettingError as error:
+        setting = error.setting if error.setting.startswith("data.") else f"data.{error.setting}"
+        raise SettingError(setting, error.allowed, error.received, where) from None
+
+
+def resolve_objective(definition: SearchDefinition, split: Split) -> SearchDefinition:
+    """The definition with its objective set: as given, else test accuracy (test loss for regression)."""
+    if definition.objective is not None:
+        return definition
+    objective = "test_loss" if split.task == "regression" else "test_accuracy"
+    return dataclasses.replace(definition, objective=objective, direction=OBJECTIVES[objective])
+
+
+def make_hypermodel(definition: SearchDefinition, split: Split | None = None) -> Any:
+    """Builds the definition's HyperModel; the data (loaded when not given) fills in shapes, task, classes.
+
+    Raises:
+        SettingError: A value the HyperModel, a space piece or the model file refuses, named by its TOML key.
+    """
+    split = load_data(definition) if split is None else split
+    try:
+        return _make_hypermodel(definition, split)
+    except SettingError as error:
+        if error.where == str(definition.path):
+            raise
+        key = _SPACE_SETTINGS.get(error.setting) or f"{_PIECE_KEYS.get(error.where, 'model')}.{error.setting}"
+        raise SettingError(key, error.allowed, error.received, str(definition.path)) from None
+
+
+def _make_hypermodel(definition: SearchDefinition, split: Split) -> Any:
+    from regsearch import hypermodels, space
+
+    arguments = dict(definition.model)
+    pieces = definition.space
+    if "regularizer" in pieces:
+        arguments["regularizer"] = space.Regularizer(**pieces["regularizer"])
+    if "constraint" in pieces:
+        arguments["constraint"] = space.Constraint(**pieces["constraint"])
+    if "dropout" in pieces:
+        arguments["dropout"] = space.Dropout(**pieces["dropout"])
+    if "placement" in pieces:
+        arguments["placement"] = pieces["placement"]
+    if definition.hypermodel == "Regularize":
+        model = load_model_file(arguments.pop("file"), split, str(definition.path))
+        return hypermodels.Regularize(model, task=split.task, **arguments)
+    arguments.setdefault("input_shape", split.input_shape)
+    arguments.setdefault("task", split.task)
+    if arguments["task"] == "multiclass":
+        arguments.setdefault("classes", split.n_classes)
+    if definition.hypermodel == "RegularizedLSTM" and split.vocab_size is not None:
+        arguments.setdefault("vocab_size", split.vocab_size)
+    return getattr(hypermodels, definition.hypermodel)(**arguments)
+
+
+def load_model_file(path: Path, split: Split, where: str) -> Any:
+    """A saved ``.keras`` model in safe mode, checked against the data it will train on.
+
+    Raises:
+        SettingError (``model.file``): missing or not a Keras model, needs custom
+            objects or unsafe code, or inputs/outputs that do not fit the data and task.
+    """
+    import keras
+
+    if not path.is_file():
+        raise SettingError("model.file", "an existing .keras file", str(path), where)
+    if path.suffix != ".keras":
+        raise SettingError("model.file", "a .keras file (the format Keras 3 saves models in)", str(path), where)
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # noqa: BLE001 - Keras raises many kinds for a file it cannot load
+        text = str(error).strip().splitlines()
+        reason = text[0][:160] if text else type(error).__name__
+        raise SettingError("model.file", "a Keras model of built-in layers that loads in safe mode "
+                           "(custom objects and Lambda layers are not loaded)", f"{path} ({reason})", where) from None
+    inputs, outputs = model.inputs or [], model.outputs or []
+    if len(inputs) != 1 or tuple(inputs[0].shape[1:]) != tuple(split.input_shape):
+        shapes = [tuple(t.shape[1:]) for t in inputs]
+        raise SettingError("model.file", f"a model with one input of shape {tuple(split.input_shape)} "
+                           "(one row of the data)", f"{path.name} with inputs {shapes}", where)
+    units = [t.shape[-1] for t in outputs]
+    expected = {"binary": (1, 2), "multiclass": (split.n_classes,), "regression": (1,)}[split.task]
+    if len(units) != 1 or units[0] not in expected:
+        task = f"'{split.task}'" + (f" with {split.n_classes} classes" if split.task == "multiclass" else "")
+        allowed = " or ".join(str(u) for u in expected)
+        raise SettingError("model.file", f"a model with one output of {allowed} units for the task {task}",
+                           f"{path.name} with output units {units}", where)
+    return model
