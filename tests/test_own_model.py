@@ -103,6 +103,25 @@ def test_own_model_and_csv_run_end_to_end_and_write_every_output(project: Path) 
     assert json.loads((folder / "tuner" / "settings.json").read_text())["model.file"] == "my_model.keras"
 
 
+def test_a_regression_table_ranks_by_test_loss(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sklearn.datasets import load_diabetes
+
+    load_diabetes(as_frame=True).frame.iloc[:120].to_csv(tmp_path / "diabetes.csv", index=False)
+    inputs = keras.Input((10,))
+    hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+    keras.Model(inputs, keras.layers.Dense(1, name="progression")(hidden)).save(tmp_path / "regression.keras")
+    (tmp_path / "regression.toml").write_text(
+        'description = "L2 on a regression model"\n[data]\nfile = "diabetes.csv"\ntarget = "target"\n'
+        '[model]\nfile = "regression.keras"\n[space.regularizer]\nkinds = ["l2"]\nstrengths = [1e-1, 1e-3]\n'
+    )
+    assert main([str(tmp_path / "regression.toml"), "--results", str(tmp_path / "out"), "--epochs", "2", "--quiet"]) == 0
+    summary = pd.read_csv(tmp_path / "out" / "regression" / "summary.csv")
+    assert "mean_test_accuracy" not in summary and summary["mean_test_loss"].is_monotonic_increasing
+    assert "by mean test loss (lower is better)" in (tmp_path / "out" / "regression" / "summary.md").read_text()
+    model = keras.saving.load_model(tmp_path / "out" / "regression" / "best_model.keras")
+    assert model.loss == "mean_squared_error"  # uncompiled source: the task's loss
+
+
 def edited(old: str, new: str) -> str:
     assert old in SEARCH
     return SEARCH.replace(old, new, 1)

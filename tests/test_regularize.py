@@ -240,6 +240,8 @@ def test_training_goes_on_from_loaded_weights_at_initial_epoch(moons):
     child.set_weights(parent.get_weights())
     second = hypermodel.run(hp, child, x, y, validation_data=(x_val, y_val), epochs=45, initial_epoch=40, seed=1)
     assert len(second.history["loss"]) == 5 and second.metrics["epochs_run"] == 5
+    assert second.metrics["best_epoch"] == 44  # absolute, as Keras counts
+    assert second.metrics["loss"] == pytest.approx(second.history["loss"][-1])
     assert abs(second.history["loss"][0] - first.history["loss"][-1]) < abs(fresh_loss - first.history["loss"][-1]) / 3
 
 

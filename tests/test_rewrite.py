@@ -173,3 +173,17 @@ def test_a_saved_rewrite_loads_in_safe_mode_without_regsearch(tmp_path):
                           env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-2:] == ["0.01", "0.25"]
+
+
+def test_token_inputs_get_no_noise():
+    tokens, numbers = keras.Input((5,), dtype="int32", name="tokens"), keras.Input((3,), name="numbers")
+    h = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(10, 4, name="embedding")(tokens))
+    model = keras.Model([tokens, numbers], keras.layers.Dense(1, name="out")(keras.layers.Concatenate()([h, numbers])))
+    settings = config(dropout_kind="dropout", dropout_rate=0.5, dropout_where="input")
+    names = [layer.name for layer in rewrite(model, plan_layers(select_layers(model)), settings).layers]
+    assert "input_dropout" in names and "tokens_dropout" not in names  # one float input: the usual name
+    sequential_tokens = keras.Sequential([keras.Input((5,), dtype="int32"), keras.layers.Embedding(10, 4, name="embedding"),
+                                          keras.layers.Flatten(), keras.layers.Dense(1, name="out")])
+    names = [layer.name for layer in rewrite(sequential_tokens, plan_layers(select_layers(sequential_tokens)),
+                                             settings).layers]
+    assert "input_dropout" not in names

@@ -8,6 +8,7 @@ model whose output does not fit the task) come back as one-line
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,10 @@ def load_model_file(path: Path, split: Split, where: str) -> Any:
     if path.suffix != ".keras":
         raise SettingError("model.file", "a .keras file (the format Keras 3 saves models in)", str(path), where)
     try:
-        model = keras.saving.load_model(path, safe_mode=True)
+        with warnings.catch_warnings():
+            # Only the architecture and compile settings are used: the saved optimizer state is not wanted.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model = keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - Keras raises many kinds for a file it cannot load
         text = str(error).strip().splitlines()
         reason = text[0][:160] if text else type(error).__name__
