@@ -40,6 +40,7 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any, Callable
 
+from regsearch import kt_internals
 from regsearch.errors import SearchFailedError, SettingError
 
 __all__ = [
@@ -155,11 +156,9 @@ def become_chief(where: Endpoint, definition: Any, *, workers: int = 1,
 
 
 def _servicer_class() -> type:
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute.oracle_chief import OracleServicer
-    from keras_tuner.src.engine import trial as trial_module
+    from keras_tuner.engine import trial as trial_module
 
-    class PhaseServicer(OracleServicer):
+    class PhaseServicer(kt_internals.oracle_servicer_class()):
         """Keras Tuner's servicer for one phase; requests name their phase as ``<worker>@<phase>``."""
 
         def __init__(self, oracle: Any, phase: str, order: list[str]) -> None:
@@ -180,7 +179,7 @@ def _servicer_class() -> type:
                 if trial.status == trial_module.TrialStatus.STOPPED:
                     self.stop_triggered = True
                     self.stopped_workers.add(worker)
-            return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
+            return kt_internals.oracle_service().CreateTrialResponse(trial=trial.to_proto())
 
     return PhaseServicer
 
@@ -213,9 +212,15 @@ def serve_phase(
         SettingError: The port cannot be bound, or a finished trial's runs are not
             in the results folder (the workers do not share it).
     """
+    # The servicer's threads make the oracle save its state while the phase is served.
+    with kt_internals.atomic_keras_tuner_state():
+        _serve_phase(tuner, phase, where=where, order=order, workers=workers, on_run=on_run,
+                     announcement=announcement)
+
+
+def _serve_phase(tuner: Any, phase: str, *, where: Endpoint, order: list[str], workers: int,
+                 on_run: Callable[[dict], None] | None, announcement: dict[str, Any] | None) -> None:
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute.oracle_chief import exit_chief
 
     oracle = tuner.oracle
     oracle.verbose = 0
@@ -228,7 +233,7 @@ def serve_phase(
     servicer = _servicer_class()(oracle, phase, order)
     # Without so_reuseport a second server on the port is an error, not a silent load-balancer.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1), options=[("grpc.so_reuseport", 0)])
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    kt_internals.add_oracle_servicer(servicer, server)
     try:
         bound = server.add_insecure_port(str(where))
     except RuntimeError:
@@ -239,7 +244,8 @@ def serve_phase(
     server.start()
     try:
         while True:
-            done = servicer.stop_triggered and exit_chief(oracle) and len(servicer.stopped_workers) >= workers
+            done = (servicer.stop_triggered and kt_internals.chief_may_exit(oracle)
+                    and len(servicer.stopped_workers) >= workers)
             seen = _report_new_runs(tuner, seen, on_run)
             if done:
                 break
@@ -252,14 +258,7 @@ def serve_phase(
 
 def _requeue_abandoned(oracle: Any) -> None:
     """Hands out again the trials a previous chief had given to workers (a resumed search)."""
-    ongoing = getattr(oracle, "ongoing_trials", None)
-    queue = getattr(oracle, "_retry_queue", None)
-    if not ongoing or queue is None:
-        return
-    for tuner_id, trial in list(ongoing.items()):
-        ongoing.pop(tuner_id)
-        if trial.trial_id not in queue:
-            queue.append(trial.trial_id)
+    kt_internals.retry_ongoing_trials(oracle)
 
 
 def _finished_trials(tuner: Any) -> set[str]:
@@ -375,7 +374,7 @@ def _saved_records(project_dir: Path) -> list[dict]:
 def _follow_chief(tuner: Any, tuner_id: str) -> None:
     """Wraps the tuner's OracleClient: wait when told "idle", refuse a trial from another search space."""
     import keras_tuner as kt
-    from keras_tuner.src.engine import trial as trial_module
+    from keras_tuner.engine import trial as trial_module
 
     client = tuner.oracle
     ask = client.create_trial

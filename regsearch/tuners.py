@@ -7,6 +7,11 @@
 to ``runs.json`` in the trial's folder, and report the mean over the runs that
 completed to the oracle. A run that raises or diverges is recorded with its
 reason; a trial whose every run failed is marked failed and the search goes on.
+
+While a tuner is built, searches, saves or reloads, Keras Tuner writes its own
+state (oracle.json, trial.json, tuner0.json) atomically
+(:func:`regsearch.kt_internals.atomic_keras_tuner_state`); Keras Tuner itself
+is left as it was for every other use in the process.
 """
 
 from __future__ import annotations
@@ -21,11 +26,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-# Keras Tuner's own checkpoint callback, so that get_best_models() works as usual.
-from keras_tuner.src import utils as _kt_utils
-from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
-from keras_tuner.src.tuners.gridsearch import GridSearchOracle, LinkedList
-
+from regsearch import kt_internals
 from regsearch.atomic import write_text_atomic
 from regsearch.errors import SettingError, one_of
 from regsearch.hypermodels.base import FIT_OPTIONS
@@ -34,30 +35,22 @@ from regsearch.runs import RECORD_METRICS, RUNS_FILE, failed_trial_record, load_
 __all__ = ["GridSearch", "BayesianOptimization", "RUNS_FILE", "read_runs", "failed_trial_record"]
 
 
-
 #: What ``search`` passes on: ``model.fit``'s arguments and regsearch's ``early_stopping`` settings.
 SEARCH_ARGUMENTS = ("epochs", "batch_size", "verbose", "callbacks", "early_stopping", *FIT_OPTIONS)
 
 
 class _RecordingTuner:
-    """The part shared by both tuners: repeats, records and failure handling."""
+    """The part shared by both tuners: repeats, records, failure handling and atomic state files."""
+
+    def __init__(self, hypermodel: kt.HyperModel, **kwargs: Any) -> None:
+        with kt_internals.atomic_keras_tuner_state():  # building may reload, and a later version may save
+            super().__init__(hypermodel, **kwargs)
 
     def _setup(self, repeats: int, seed: int, phase: str, search_name: str, on_run: Callable[[dict], None] | None) -> None:
         if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
             raise ValueError(f"{type(self).__name__}: 'repeats' must be an integer >= 1; got {repeats!r}.")
         self.repeats, self.base_seed, self.phase = repeats, int(seed), phase
         self.search_name, self.on_run = search_name, on_run
-
-    def _try_run_and_update_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> None:
-        # Keras Tuner prints the traceback of every failed trial (keras_tuner config.DEBUG);
-        # the reason is in runs.json (or trial.json, see read_runs) and trials.csv already.
-        from keras_tuner.src import config
-
-        debug, config.DEBUG = config.DEBUG, False
-        try:
-            super()._try_run_and_update_trial(trial, *args, **kwargs)
-        finally:
-            config.DEBUG = debug
 
     def search(self, *fit_args: Any, **fit_kwargs: Any) -> None:
         """Keras Tuner's search; every argument of ``model.fit`` reaches each run, others are refused.
@@ -70,7 +63,20 @@ class _RecordingTuner:
             if name not in allowed:
                 raise SettingError(name, f"an argument of model.fit or 'early_stopping': {one_of(allowed)}",
                                    name, f"{type(self).__name__}.search")
-        super().search(*fit_args, **fit_kwargs)
+        # Keras Tuner saves oracle, trials and tuner after every trial; a failed trial's
+        # reason is in runs.json (or trial.json, see read_runs), so no traceback is printed.
+        with kt_internals.atomic_keras_tuner_state(), kt_internals.quiet_failed_trials():
+            super().search(*fit_args, **fit_kwargs)
+
+    def save(self) -> None:
+        """Keras Tuner's save (oracle.json, tuner0.json), each file written atomically."""
+        with kt_internals.atomic_keras_tuner_state():
+            super().save()
+
+    def reload(self) -> None:
+        """Keras Tuner's reload, under the same atomic writer as every other step that may write state."""
+        with kt_internals.atomic_keras_tuner_state():
+            super().reload()
 
     def run_trial(
         self,
@@ -88,9 +94,8 @@ class _RecordingTuner:
         ``verbose`` changes nothing: runs print nothing.
         """
         hp = trial.hyperparameters
-        checkpoint = SaveBestEpoch(
-            objective=self.oracle.objective, filepath=self._get_checkpoint_fname(trial.trial_id)
-        )
+        # Keras Tuner's own checkpoint callback, so that get_best_models() works as usual.
+        checkpoint = kt_internals.best_epoch_checkpoint(self, trial.trial_id)
         params = {f"param_{key}": value for key, value in self.hypermodel.describe(hp).items()}
         records, histories = [], {}
         model = None
@@ -102,7 +107,7 @@ class _RecordingTuner:
                 model = self._initial_model(hp, seed, model)
                 result = self.hypermodel.run(
                     hp, model, *fit_args, early_stopping=_early_stopping(early_stopping), seed=seed,
-                    callbacks=[checkpoint, *self._deepcopy_callbacks(callbacks or [])], **fit_kwargs,
+                    callbacks=[checkpoint, *kt_internals.copy_callbacks(self, callbacks or [])], **fit_kwargs,
                 )
                 metrics, histories[str(repeat)] = result.metrics, result.history
                 status, reason = ("diverged", "the loss became NaN or infinite") if result.diverged else ("completed", "")
@@ -188,8 +193,8 @@ class GridSearch(_RecordingTuner, kt.GridSearch):
         interrupted, or stops early when the kill fell between trials.
         """
         super().reload()
-        if not self._is_worker() and isinstance(self.oracle, GridSearchOracle):
-            _restore_grid_walk(self.oracle)
+        if not kt_internals.is_worker(self) and isinstance(self.oracle, kt.oracles.GridSearchOracle):
+            kt_internals.restore_grid_walk(self.oracle)
 
 
 class BayesianOptimization(_RecordingTuner, kt.BayesianOptimization):
@@ -225,44 +230,6 @@ def read_runs(tuner: kt.engine.base_tuner.BaseTuner) -> tuple[list[dict], dict[s
         records.extend(trial_records)
         histories.update(trial_histories)
     return records, histories
-
-
-def _restore_grid_walk(oracle: GridSearchOracle) -> None:
-    """Rebuilds ``_ordered_ids`` and ``_populate_next`` of a reloaded ``GridSearchOracle``.
-
-    A single grid walk visits a prefix of the grid in order, so ordering the saved
-    trials by the oracle's own comparison gives back its linked list; every trial
-    that ended (not the ones waiting for a retry) may propose its successor, and
-    the oracle skips those whose successor already exists.
-    """
-    import functools
-
-    def compare(a: str, b: str) -> int:
-        return oracle._compare(oracle.trials[a].hyperparameters.values, oracle.trials[b].hyperparameters.values)
-
-    ordered = sorted(oracle.trials, key=functools.cmp_to_key(compare))
-    oracle._ordered_ids = LinkedList()
-    for trial_id in ordered:
-        oracle._ordered_ids.insert(trial_id)
-    waiting = set(oracle._retry_queue) | {t.trial_id for t in oracle.ongoing_trials.values()}
-    oracle._populate_next = [trial_id for trial_id in ordered if trial_id not in waiting]
-
-
-def _save_json_atomic(path: Any, obj: Any) -> str:
-    """Keras Tuner's ``utils.save_json`` through a temporary file and a rename.
-
-    Keras Tuner writes oracle.json, tuner0.json and trial.json in place; a kill
-    in the middle of one would leave a file that cannot be reloaded.
-    """
-    text = json.dumps(obj)
-    if "://" in str(path):  # remote storage (gs://...): leave it to Keras Tuner's own writer
-        return _kt_save_json(path, obj)
-    write_text_atomic(path, text)
-    return text
-
-
-_kt_save_json = _kt_utils.save_json
-_kt_utils.save_json = _save_json_atomic
 
 
 def _early_stopping(settings: dict[str, Any] | None) -> keras.callbacks.EarlyStopping | None:

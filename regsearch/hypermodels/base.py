@@ -419,9 +419,9 @@ FIT_OPTIONS = (
 
 def _tuner_callbacks() -> tuple[type, ...]:
     """Keras Tuner's own callbacks: they save the trial's checkpoint and report, they do not train."""
-    from keras_tuner.src.engine.tuner_utils import SaveBestEpoch, TunerCallback
+    from regsearch.kt_internals import tuner_callback_types
 
-    return (SaveBestEpoch, TunerCallback)
+    return tuner_callback_types()
 
 
 def _evaluation_rows(x: Any, y: Any, options: dict[str, Any], where: str) -> tuple[tuple, tuple]:

@@ -1,0 +1,208 @@
+"""Every touch of keras-tuner's private API, in one place; checked against keras-tuner 1.4.8.
+
+regsearch needs a few things keras-tuner does not export: its checkpoint
+callback, its grid walk (to resume a grid), its retry queue (to resume a
+distributed chief), its gRPC servicer, its traceback switch and its JSON
+writer. Each is reached through one small function here, whose docstring names
+what it relies on; ``tests/test_kt_internals.py`` fails when one of them
+changes. Importing this module imports nothing of keras-tuner (the CLI's
+``list`` stays free of TensorFlow), and nothing here changes keras-tuner unless
+asked: :func:`atomic_keras_tuner_state` and :func:`quiet_failed_trials` swap a
+keras-tuner global only while a regsearch tuner works and put it back after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+#: The keras-tuner release every touch below was read against.
+CHECKED_VERSION = "1.4.8"
+
+#: The modules holding a reference to ``save_json`` that keras-tuner calls (1.4.8: only ``utils`` itself;
+#: ``engine/stateful.py`` and ``engine/tuner.py`` call it as ``utils.save_json``).
+SAVE_JSON_HOLDERS = ("keras_tuner.src.utils",)
+
+
+class _Swap:
+    """Replaces ``module.attribute`` while at least one user is inside; the first in saves, the last out restores.
+
+    Counting users, not nesting stack frames, keeps nested and concurrent (threaded) uses
+    from restoring the original while another user still relies on the replacement.
+    """
+
+    def __init__(self, holders: tuple[str, ...], attribute: str) -> None:
+        self.holders, self.attribute = holders, attribute
+        self.depth = 0
+        self.saved: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def __call__(self, value: Any) -> Iterator[None]:
+        with self.lock:
+            if self.depth == 0:
+                modules = [importlib.import_module(name) for name in self.holders]
+                self.saved = {module.__name__: getattr(module, self.attribute) for module in modules}
+                for module in modules:
+                    setattr(module, self.attribute, value)
+            self.depth += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.depth -= 1
+                if self.depth == 0:
+                    for name, original in self.saved.items():
+                        setattr(importlib.import_module(name), self.attribute, original)
+                    self.saved = {}
+
+    def original(self, holder: str) -> Any:
+        """The value ``holder`` had before the swap (its current one when no swap is active)."""
+        with self.lock:
+            if holder in self.saved:
+                return self.saved[holder]
+        return getattr(importlib.import_module(holder), self.attribute)
+
+
+_save_json_swap = _Swap(SAVE_JSON_HOLDERS, "save_json")
+_debug_swap = _Swap(("keras_tuner.src.config",), "DEBUG")
+
+
+def save_json_atomic(path: Any, obj: Any) -> str:
+    """keras-tuner's ``utils.save_json(path, obj) -> str`` through a temporary file and a rename.
+
+    keras-tuner writes oracle.json, tuner0.json and trial.json in place; a kill
+    in the middle of one would leave a file that cannot be reloaded. Remote
+    paths (``gs://...``) go to keras-tuner's own writer.
+    """
+    from regsearch.atomic import write_text_atomic
+
+    if "://" in str(path):
+        return _save_json_swap.original(SAVE_JSON_HOLDERS[0])(path, obj)
+    text = json.dumps(obj)
+    write_text_atomic(path, text)
+    return text
+
+
+def atomic_keras_tuner_state() -> contextlib.AbstractContextManager[None]:
+    """Within it, keras-tuner writes its JSON state with :func:`save_json_atomic`.
+
+    Relies on keras-tuner calling ``keras_tuner.src.utils.save_json`` through the
+    module attribute (``SAVE_JSON_HOLDERS``). Nested and concurrent uses are safe:
+    the original comes back when the last one ends, exception or not. While it is
+    active it applies to every keras-tuner object of the process, not only regsearch's.
+    """
+    return _save_json_swap(save_json_atomic)
+
+
+def quiet_failed_trials() -> contextlib.AbstractContextManager[None]:
+    """Within it, keras-tuner does not print the traceback of a failed trial.
+
+    Relies on ``keras_tuner.src.config.DEBUG``, read by ``BaseTuner._try_run_and_update_trial``;
+    regsearch records the reason in runs.json (or trial.json) and trials.csv instead.
+    """
+    return _debug_swap(False)
+
+
+def best_epoch_checkpoint(tuner: Any, trial_id: str) -> Any:
+    """keras-tuner's own checkpoint callback for a trial, so that ``get_best_models()`` works as usual.
+
+    Relies on ``tuner_utils.SaveBestEpoch(objective, filepath)`` and ``Tuner._get_checkpoint_fname(trial_id)``.
+    """
+    from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
+
+    return SaveBestEpoch(objective=tuner.oracle.objective, filepath=tuner._get_checkpoint_fname(trial_id))
+
+
+def tuner_callback_types() -> tuple[type, ...]:
+    """keras-tuner's own callbacks, which save and report but do not train: ``SaveBestEpoch``, ``TunerCallback``."""
+    from keras_tuner.src.engine.tuner_utils import SaveBestEpoch, TunerCallback
+
+    return (SaveBestEpoch, TunerCallback)
+
+
+def copy_callbacks(tuner: Any, callbacks: list[Any]) -> list[Any]:
+    """Deep copies of ``callbacks`` as keras-tuner makes per execution; relies on ``Tuner._deepcopy_callbacks``."""
+    return tuner._deepcopy_callbacks(callbacks)
+
+
+def is_worker(tuner: Any) -> bool:
+    """Whether the tuner is a distributed worker (its oracle is the chief's); relies on ``BaseTuner._is_worker``."""
+    return tuner._is_worker()
+
+
+def restore_grid_walk(oracle: Any) -> None:
+    """Rebuilds ``_ordered_ids`` and ``_populate_next`` of a reloaded ``GridSearchOracle``.
+
+    keras-tuner keeps its walk through the grid in memory only: a resumed grid
+    raises KeyError after retrying the trial a kill interrupted, or stops early
+    when the kill fell between trials. A single walk visits a prefix of the grid
+    in order, so ordering the saved trials by the oracle's own ``_compare`` gives
+    back its ``LinkedList``; every trial that ended (not the ones in ``_retry_queue``
+    or ``ongoing_trials``) may propose its successor, and the oracle skips those
+    whose successor already exists.
+    """
+    from keras_tuner.src.tuners.gridsearch import LinkedList
+
+    def compare(a: str, b: str) -> int:
+        return oracle._compare(oracle.trials[a].hyperparameters.values, oracle.trials[b].hyperparameters.values)
+
+    ordered = sorted(oracle.trials, key=functools.cmp_to_key(compare))
+    oracle._ordered_ids = LinkedList()
+    for trial_id in ordered:
+        oracle._ordered_ids.insert(trial_id)
+    waiting = set(oracle._retry_queue) | {t.trial_id for t in oracle.ongoing_trials.values()}
+    oracle._populate_next = [trial_id for trial_id in ordered if trial_id not in waiting]
+
+
+def retry_ongoing_trials(oracle: Any) -> None:
+    """Moves the oracle's running trials to its retry queue; relies on ``Oracle._retry_queue`` (a list of trial ids).
+
+    keras-tuner does this itself when an oracle is reloaded; a distributed chief
+    resumed with the state it saved before serving needs it again.
+    """
+    ongoing = getattr(oracle, "ongoing_trials", None)
+    queue = getattr(oracle, "_retry_queue", None)
+    if not ongoing or queue is None:
+        return
+    for tuner_id, trial in list(ongoing.items()):
+        ongoing.pop(tuner_id)
+        if trial.trial_id not in queue:
+            queue.append(trial.trial_id)
+
+
+def oracle_servicer_class() -> type:
+    """keras-tuner's gRPC servicer of a chief: ``distribute.oracle_chief.OracleServicer(oracle)``.
+
+    regsearch's subclass relies on its ``oracle`` and ``stop_triggered`` attributes and its
+    ``CreateTrial(request, context)`` method.
+    """
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+
+    return OracleServicer
+
+
+def oracle_service() -> Any:
+    """The generated protobuf messages of keras-tuner's oracle service: ``protos.get_service()``."""
+    from keras_tuner.src import protos
+
+    return protos.get_service()
+
+
+def add_oracle_servicer(servicer: Any, server: Any) -> None:
+    """Registers ``servicer`` on a gRPC ``server``: ``protos.get_service_grpc().add_OracleServicer_to_server``."""
+    from keras_tuner.src import protos
+
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+
+
+def chief_may_exit(oracle: Any) -> bool:
+    """keras-tuner's own test that a chief's trials have all ended: ``distribute.oracle_chief.exit_chief(oracle)``."""
+    from keras_tuner.src.distribute.oracle_chief import exit_chief
+
+    return exit_chief(oracle)
