@@ -81,8 +81,6 @@ class Regularize(RegularizedHyperModel):
             task=None, regularizer=regularizer, placement=placement, constraint=constraint, dropout=dropout,
             optimizer=optimizer, learning_rate=learning_rate, patience=patience, name=name, tunable=tunable,
         )
-        if optimizer is None and learning_rate is not None:
-            self.optimizers = None  # the model's own optimizer, with the searched learning rate
         self.task, self.model, self.layers = task, model, layers
         self._last_source: tuple[Any, keras.Model] | None = None
         if isinstance(model, keras.Model):
