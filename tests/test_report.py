@@ -441,3 +441,16 @@ def test_write_report_adds_the_optimization_history_for_bayesian_searches(tmp_pa
     assert "optimization_history.png" in [p.name for p in paths]
     assert (tmp_path / "optimization_history.png").stat().st_size > 0
     assert "![optimization history](optimization_history.png)" in (tmp_path / "summary.md").read_text()
+
+
+def test_the_best_mark_breaks_ties_by_test_loss_like_the_ranking() -> None:
+    records = [r for r in make_records() if r["status"] == "completed" and r["param_kind"] == "l2"]
+    for record in records:
+        if record["param_strength"] == 1e-1:  # as accurate as 1e-3, with the lower loss
+            record["test_accuracy"] += 0.90 - 0.74
+            record["test_loss"] = 0.01
+    trials = trials_frame(records)
+    summary = summary_frame(trials, objective="test_accuracy", direction="max")
+    assert best_configuration(summary)["params"]["strength"] == 0.1
+    labels = [text.get_text() for text in plot_accuracy_vs_strength(trials).get_legend().get_texts()]
+    assert labels[-1] == "best test: 0.1"

@@ -74,7 +74,8 @@ def accuracy_vs_strength_data(
 
     Returns:
         A table with columns ``label`` (the line), ``x``, ``split`` (train or
-        test), ``mean``, ``sd`` and ``n`` (runs), and facts about it:
+        test), ``mean``, ``sd`` and ``n`` (runs), for accuracy also the
+        ``test_loss`` mean of test points (it breaks ties), and facts about it:
         ``metric`` (accuracy, or loss for regression), ``categorical`` (no
         usable x values: ``x`` holds configuration labels instead),
         ``x_name``, ``hue_names``, and ``baseline`` (label -> mean test value
@@ -135,6 +136,12 @@ def accuracy_vs_strength_data(
         .agg(mean="mean", sd=lambda v: v.std(ddof=0), n="size")
         .reset_index()
     )
+    if metric == "accuracy" and "test_loss" in curve:
+        # The ranked table breaks ties of accuracy by the lower test loss; so does the best mark.
+        losses = pd.DataFrame({"label": labels[curve.index], "x": x_values, "test_loss": curve["test_loss"]})
+        mean_loss = losses.groupby(["label", "x"], sort=False)["test_loss"].mean().rename("test_loss")
+        table = table.join(mean_loss, on=["label", "x"])
+        table.loc[table["split"] != "test", "test_loss"] = np.nan
     if not categorical:
         table = table.sort_values(["label", "x"], kind="stable").reset_index(drop=True)
     info = {
@@ -181,9 +188,7 @@ def plot_accuracy_vs_strength(
     table, info = accuracy_vs_strength_data(trials, x=x, hue=hue)
     ax = ax if ax is not None else new_axes()[0]
     metric = info["metric"]
-    better = np.nanargmax if metric == "accuracy" else np.nanargmin
-    test = table[table["split"] == "test"].reset_index(drop=True)
-    best = test.iloc[better(test["mean"].to_numpy())] if not test.empty else None
+    best = _best_point(table, metric)
 
     if info["categorical"]:
         _draw_bars(ax, table, best)
@@ -369,6 +374,18 @@ def _draw_lines(
     if best is not None:
         label = format_value(best["x"]) + (f" ({best['label']})" if best["label"] else "")
         _mark_best(ax, best["x"], best["mean"], label)
+
+
+def _best_point(table: pd.DataFrame, metric: str) -> pd.Series | None:
+    """The test point with the best mean; ties of accuracy go to the lower mean test loss, as in the ranking."""
+    test = table[(table["split"] == "test") & table["mean"].notna()]
+    if test.empty:
+        return None
+    if metric != "accuracy":
+        return test.loc[test["mean"].idxmin()]
+    keys = ["mean", "test_loss"] if "test_loss" in test else ["mean"]
+    ascending = [False, True][: len(keys)]
+    return test.sort_values(keys, ascending=ascending, kind="stable", na_position="last").iloc[0]
 
 
 def _mark_best(ax: Axes, x: float, y: float, label: str) -> None:
