@@ -38,10 +38,15 @@ WEIGHT_KEYS = {
     "embeddings": ("embeddings",),
 }
 _RECURRENT = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
+_WRAPPERS = (keras.layers.Bidirectional, keras.layers.TimeDistributed)
 
 
 def default_layer_types() -> tuple[type, ...]:
-    """The layer classes chosen when ``layers`` is not given: Dense, Conv, recurrent, Embedding."""
+    """The layer classes chosen when ``layers`` is not given: Dense, Conv, recurrent, Embedding.
+
+    ``Bidirectional`` and ``TimeDistributed`` wrappers of them are chosen too;
+    their penalties go on the wrapped layers' weights.
+    """
     layers = keras.layers
     return (
         layers.Dense, layers.EinsumDense,
@@ -88,7 +93,7 @@ def select_layers(model: keras.Model, layers: Any = None, where: str = "Regulari
     if layers is None:
         outputs = output_layer_names(model)
         chosen = [layer for layer in candidates
-                  if isinstance(layer, default_layer_types()) and layer.name not in outputs]
+                  if isinstance(_unwrapped(layer), default_layer_types()) and layer.name not in outputs]
         if not chosen:
             raise SettingError("layers", "given: the model has no Dense, Conv, recurrent or Embedding layer "
                                f"besides its output layers (its layers: {', '.join(names)})", None, where)
@@ -110,12 +115,12 @@ def plan_layers(layers: Sequence[keras.layers.Layer]) -> list[LayerPlan]:
     """What each chosen layer can take, read from its config."""
     plans = []
     for layer in layers:
-        config = layer.get_config()
+        config = _weight_configs(layer.get_config())[0]
         weights = {target for target, keys in WEIGHT_KEYS.items()
                    if any(f"{key}_regularizer" in config for key in keys) and _has_weight(config, target)}
         constrained = {target for target, keys in WEIGHT_KEYS.items()
                        if any(f"{key}_constraint" in config for key in keys) and _has_weight(config, target)}
-        before = "activation" in config and not isinstance(layer, _RECURRENT)
+        before = "activation" in config and not isinstance(layer, (*_RECURRENT, *_WRAPPERS))
         plans.append(LayerPlan(layer.name, frozenset(weights | {"activity"}), frozenset(constrained), before))
     return plans
 
@@ -151,19 +156,22 @@ def regularized(layer: keras.layers.Layer, config: dict[str, Any], constraint_ta
     """
     plan = plan or plan_layers([layer])[0]
     layer_config, edited = layer.get_config(), layer.get_config()
-    if config.get("kind", "none") != "none":
-        for target in config["target"].split("+"):
-            if target in plan.targets:
-                keys = ("activity",) if target == "activity" else WEIGHT_KEYS[target]
-                for key in keys:
-                    if key == "activity" or f"{key}_regularizer" in layer_config:
-                        edited[f"{key}_regularizer"] = make_regularizer(config)
-    if config.get("constraint", "none") != "none":
-        for target in constraint_targets:
-            if target in plan.constraint_targets:
+    regularizes = config.get("kind", "none") != "none"
+    targets = config["target"].split("+") if regularizes else []
+    if "activity" in targets:  # on the layer's output (a wrapper's too)
+        edited["activity_regularizer"] = make_regularizer(config)
+    for weights in _weight_configs(edited):  # the layer's own config, or the wrapped layers' (Bidirectional)
+        for target in targets:
+            if target in plan.targets and target != "activity":
                 for key in WEIGHT_KEYS[target]:
-                    if f"{key}_constraint" in layer_config:
-                        edited[f"{key}_constraint"] = make_constraint(config, _norm_axis(layer, key))
+                    if f"{key}_regularizer" in weights:
+                        weights[f"{key}_regularizer"] = make_regularizer(config)
+        if config.get("constraint", "none") != "none":
+            for target in constraint_targets:
+                if target in plan.constraint_targets:
+                    for key in WEIGHT_KEYS[target]:
+                        if f"{key}_constraint" in weights:
+                            weights[f"{key}_constraint"] = make_constraint(config, _norm_axis(weights, key))
     if not (plan.can_go_before and config.get("placement") == "before"):
         return [layer.__class__.from_config(edited)]
     edited.update(activation="linear", name=f"{layer.name}_linear")
@@ -291,14 +299,25 @@ def _has_weight(config: dict[str, Any], target: str) -> bool:
     return target != "bias" or config.get("use_bias", True)
 
 
-def _norm_axis(layer: keras.layers.Layer, key: str) -> int | list[int]:
+def _norm_axis(config: dict[str, Any], key: str) -> int | list[int]:
     """The axes a norm constraint reduces over: per output unit or filter; per word vector for embeddings."""
     if key == "embeddings":
         return 1
-    rank = getattr(layer, "rank", None)  # Conv layers: spatial dimensions
-    if key in ("kernel", "depthwise", "pointwise") and isinstance(rank, int) and rank > 0:
+    rank = len(config.get("kernel_size") or ())  # Conv layers: their spatial dimensions
+    if key in ("kernel", "depthwise", "pointwise") and rank > 0:
         return list(range(rank + 1))
     return 0
+
+
+def _weight_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The configs that hold a layer's weight settings: its own, or those of the layers a wrapper wraps."""
+    wrapped = [config[key]["config"] for key in ("layer", "backward_layer") if isinstance(config.get(key), dict)]
+    return wrapped or [config]
+
+
+def _unwrapped(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """The layer a ``Bidirectional`` or ``TimeDistributed`` wraps; the layer itself otherwise."""
+    return getattr(layer, "forward_layer", None) or getattr(layer, "layer", None) or layer
 
 
 def _is_float(tensor: Any) -> bool:

@@ -187,3 +187,26 @@ def test_token_inputs_get_no_noise():
     names = [layer.name for layer in rewrite(sequential_tokens, plan_layers(select_layers(sequential_tokens)),
                                              settings).layers]
     assert "input_dropout" not in names
+
+
+def test_wrapped_layers_get_the_penalties_of_the_layers_they_wrap():
+    tokens = keras.Input((6,), dtype="int32")
+    h = keras.layers.Embedding(20, 4, name="embedding")(tokens)
+    h = keras.layers.TimeDistributed(keras.layers.Dense(5, activation="relu"), name="per_step")(h)
+    h = keras.layers.Bidirectional(keras.layers.LSTM(3), name="bilstm")(h)
+    model = keras.Model(tokens, keras.layers.Dense(1, activation="sigmoid", name="out")(h))
+    chosen = select_layers(model)
+    assert [layer.name for layer in chosen] == ["embedding", "per_step", "bilstm"]
+    settings = config(kind="l2", strength=0.004, target="kernel+recurrent+activity", placement="before",
+                      constraint="max_norm", max_value=2.0)
+    new = rewrite(model, plan_layers(chosen), settings, ("recurrent",))
+    bilstm = new.get_layer("bilstm")
+    for direction in (bilstm.forward_layer, bilstm.backward_layer):
+        assert float(direction.cell.kernel_regularizer.l2) == pytest.approx(0.004)
+        assert float(direction.cell.recurrent_regularizer.l2) == pytest.approx(0.004)
+        assert direction.cell.recurrent_constraint.max_value == 2.0
+    assert float(bilstm.activity_regularizer.l2) == pytest.approx(0.004)
+    per_step = new.get_layer("per_step")
+    assert float(per_step.layer.kernel_regularizer.l2) == pytest.approx(0.004)
+    assert per_step.layer.get_config()["activation"] == "relu"  # a wrapper keeps its activation inside
+    assert new.get_layer("embedding").embeddings_regularizer is None  # no 'embeddings' in the target
