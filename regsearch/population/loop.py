@@ -1,0 +1,149 @@
+"""One member's epochs, written once in ``keras.ops`` over a backend's pure steps.
+
+A backend (``_jax.py``, ``_tensorflow.py``) supplies ``train_step(state,
+batch) -> (logs, state)`` and ``test_step`` in the form of Keras's JAX
+trainer, a seeded permutation, and indexing into the member axis; this module
+runs a chunk of epochs for one member (shuffling, minibatches, validation,
+the early-stopping step, divergence) and a chunk for the whole population,
+member after member (``"loop"``, where a stopped member costs nothing) or all
+at once (``"vmap"``, for wide devices).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from keras import ops, tree
+
+from regsearch.population import stopping
+
+__all__ = ["Layout", "Settings", "member_chunk"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The columns of a member's per-epoch log rows: train logs, then ``val_`` logs, flattened and sorted."""
+
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+
+    @property
+    def width(self) -> int:
+        return sum(math.prod(shape) for shape in self.shapes)
+
+    def column(self, name: str) -> int | None:
+        if name not in self.names:
+            return None
+        index = self.names.index(name)
+        if math.prod(self.shapes[index]) != 1:
+            raise ValueError(f"fit: the early-stopping monitor '{name}' must be one number per epoch; "
+                             f"got shape {self.shapes[index]}.")
+        return sum(math.prod(shape) for shape in self.shapes[:index])
+
+    def history(self, rows: Any) -> dict[str, list[Any]]:
+        history, offset = {}, 0
+        for name, shape in zip(self.names, self.shapes):
+            size = math.prod(shape)
+            block = rows[:, offset: offset + size]
+            offset += size
+            history[name] = [float(v[0]) for v in block] if size == 1 else [v.reshape(shape) for v in block]
+        return dict(sorted(history.items()))
+
+
+def flat_logs(logs: dict[str, Any]) -> dict[str, Any]:
+    """Keras's ``pythonify_logs`` without the conversion: sorted by name, nested dicts merged in."""
+    flat: dict[str, Any] = {}
+    for name, value in sorted(logs.items()):
+        flat.update(flat_logs(value) if isinstance(value, dict) else {name: value})
+    return flat
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the traced program bakes in: shapes and the rules shared by the group."""
+
+    epochs: int
+    chunk: int
+    batch_size: int
+    val_batch_size: int
+    shuffle: bool
+    rule: stopping.StoppingRule | None
+    layout: Layout
+    monitor: int | None
+
+
+def _batches(step: Callable, state: Any, data: Any, batch_size: int, take_rows: Callable) -> tuple[Any, Any]:
+    """Calls ``step`` on consecutive minibatches (the last possibly smaller); returns the last logs and state."""
+    n_rows = int(tree.flatten(data)[0].shape[0])
+    n_full, remainder = divmod(n_rows, batch_size)
+    logs = None
+    if n_full <= 2:
+        for i in range(n_full):
+            logs, state = step(state, tree.map_structure(lambda t: t[i * batch_size:(i + 1) * batch_size], data))
+    else:
+        first, state = step(state, tree.map_structure(lambda t: t[:batch_size], data))
+
+        def body(i: Any, carried: tuple[Any, Any]) -> tuple[Any, Any]:
+            return step(carried[1], take_rows(data, i * batch_size, batch_size))
+
+        logs, state = ops.fori_loop(1, n_full, body, (first, state))
+    if remainder:
+        logs, state = step(state, tree.map_structure(lambda t: t[n_full * batch_size:], data))
+    return logs, state
+
+
+def member_chunk(settings: Settings, backend: Any, member: dict[str, Any], data: Any, val: Any,
+                 metrics_init: Any) -> tuple[dict[str, Any], Any]:
+    """Runs up to ``settings.chunk`` epochs of one member; returns its new state and the chunk's log rows.
+
+    ``member`` holds ``model`` (trainable, non-trainable, optimizer variables),
+    ``stopping`` (see :mod:`stopping`), ``epoch`` (the next one), ``alive``,
+    ``diverged``, ``done`` (epochs run in this chunk), ``numbers``,
+    ``patience`` and ``seed``.
+    """
+    layout = settings.layout
+    n_train = int(tree.flatten(data)[0].shape[0])
+    shuffles = settings.shuffle and n_train > settings.batch_size
+
+    def epoch_body(i: Any, carried: tuple[dict[str, Any], Any]) -> tuple[dict[str, Any], Any]:
+        m, rows = carried
+        backend.bind_numbers(m["numbers"])
+        tv, ntv, ov = m["model"]
+        batches = data
+        if shuffles:
+            order = backend.permutation(m["seed"], m["epoch"], n_train)
+            batches = tree.map_structure(lambda t: ops.take(t, order, axis=0), data)
+        train_logs, (tv, ntv, ov, _) = _batches(backend.train_step, (tv, ntv, ov, metrics_init), batches,
+                                                settings.batch_size, backend.take_rows)
+        values = list(flat_logs(train_logs).values())
+        if val is not None:
+            val_logs, _ = _batches(backend.test_step, (tv, ntv, metrics_init), val, settings.val_batch_size,
+                                   backend.take_rows)
+            values += list(flat_logs(val_logs).values())
+        row = ops.concatenate([ops.reshape(ops.cast(v, "float32"), [-1]) for v in values], axis=0)
+        rows = backend.put_row(rows, i, row)
+        loss = flat_logs(train_logs).get("loss")
+        diverged = ops.zeros((), "bool") if loss is None else ops.logical_not(ops.all(ops.isfinite(loss)))
+        stop = diverged
+        es = m["stopping"]
+        if settings.monitor is not None:
+            es, stopped = stopping.step(settings.rule, es, m["patience"], m["epoch"], row[settings.monitor],
+                                        (tv, ntv))
+            stop = ops.logical_or(stop, stopped)
+        epoch = m["epoch"] + 1
+        alive = ops.logical_and(ops.logical_not(stop), ops.less(epoch, settings.epochs))
+        new = {**m, "model": (tv, ntv, ov), "stopping": es, "epoch": epoch, "alive": alive, "diverged": diverged,
+               "done": m["done"] + 1}
+        return new, rows
+
+    def keep_going(m: dict[str, Any], rows: Any) -> Any:
+        return ops.logical_and(m["alive"], ops.less(m["done"], settings.chunk))
+
+    def body(m: dict[str, Any], rows: Any) -> tuple[dict[str, Any], Any]:
+        return epoch_body(m["done"], (m, rows))
+
+    start = ({**member, "done": ops.zeros((), "int32")}, ops.zeros((settings.chunk, layout.width), "float32"))
+    member, rows = ops.while_loop(keep_going, body, start, maximum_iterations=settings.chunk)
+    return member, rows
