@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, metavar="N", help="override the definition's runs per configuration")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument("--engine", choices=("population", "sequential"), default="population",
+                        help="population: each phase's trials trained together in one compiled program where the "
+                             "model allows (default); sequential: one run at a time")
     distributed = parser.add_argument_group(
         "distributed search (Keras Tuner's chief/worker mode; every process needs the same --results folder)")
     role = distributed.add_mutually_exclusive_group()
@@ -236,7 +239,7 @@ def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) 
                 serve = distributed.become_chief(where, definition, workers=args.workers or 1, on_run=progress.run)
             result = run_search(
                 definition, folder, overwrite=args.overwrite, on_phase=progress.phase, on_run=progress.run,
-                serve=serve,
+                serve=serve, engine=args.engine,
             )
     except SearchFailedError as error:
         # Every run failed: still write trials.csv and summary.md, which say why.

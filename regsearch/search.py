@@ -96,6 +96,7 @@ def run_search(
     on_run: Callable[[dict], None] | None = None,
     tuner_options: dict[str, Any] | None = None,
     serve: Callable[[Any, str], None] | None = None,
+    engine: str = "population",
 ) -> SearchResult:
     """Runs every phase of the definition's strategy; resumes what an earlier run left.
 
@@ -108,6 +109,8 @@ def run_search(
         tuner_options: Extra keyword arguments for the tuners (tests, distributed runs).
         serve: Called with each phase's tuner and phase name instead of ``tuner.search``
             (the distributed chief, which hands trials out to workers; see :mod:`regsearch.distributed`).
+        engine: ``"population"`` (each phase's trials asked for in batches and trained
+            together where the model allows) or ``"sequential"`` (one run at a time).
 
     Raises:
         SearchFailedError: Every run of the search failed.
@@ -124,7 +127,7 @@ def run_search(
     tuners = []
 
     def search(phase: str, hm: Any, planned: int) -> list[dict]:
-        tuner = _make_tuner(definition, hm, phase, tuner_dir, on_run, tuner_options or {})
+        tuner = _make_tuner(definition, hm, phase, tuner_dir, on_run, {"engine": engine, **(tuner_options or {})})
         if on_phase is not None:
             on_phase(phase, planned)
         if on_run is not None:  # a resumed search: count the runs an earlier process finished

@@ -35,6 +35,9 @@ from regsearch.runs import RECORD_METRICS, RUNS_FILE, failed_trial_record, load_
 __all__ = ["GridSearch", "BayesianOptimization", "RUNS_FILE", "read_runs", "failed_trial_record"]
 
 
+#: ``sequential``: each run its own compiled loop; ``population``: a batch of trials' runs trained together.
+ENGINES = ("population", "sequential")
+
 #: What ``search`` passes on: ``model.fit``'s arguments and regsearch's ``early_stopping`` settings.
 SEARCH_ARGUMENTS = ("epochs", "batch_size", "verbose", "callbacks", "early_stopping", *FIT_OPTIONS)
 
@@ -46,11 +49,70 @@ class _RecordingTuner:
         with kt_internals.atomic_keras_tuner_state():  # building may reload, and a later version may save
             super().__init__(hypermodel, **kwargs)
 
-    def _setup(self, repeats: int, seed: int, phase: str, search_name: str, on_run: Callable[[dict], None] | None) -> None:
+    def _setup(self, repeats: int, seed: int, phase: str, search_name: str, on_run: Callable[[dict], None] | None,
+               engine: str = "sequential", batch: int = 1) -> None:
+        where = type(self).__name__
         if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-            raise ValueError(f"{type(self).__name__}: 'repeats' must be an integer >= 1; got {repeats!r}.")
+            raise ValueError(f"{where}: 'repeats' must be an integer >= 1; got {repeats!r}.")
+        if engine not in ENGINES:
+            raise SettingError("engine", one_of(ENGINES), engine, where)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise SettingError("batch", "an integer >= 1", batch, where)
         self.repeats, self.base_seed, self.phase = repeats, int(seed), phase
         self.search_name, self.on_run = search_name, on_run
+        self.engine, self.batch = engine, batch
+        self._trained: dict[str, list[Any]] = {}  # trial id -> per-repeat results trained with a batch
+        self._search_args: tuple[tuple, dict] = ((), {})
+
+    def on_trial_begin(self, trial: kt.engine.trial.Trial) -> None:
+        """With the population engine, asks the oracle for up to ``batch - 1`` more trials and trains all together.
+
+        The extra trials are handed out under their own tuner ids (as to
+        workers) and reported, recorded and ended here, one by one, as Keras
+        Tuner ends a trial; ``trial`` itself goes on through Keras Tuner's loop.
+        """
+        super().on_trial_begin(trial)
+        if self.engine != "population" or trial.trial_id in self._trained:
+            return
+        args, kwargs = self._search_args
+        reason = self.hypermodel.population_reason(kwargs, kwargs.get("callbacks"))
+        if reason is not None:
+            return
+        batch = [trial]
+        for i in range(1, self.batch):
+            extra = self.oracle.create_trial(f"{self.tuner_id}+{i}")
+            if extra.status != kt.engine.trial.TrialStatus.RUNNING:
+                break
+            batch.append(extra)
+        self._train_batch(batch, *args, **kwargs)
+        for extra in batch[1:]:
+            super().on_trial_begin(extra)
+            self._try_run_and_update_trial(extra, *args, **kwargs)
+            self.on_trial_end(extra)
+
+    def _train_batch(self, trials: list[kt.engine.trial.Trial], *fit_args: Any,
+                     early_stopping: dict[str, Any] | None = None, callbacks: list | None = None, verbose: Any = None,
+                     **fit_kwargs: Any) -> None:
+        runs, owners = [], []
+        for trial in trials:
+            checkpoint = kt_internals.best_epoch_checkpoint(self, trial.trial_id)
+            for repeat in range(self.repeats):
+                seed = self.base_seed + repeat
+                keras.utils.set_random_seed(seed)
+                try:
+                    model = self.hypermodel.build(trial.hyperparameters)
+                except Exception as error:  # noqa: BLE001 - recorded as this run's failure
+                    self._trained.setdefault(trial.trial_id, []).append(error)
+                    continue
+                runs.append((trial.hyperparameters, model, seed,
+                             [checkpoint, *kt_internals.copy_callbacks(self, callbacks or [])]))
+                owners.append(trial.trial_id)
+        start = time.perf_counter()
+        results = self.hypermodel.run_population(runs, *fit_args, early_stopping=_early_stopping(early_stopping),
+                                                 **fit_kwargs) if runs else []
+        seconds = (time.perf_counter() - start) / max(len(runs), 1)
+        for owner, result in zip(owners, results):
+            self._trained.setdefault(owner, []).append((result, seconds))
 
     def search(self, *fit_args: Any, **fit_kwargs: Any) -> None:
         """Keras Tuner's search; every argument of ``model.fit`` reaches each run, others are refused.
@@ -65,6 +127,7 @@ class _RecordingTuner:
                                    name, f"{type(self).__name__}.search")
         # Keras Tuner saves oracle, trials and tuner after every trial; a failed trial's
         # reason is in runs.json (or trial.json, see read_runs), so no traceback is printed.
+        self._search_args = (fit_args, fit_kwargs)
         with kt_internals.atomic_keras_tuner_state(), kt_internals.quiet_failed_trials():
             super().search(*fit_args, **fit_kwargs)
 
@@ -99,16 +162,23 @@ class _RecordingTuner:
         params = {f"param_{key}": value for key, value in self.hypermodel.describe(hp).items()}
         records, histories = [], {}
         model = None
+        trained = self._trained.pop(trial.trial_id, None)
         for repeat in range(self.repeats):
             seed = self.base_seed + repeat
             start = time.perf_counter()
             metrics: dict[str, float] = {}
             try:
-                model = self._initial_model(hp, seed, model)
-                result = self.hypermodel.run(
-                    hp, model, *fit_args, early_stopping=_early_stopping(early_stopping), seed=seed,
-                    callbacks=[checkpoint, *kt_internals.copy_callbacks(self, callbacks or [])], **fit_kwargs,
-                )
+                if trained is not None:
+                    result, seconds = trained[repeat] if isinstance(trained[repeat], tuple) else (trained[repeat], 0)
+                    start -= seconds  # the run's share of its batch
+                    if isinstance(result, BaseException):
+                        raise result
+                else:
+                    model = self._initial_model(hp, seed, model)
+                    result = self.hypermodel.run(
+                        hp, model, *fit_args, early_stopping=_early_stopping(early_stopping), seed=seed,
+                        callbacks=[checkpoint, *kt_internals.copy_callbacks(self, callbacks or [])], **fit_kwargs,
+                    )
                 metrics, histories[str(repeat)] = result.metrics, result.history
                 status, reason = ("diverged", "the loss became NaN or infinite") if result.diverged else ("completed", "")
                 if result.diverged and not _finite(metrics, "train_loss", "test_loss"):
@@ -177,12 +247,17 @@ class GridSearch(_RecordingTuner, kt.GridSearch):
         phase: A label for this search's rows (``"grid"``, ``"coarse"``, ``"fine"``).
         search_name: Written into every record.
         on_run: Called with each run's record as soon as it finishes.
+        engine: ``"sequential"`` (each run its own loop) or ``"population"``
+            (a batch of trials asked of the oracle at once, their runs trained
+            together; see :mod:`regsearch.population`).
+        batch: With the population engine, trials per batch (a grid: all of a phase).
         **kwargs: Passed to ``keras_tuner.GridSearch`` (objective, directory, ...).
     """
 
     def __init__(self, hypermodel: kt.HyperModel, *, repeats: int = 1, seed: int = 0, phase: str = "grid",
-                 search_name: str = "", on_run: Callable[[dict], None] | None = None, **kwargs: Any) -> None:
-        self._setup(repeats, seed, phase, search_name, on_run)
+                 search_name: str = "", on_run: Callable[[dict], None] | None = None, engine: str = "sequential",
+                 batch: int = 1_000_000, **kwargs: Any) -> None:
+        self._setup(repeats, seed, phase, search_name, on_run, engine, batch)
         kwargs.setdefault("max_consecutive_failed_trials", 1_000_000)
         super().__init__(hypermodel, **kwargs)
 
@@ -205,8 +280,9 @@ class BayesianOptimization(_RecordingTuner, kt.BayesianOptimization):
     """
 
     def __init__(self, hypermodel: kt.HyperModel, *, repeats: int = 1, seed: int = 0, phase: str = "bayesian",
-                 search_name: str = "", on_run: Callable[[dict], None] | None = None, **kwargs: Any) -> None:
-        self._setup(repeats, seed, phase, search_name, on_run)
+                 search_name: str = "", on_run: Callable[[dict], None] | None = None, engine: str = "sequential",
+                 batch: int = 8, **kwargs: Any) -> None:
+        self._setup(repeats, seed, phase, search_name, on_run, engine, batch)
         kwargs.setdefault("max_consecutive_failed_trials", 1_000_000)
         kwargs.setdefault("seed", seed)
         super().__init__(hypermodel, **kwargs)

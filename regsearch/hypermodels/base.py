@@ -332,12 +332,32 @@ class RegularizedHyperModel(kt.HyperModel):
                 argument ``model.fit`` does not take.
         """
         where = type(self).__name__
+        plan = self._plan(hp, x, y, epochs=epochs, early_stopping=early_stopping, callbacks=callbacks,
+                          fit_options=fit_options, where=where)
+        history = engine_fit(
+            model,
+            x,
+            y,
+            epochs=plan.epochs,
+            batch_size=batch_size,
+            early_stopping=plan.early_stopping,
+            seed=seed,
+            callbacks=plan.users,
+            **fit_options,
+        )
+        return self._concluded(model, history.history, bool(history.diverged), int(history.best_epoch), plan,
+                               batch_size, int(fit_options.get("initial_epoch", 0)))
+
+    def _plan(self, hp: kt.HyperParameters, x: Any, y: Any, *, epochs: int | None,
+              early_stopping: keras.callbacks.EarlyStopping | None,
+              callbacks: Sequence[keras.callbacks.Callback] | None, fit_options: dict[str, Any], where: str) -> _Plan:
+        """Checks ``run``'s arguments and sorts its callbacks; the trial's patience replaces early stopping's."""
         for option in fit_options:
             if option not in FIT_OPTIONS:
                 raise SettingError(option, f"an argument of model.fit regsearch takes: {one_of(FIT_OPTIONS)}",
                                    option, where)
         if epochs is None:
-            warnings.warn(f"{where}: no 'epochs' given; training 1 epoch, model.fit's default.", stacklevel=2)
+            warnings.warn(f"{where}: no 'epochs' given; training 1 epoch, model.fit's default.", stacklevel=3)
             epochs = 1
         callbacks = list(callbacks or [])
         found = [cb for cb in callbacks if isinstance(cb, keras.callbacks.EarlyStopping)]
@@ -359,27 +379,17 @@ class RegularizedHyperModel(kt.HyperModel):
                 else _with_patience(early_stopping, config["patience"])
             )
         train_rows, validation_rows = _evaluation_rows(x, y, fit_options, where)
+        return _Plan(epochs, early_stopping, tuners_own, users, train_rows, validation_rows)
 
-        history = engine_fit(
-            model,
-            x,
-            y,
-            epochs=epochs,
-            batch_size=batch_size,
-            early_stopping=early_stopping,
-            seed=seed,
-            callbacks=users,
-            **fit_options,
-        )
-        logged = {key: _loggable(values) for key, values in history.history.items()}
-        diverged = bool(history.diverged)
+    def _concluded(self, model: keras.Model, history: dict[str, list[Any]], diverged: bool, best_epoch: int,
+                   plan: _Plan, batch_size: int | None, first_epoch: int) -> RunResult:
+        """The run's metrics at the best epoch, train and test evaluation, sparsity; shows Keras Tuner's callbacks."""
+        logged = {key: _loggable(values) for key, values in history.items()}
         epochs_run = len(logged.get("loss", []))
-        best_epoch = int(history.best_epoch)
-        first_epoch = int(fit_options.get("initial_epoch", 0))
         metrics = {key: _at(values, best_epoch - first_epoch) for key, values in logged.items()
                    if all(isinstance(v, float) for v in values)}
 
-        train, test = _evaluate(model, *train_rows), _evaluate(model, *validation_rows)
+        train, test = _evaluate(model, *plan.train_rows), _evaluate(model, *plan.validation_rows)
         for prefix, scores in (("train", train), ("test", test)):
             for key, value in scores.items():
                 metrics[f"{prefix}_{key}"] = value
@@ -388,11 +398,76 @@ class RegularizedHyperModel(kt.HyperModel):
         )
         metrics.update(
             activation_sparsity(
-                model, self.regularized_layer_name, validation_rows[0], batch_size=max(batch_size or 32, 1024)
+                model, self.regularized_layer_name, plan.validation_rows[0], batch_size=max(batch_size or 32, 1024)
             )
         )
-        _drive(tuners_own, model, best_epoch, metrics)
+        _drive(plan.tuners_own, model, best_epoch, metrics)
         return RunResult(metrics=metrics, history=logged, diverged=diverged)
+
+    def population_reason(self, fit_options: dict[str, Any], callbacks: Sequence[Any] | None) -> str | None:
+        """Why these ``run`` arguments need the sequential engine; None when a population can train them."""
+        for option in ("class_weight", "sample_weight", "steps_per_epoch", "validation_steps", "initial_epoch"):
+            if fit_options.get(option):
+                return f"'{option}'"
+        if fit_options.get("validation_freq", 1) != 1:
+            return "'validation_freq'"
+        if any(not isinstance(cb, (*_tuner_callbacks(), keras.callbacks.EarlyStopping)) for cb in callbacks or []):
+            return "callbacks that act every epoch"
+        return None
+
+    def run_population(
+        self,
+        runs: Sequence[tuple[kt.HyperParameters, keras.Model, int, Sequence[keras.callbacks.Callback]]],
+        x: Any = None,
+        y: Any = None,
+        *,
+        epochs: int | None = None,
+        batch_size: int | None = 32,
+        early_stopping: keras.callbacks.EarlyStopping | None = None,
+        mode: str | None = None,
+        **fit_options: Any,
+    ) -> list[RunResult | BaseException]:
+        """``run`` for many (hp, model, seed, callbacks) at once: members of one structure train together.
+
+        Each model holds its seed's initial weights (as for ``run``); the result
+        of a member equals ``run``'s for it (see :mod:`regsearch.population`).
+        A group that fails gives its error in place of each of its results.
+        """
+        from regsearch.population import group_by_structure, train_population
+
+        where = type(self).__name__
+        batch_size = 32 if batch_size is None else batch_size
+        plans = [self._plan(hp, x, y, epochs=epochs, early_stopping=early_stopping, callbacks=callbacks,
+                            fit_options=fit_options, where=where) for hp, _, _, callbacks in runs]
+        first = plans[0]
+        data = tuple(a for a in first.train_rows if a is not None)
+        validation = tuple(a for a in first.validation_rows if a is not None)
+        results: list[RunResult | BaseException] = [RuntimeError("not trained")] * len(runs)
+        models = [model for _, model, _, _ in runs]
+        by_rule: dict[tuple, list[int]] = {}
+        for index, plan in enumerate(plans):
+            rule = None if plan.early_stopping is None else _rule_key(plan.early_stopping)
+            by_rule.setdefault(rule, []).append(index)
+        for indices in by_rule.values():
+            for group in group_by_structure([models[i] for i in indices]):
+                members = [indices[i] for i in group]
+                rule = plans[members[0]].early_stopping
+                try:
+                    outcomes = train_population(
+                        [models[i] for i in members], data, validation, epochs=first.epochs, batch_size=batch_size,
+                        validation_batch_size=fit_options.get("validation_batch_size"),
+                        shuffle=bool(fit_options.get("shuffle", True)), early_stopping=rule,
+                        patiences=[None if plans[i].early_stopping is None else plans[i].early_stopping.patience
+                                   for i in members],
+                        seeds=[runs[i][2] for i in members], mode=mode,
+                    )
+                    for i, outcome in zip(members, outcomes):
+                        results[i] = self._concluded(models[i], outcome.history, outcome.diverged, outcome.best_epoch,
+                                                     plans[i], batch_size, 0)
+                except Exception as error:  # noqa: BLE001 - reported per run by the tuner
+                    for i in members:
+                        results[i] = error
+        return results
 
     def fit(
         self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any
@@ -415,6 +490,24 @@ FIT_OPTIONS = (
     "validation_batch_size",
     "validation_freq",
 )
+
+
+@dataclass
+class _Plan:
+    """What ``run`` settled before training: epochs, early stopping, callbacks and the rows to evaluate."""
+
+    epochs: int
+    early_stopping: keras.callbacks.EarlyStopping | None
+    tuners_own: list[keras.callbacks.Callback]
+    users: list[keras.callbacks.Callback]
+    train_rows: tuple
+    validation_rows: tuple
+
+
+def _rule_key(callback: keras.callbacks.EarlyStopping) -> tuple:
+    """Early stopping settings a population shares (patience is each member's own)."""
+    return (callback.monitor, callback.mode, float(callback.min_delta), callback.baseline, callback.start_from_epoch,
+            callback.restore_best_weights)
 
 
 def _tuner_callbacks() -> tuple[type, ...]:
@@ -498,6 +591,10 @@ def _evaluate(model: keras.Model, x: Any, y: Any, sample_weight: Any = None,
     metrics) without tracing a new function for every trial, which on small
     data costs more than the evaluation itself. Vector-valued metrics are left out.
     """
+    if keras.backend.backend() != "tensorflow":
+        # Only TensorFlow's test_step runs eagerly on a batch; JAX's is a pure (state, data) function.
+        logs = model.evaluate(x, y, sample_weight=sample_weight, batch_size=batch_size, verbose=0, return_dict=True)
+        return {key: float(value) for key, value in logs.items() if np.asarray(value).ndim == 0}
     model.reset_metrics()
     rows = len(keras.tree.flatten(x)[0])
     for start in range(0, rows, batch_size):
