@@ -206,3 +206,19 @@ def chief_may_exit(oracle: Any) -> bool:
     from keras_tuner.src.distribute.oracle_chief import exit_chief
 
     return exit_chief(oracle)
+
+
+def walk_grid_ahead(oracle: Any, trial: Any) -> None:
+    """Lets ``GridSearchOracle`` hand out the combination after ``trial`` while ``trial`` still runs.
+
+    The oracle steps its grid from finished trials only (``_populate_next``),
+    except for the first trial, which it queues at once "for multiple
+    workers"; a batch of trials needs the same for every trial it holds. The
+    oracle queues the trial again when it ends and then skips the combination
+    already handed out. Checked on keras-tuner 1.4.8.
+    """
+    queue = getattr(oracle, "_populate_next", None)
+    import keras_tuner
+
+    if isinstance(oracle, keras_tuner.oracles.GridSearchOracle) and isinstance(queue, list) and trial.trial_id not in queue:
+        queue.append(trial.trial_id)

@@ -80,6 +80,7 @@ class _RecordingTuner:
             return
         batch = [trial]
         for i in range(1, self.batch):
+            kt_internals.walk_grid_ahead(self.oracle, batch[-1])
             extra = self.oracle.create_trial(f"{self.tuner_id}+{i}")
             if extra.status != kt.engine.trial.TrialStatus.RUNNING:
                 break
