@@ -1,0 +1,118 @@
+"""The population engine: a member trains as it would alone, and as model.fit trains it."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from sklearn.datasets import make_moons
+
+from regsearch.population import group_by_structure, train_population
+from regsearch.population.numbers import numbers_of, structure_of
+
+X, Y = make_moons(100, noise=0.2, random_state=1)
+X_TRAIN, Y_TRAIN = X[:30].astype("float32"), Y[:30].astype("float32")[:, None]
+X_VAL, Y_VAL = X[30:].astype("float32"), Y[30:].astype("float32")[:, None]
+
+
+def build(seed: int, l2: float | None, rate: float = 0.1, max_value: float | None = None,
+          learning_rate: float = 1e-2, optimizer: type = keras.optimizers.Adam) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((2,))
+    h = keras.layers.Dense(16, activation="relu", name="hidden",
+                           kernel_regularizer=None if l2 is None else keras.regularizers.L2(l2),
+                           kernel_constraint=None if max_value is None else keras.constraints.MaxNorm(max_value))(inputs)
+    if rate:
+        h = keras.layers.Dropout(rate, name="noise")(h)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="output")(h)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=optimizer(learning_rate), loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def copy_of(model: keras.Model, *args: object, **kwargs: object) -> keras.Model:
+    twin = build(*args, **kwargs)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def stopping() -> keras.callbacks.EarlyStopping:
+    return keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
+
+
+def test_numbers_and_structure_mask_only_what_varies() -> None:
+    a, b = build(0, 1e-3, rate=0.1, max_value=2.0), build(1, 1e-1, rate=0.4, max_value=3.0)
+    assert structure_of(a) == structure_of(b)  # automatic names and numbers differ, structure does not
+    numbers = numbers_of(b)
+    assert numbers["w0:l2"] == pytest.approx(1e-1) and numbers["w0:l1"] == 0.0
+    assert numbers["w0:max_value"] == 3.0
+    assert [value for key, value in numbers.items() if key.endswith(":rate")] == [pytest.approx(0.4)]
+    # A penalty of none is a zero coefficient; a dropout of rate 0 is no draw at all: structure.
+    assert structure_of(build(2, None, rate=0.1, max_value=2.0)) == structure_of(a)
+    assert structure_of(build(2, 1e-3, rate=0.0, max_value=2.0)) != structure_of(a)
+    assert structure_of(build(2, 1e-3, rate=0.1)) != structure_of(a)  # constraint kind
+    assert group_by_structure([a, build(3, 1e-3, rate=0.0), b]) == [[0, 2], [1]]
+
+
+def test_a_member_trains_as_it_would_alone() -> None:
+    """Three members with different strengths, rates, bounds, learning rates, patiences and seeds."""
+    settings = [(0, 1e-3, 0.1, 2.0, 1e-2), (1, 1e-1, 0.3, 1.5, 3e-2), (2, None, 0.2, 3.0, 5e-3)]
+    models = [build(*s) for s in settings]
+    alone = [copy_of(m, *s) for m, s in zip(models, settings)]
+    together = train_population(models, (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=40, batch_size=8,
+                                early_stopping=stopping(), patiences=[2, 5, 40], seeds=[10, 11, 12])
+    for k in range(3):
+        (one,) = train_population([alone[k]], (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=40, batch_size=8,
+                                  early_stopping=stopping(), patiences=[[2, 5, 40][k]], seeds=[10 + k])
+        assert together[k].epochs_run == one.epochs_run
+        assert together[k].best_epoch == one.best_epoch
+        np.testing.assert_allclose(together[k].history["loss"], one.history["loss"], rtol=1e-6)
+        for mine, theirs in zip(models[k].get_weights(), alone[k].get_weights()):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-7)
+    # The patiences differ, so the members stop apart; the one with patience 40 runs every epoch.
+    assert together[2].epochs_run == 40
+    assert together[0].epochs_run < together[1].epochs_run or together[0].epochs_run < 40
+    # Different seeds shuffle differently: a member given another seed trains otherwise.
+    (other,) = train_population([copy_of(build(*settings[2]), *settings[2])], (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL),
+                                epochs=40, batch_size=8, early_stopping=stopping(), patiences=[40], seeds=[99])
+    assert other.history["loss"] != together[2].history["loss"]
+
+
+def test_a_member_matches_model_fit() -> None:
+    model = build(5, 1e-2, rate=0.0)
+    twin = copy_of(model, 5, 1e-2, rate=0.0)
+    (outcome,) = train_population([model], (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=15, batch_size=7,
+                                  shuffle=False, seeds=[0])
+    history = twin.fit(X_TRAIN, Y_TRAIN, validation_data=(X_VAL, Y_VAL), epochs=15, batch_size=7, shuffle=False,
+                       verbose=0)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(outcome.history[key], history.history[key], rtol=1e-5, atol=1e-6)
+    for mine, theirs in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_a_diverging_member_stops_alone_and_the_rest_go_on() -> None:
+    sgd = keras.optimizers.SGD
+    models = [build(0, 1e-3, learning_rate=1e-2, optimizer=sgd), build(1, 1e-3, learning_rate=1e30, optimizer=sgd)]
+    outcomes = train_population(models, (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=30, batch_size=8,
+                                seeds=[0, 1])
+    assert outcomes[1].diverged and outcomes[1].epochs_run < 30
+    assert not outcomes[0].diverged and outcomes[0].epochs_run == 30
+
+
+def test_epochs_beyond_a_chunk_and_huge_epochs_allocate_only_what_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from regsearch import population
+
+    monkeypatch.setattr(population, "CHUNK", 7)
+    (outcome,) = train_population([build(0, 1e-3)], (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=2_000_000_000,
+                                  batch_size=30, early_stopping=stopping(), patiences=[4], seeds=[0])
+    assert 4 < outcome.epochs_run < 2_000_000_000
+    assert len(outcome.history["loss"]) == outcome.epochs_run  # rows of every chunk, in order
+
+
+def test_refuses_mixed_structures_and_bad_modes() -> None:
+    with pytest.raises(ValueError, match="one structure"):
+        train_population([build(0, 1e-3), build(1, 1e-3, rate=0.0)], (X_TRAIN, Y_TRAIN), None, epochs=1,
+                         batch_size=8, seeds=[0, 1])
+    with pytest.raises(ValueError, match="'mode'"):
+        train_population([build(0, 1e-3)], (X_TRAIN, Y_TRAIN), None, epochs=1, batch_size=8, seeds=[0], mode="wide")
