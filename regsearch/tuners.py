@@ -72,7 +72,8 @@ class _RecordingTuner:
         Tuner ends a trial; ``trial`` itself goes on through Keras Tuner's loop.
         """
         super().on_trial_begin(trial)
-        if self.engine != "population" or trial.trial_id in self._trained:
+        if (self.engine != "population" or trial.trial_id in self._trained
+                or not hasattr(self.hypermodel, "run_population")):  # a HyperModel without it trains run by run
             return
         args, kwargs = self._search_args
         reason = self.hypermodel.population_reason(kwargs, kwargs.get("callbacks"))
