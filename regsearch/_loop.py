@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,50 +26,12 @@ import tensorflow as tf
 from keras import tree
 from tensorflow.python.framework import ops as tf_ops
 
+from regsearch.population import Outcome, seed_random_layers
+from regsearch.population.loop import Layout, flat_logs
+from regsearch.population.stopping import StoppingRule
+
 # XLA reports an op it cannot compile with one of these; anything else is a real error.
 _XLA_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one compiled training run produced."""
-
-    history: dict[str, list[Any]]
-    epochs_run: int
-    stopped_epoch: int
-    best_epoch: int
-    best: float | None
-    wait: int
-    diverged: bool
-
-
-@dataclass(frozen=True)
-class _EarlyStoppingRule:
-    """The decisions of a ``keras.callbacks.EarlyStopping``, as plain values."""
-
-    monitor: str
-    minimize: bool
-    min_delta: float  # signed as Keras uses it: negative when minimizing
-    patience: int
-    baseline: float | None
-    start_from_epoch: int
-    restore_best_weights: bool
-
-    @classmethod
-    def from_callback(cls, callback: keras.callbacks.EarlyStopping, model: keras.Model) -> _EarlyStoppingRule:
-        callback.set_model(model)
-        if callback.monitor_op is None:
-            # Keras resolves mode="auto" (and flips min_delta's sign) lazily, once.
-            callback._set_monitor_op()
-        return cls(
-            monitor=callback.monitor,
-            minimize=callback.monitor_op is keras.ops.less,
-            min_delta=float(callback.min_delta),
-            patience=int(callback.patience),
-            baseline=None if callback.baseline is None else float(callback.baseline),
-            start_from_epoch=int(callback.start_from_epoch),
-            restore_best_weights=bool(callback.restore_best_weights),
-        )
 
 
 class _EarlyStoppingState:
@@ -132,11 +93,12 @@ def train(
     val_batch_size = 0 if val is None else min(validation_batch_size, _rows(val))
     model._symbolic_build(data_batch=_slice(data, 0, batch_size))
     # Built metrics let mode="auto" find a metric's direction, as in model.fit.
-    rule = None if early_stopping is None else _EarlyStoppingRule.from_callback(early_stopping, model)
+    rule = None if early_stopping is None else StoppingRule.from_callback(early_stopping, model)
+    patience = 0 if early_stopping is None else int(early_stopping.patience)
 
     with _gradient_registrations_released(), _retracing_notice_silenced():
         loop = _compiled_loop(model, data, val, epochs=epochs, initial_epoch=initial_epoch, batch_size=batch_size,
-                              val_batch_size=val_batch_size, shuffle=shuffle, rule=rule)
+                              val_batch_size=val_batch_size, shuffle=shuffle, rule=rule, patience=patience)
         if rule is not None and loop.layout.column(rule.monitor) is None:
             warnings.warn(
                 f"Early stopping conditioned on metric `{rule.monitor}` which is not available. "
@@ -145,7 +107,7 @@ def train(
             )
         state = loop.state
         state.reset()
-        shuffle_seed = _seed_random_layers(model, seed)
+        shuffle_seed = tf.constant(seed_random_layers(model, seed), tf.int32)
         epochs_run, logs, diverged = loop(shuffle_seed, data, *([] if val is None else [val]))
 
     if isinstance(model.optimizer, keras.optimizers.Optimizer):
@@ -193,7 +155,7 @@ class _StepLogs:
                     f"fit: 'model.{step}' must return a dict of logs, as model.fit needs; got {type(returned).__name__}."
                 )
         from_metrics = set(returned) == set(metric_logs)
-        flat = _flat_logs(metric_logs if from_metrics else returned)
+        flat = flat_logs(metric_logs if from_metrics else returned)
         specs = {}
         for name, value in flat.items():
             value = value if tf.is_tensor(value) else tf.constant(value)
@@ -204,7 +166,7 @@ class _StepLogs:
 
     def carried(self, logs: Any) -> dict[str, tf.Tensor]:
         """One step's returned logs, checked to fit the loop's fixed slots."""
-        flat = _flat_logs(logs) if isinstance(logs, dict) else {}
+        flat = flat_logs(logs) if isinstance(logs, dict) else {}
         if list(flat) != list(self.specs):
             raise ValueError(
                 f"fit: 'model.{self.step}' must return the same logs on every batch; "
@@ -222,60 +184,22 @@ class _StepLogs:
         return values
 
     def of_epoch(self, model: keras.Model, last: dict[str, tf.Tensor] | None) -> dict[str, tf.Tensor]:
-        return _flat_logs(model.get_metrics_result()) if self.from_metrics else last
+        return flat_logs(model.get_metrics_result()) if self.from_metrics else last
 
 
-def _flat_logs(logs: dict[str, Any]) -> dict[str, Any]:
-    """Keras's ``pythonify_logs`` without the conversion: sorted by name, nested dicts merged in."""
-    flat: dict[str, Any] = {}
-    for name, value in sorted(logs.items()):
-        flat.update(_flat_logs(value) if isinstance(value, dict) else {name: value})
-    return flat
-
-
-@dataclass(frozen=True)
-class _Layout:
+def _layout(train: _StepLogs, val: _StepLogs | None) -> Layout:
     """The columns of the per-epoch log tensor: every logged value flattened, scalars and vectors alike."""
-
-    names: tuple[str, ...]
-    shapes: tuple[tuple[int, ...], ...]
-
-    @classmethod
-    def of(cls, train: _StepLogs, val: _StepLogs | None) -> _Layout:
-        specs = list(train.specs.items()) + ([] if val is None else [(f"val_{n}", s) for n, s in val.specs.items()])
-        return cls(tuple(name for name, _ in specs), tuple(tuple(spec.shape.as_list()) for _, spec in specs))
-
-    @property
-    def width(self) -> int:
-        return sum(math.prod(shape) for shape in self.shapes)
-
-    def column(self, name: str) -> int | None:
-        """The column of a scalar log, None when it is not logged."""
-        if name not in self.names:
-            return None
-        index = self.names.index(name)
-        if math.prod(self.shapes[index]) != 1:
-            raise ValueError(
-                f"fit: the early-stopping monitor '{name}' must be one number per epoch; got shape {self.shapes[index]}."
-            )
-        return sum(math.prod(shape) for shape in self.shapes[:index])
-
-    def row(self, values: list[Any]) -> tf.Tensor:
-        pieces = [tf.reshape(tf.cast(value, tf.float32), [-1]) for value in values]
-        return tf.concat(pieces, axis=0) if pieces else tf.zeros([0], tf.float32)
-
-    def history(self, rows: np.ndarray) -> dict[str, list[Any]]:
-        """Per-name lists as Keras's History holds them: floats, or an array per epoch for vector values."""
-        history, offset = {}, 0
-        for name, shape in zip(self.names, self.shapes):
-            size = math.prod(shape)
-            block = rows[:, offset : offset + size]
-            offset += size
-            history[name] = [float(v[0]) for v in block] if size == 1 else [v.reshape(shape) for v in block]
-        return dict(sorted(history.items()))
+    specs = list(train.specs.items()) + ([] if val is None else [(f"val_{n}", s) for n, s in val.specs.items()])
+    return Layout(tuple(name for name, _ in specs), tuple(tuple(spec.shape.as_list()) for _, spec in specs))
 
 
-def _early_stopping_step(rule: _EarlyStoppingRule, state: _EarlyStoppingState, epoch: tf.Tensor, current: tf.Tensor) -> tf.Tensor:
+def _row(values: list[Any]) -> tf.Tensor:
+    pieces = [tf.reshape(tf.cast(value, tf.float32), [-1]) for value in values]
+    return tf.concat(pieces, axis=0) if pieces else tf.zeros([0], tf.float32)
+
+
+def _early_stopping_step(rule: StoppingRule, patience: int, state: _EarlyStoppingState, epoch: tf.Tensor,
+                         current: tf.Tensor) -> tf.Tensor:
     """``EarlyStopping.on_epoch_end`` on the device; returns whether to stop."""
 
     def is_improvement(value: tf.Tensor, reference: tf.Tensor) -> tf.Tensor:
@@ -307,7 +231,7 @@ def _early_stopping_step(rule: _EarlyStoppingRule, state: _EarlyStoppingState, e
             return tf.constant(False)
 
         def not_improved() -> tf.Tensor:
-            stop = tf.logical_and(state.wait.value() >= rule.patience, epoch > 0)
+            stop = tf.logical_and(state.wait.value() >= patience, epoch > 0)
             state.stopped_epoch.assign(tf.where(stop, epoch, state.stopped_epoch.value()))
             return stop
 
@@ -429,7 +353,7 @@ class _CompiledLoop:
     """
 
     def __init__(
-        self, key: tuple, run_epochs: Callable[..., Any], state: _EarlyStoppingState, layout: _Layout, use_xla: bool
+        self, key: tuple, run_epochs: Callable[..., Any], state: _EarlyStoppingState, layout: Layout, use_xla: bool
     ) -> None:
         self.key, self.state, self.layout, self.use_xla = key, state, layout, use_xla
         self.graph = tf.function(run_epochs, autograph=False)
@@ -477,21 +401,22 @@ def _compiled_loop(
     batch_size: int,
     val_batch_size: int,
     shuffle: bool,
-    rule: _EarlyStoppingRule | None,
+    rule: StoppingRule | None,
+    patience: int,
 ) -> _CompiledLoop:
     """The model's cached loop for these settings, traced anew when anything it depends on changed."""
     use_xla = getattr(model, "jit_compile", True) is not False and all(
         getattr(layer, "supports_jit", True) for layer in model._flatten_layers()
     )
     key = _loop_key(model, {"train": data, "val": val}, epochs=epochs, initial_epoch=initial_epoch,
-                    batch_size=batch_size, val_batch_size=val_batch_size, shuffle=shuffle, rule=rule, use_xla=use_xla)
+                    batch_size=batch_size, val_batch_size=val_batch_size, shuffle=shuffle, rule=rule, patience=patience, use_xla=use_xla)
     cached = getattr(model, "_regsearch_loop", None)
     if cached is not None and cached.key[:3] == key[:3] and all(a is b for a, b in zip(cached.key[3], key[3])):
         return cached
 
     train_logs = _StepLogs.of(model, "train_step", _slice(data, 0, batch_size))
     val_logs = None if val is None else _StepLogs.of(model, "test_step", _slice(val, 0, val_batch_size))
-    layout = _Layout.of(train_logs, val_logs)
+    layout = _layout(train_logs, val_logs)
     monitor = None if rule is None else layout.column(rule.monitor)
     state = _EarlyStoppingState(model, restore=rule is not None and rule.restore_best_weights)
     n_train, n_epochs = _rows(data), epochs - initial_epoch
@@ -511,7 +436,7 @@ def _compiled_loop(
                 model.reset_metrics()
                 tested = val_logs.of_epoch(model, _run_batches(model.test_step, val[0], val_batch_size, val_logs))
                 values += [tested[name] for name in val_logs.specs]
-            row = layout.row(values)
+            row = _row(values)
             logs = tf.tensor_scatter_nd_update(logs, [[epoch - initial_epoch]], [row])
             # Without a logged loss there is nothing to call divergence, as for TerminateOnNaN.
             diverged = tf.constant(False)
@@ -519,7 +444,7 @@ def _compiled_loop(
                 diverged = tf.logical_not(tf.reduce_all(tf.math.is_finite(tf.cast(trained["loss"], tf.float32))))
             stop = diverged
             if monitor is not None:
-                stop = tf.logical_or(stop, _early_stopping_step(rule, state, epoch, row[monitor]))
+                stop = tf.logical_or(stop, _early_stopping_step(rule, patience, state, epoch, row[monitor]))
             return epoch + 1, logs, stop, diverged
 
         start = (tf.constant(initial_epoch), tf.zeros([n_epochs, layout.width], tf.float32), tf.constant(False),
@@ -536,18 +461,6 @@ def _compiled_loop(
     # Not Keras's tracked setattr: the loop is no layer state and must not be saved with the model.
     object.__setattr__(model, "_regsearch_loop", loop)
     return loop
-
-
-def _seed_random_layers(model: keras.Model, seed: int | None) -> tf.Tensor:
-    """Seeds dropout-like layers and returns the shuffle seed."""
-    if seed is None:
-        return tf.constant(np.random.randint(0, 2**31 - 1), tf.int32)
-    generators = [g for layer in model._flatten_layers() for g in getattr(layer, "_seed_generators", [])]
-    streams = np.random.SeedSequence(seed).generate_state(len(generators) + 1, dtype=np.uint32) % (2**31 - 1)
-    for generator, stream in zip(generators, streams[1:]):
-        state = generator.state
-        state.assign(np.array([stream, 0], dtype=keras.backend.standardize_dtype(state.dtype)))
-    return tf.constant(int(streams[0]), tf.int32)
 
 
 def _to_tensor(array: np.ndarray) -> tf.Tensor:

@@ -16,6 +16,7 @@ with the member's state swapped in on TensorFlow.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -180,8 +181,6 @@ def train_population(
         layout = Layout(tuple(n for n, _ in specs), tuple(s for _, s in specs))
         monitor = None if rule is None else layout.column(rule.monitor)
         if rule is not None and monitor is None:
-            import warnings
-
             warnings.warn(f"Early stopping conditioned on metric `{rule.monitor}` which is not available. "
                           f"Available metrics are: {','.join(layout.names)}", stacklevel=2)
         chunk = max(1, min(CHUNK, epochs))
