@@ -31,9 +31,6 @@ class Backend:
     def default_mode(self) -> str:
         return "loop" if jax.default_backend() == "cpu" else "vmap"
 
-    def convert(self, array: Any) -> Any:
-        return jnp.asarray(array)
-
     def train_step(self, state: Any, batch: Any) -> tuple[Any, Any]:
         return self.model.train_step(state, batch)
 

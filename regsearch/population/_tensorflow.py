@@ -38,9 +38,6 @@ class Backend:
     def default_mode(self) -> str:
         return "loop"
 
-    def convert(self, array: Any) -> Any:
-        return tf.convert_to_tensor(array)
-
     def _swapped(self, state: Any, step: Callable[[Any], Any], groups: tuple[list, ...], batch: Any) -> tuple[Any, Any]:
         for variables, values in zip(groups, state):
             for variable, value in zip(variables, values):
