@@ -258,6 +258,7 @@ def _make_tuner(definition: SearchDefinition, hypermodel: Any, phase: str, direc
         phase=phase,
         search_name=definition.name,
         on_run=on_run,
+        **({} if definition.batch is None else {"batch": definition.batch}),
         **options,
     )
     # Keras Tuner prints "Reloading Tuner from ..." on stdout; the CLI's progress already counts resumed runs.

@@ -151,3 +151,29 @@ def test_every_model_the_package_loads_is_loaded_in_safe_mode() -> None:
     # Keras Tuner's tuner.load_model rebuilds the model from code and loads weights only.
     unsafe = [line for line in loads if "safe_mode=True" not in line and "tuner.load_model(" not in line]
     assert unsafe == []
+
+
+@pytest.mark.parametrize(("strategy", "line", "expected"),
+                         [("grid", "", 1_000_000), ("grid", "batch = 3\n", 3), ("bayesian", "", 8),
+                          ("bayesian", "batch = 2\n", 2)])
+def test_search_batch_reaches_the_tuner(tmp_path: Path, strategy: str, line: str, expected: int) -> None:
+    from regsearch.search import _make_tuner
+
+    path = tmp_path / "batch.toml"
+    path.write_text(TINY.replace("[model]", f'[search]\nstrategy = "{strategy}"\n{line}\n[model]'))
+    definition = load_definition(path)
+    tuner = _make_tuner(definition, _hypermodel(definition), strategy, tmp_path / "tuner", None, {})
+    assert tuner.batch == expected
+
+
+def _hypermodel(definition):
+    from regsearch.definition.build import load_data, make_hypermodel
+
+    return make_hypermodel(definition, load_data(definition))
+
+
+def test_search_batch_must_be_a_positive_integer(tmp_path: Path) -> None:
+    path = tmp_path / "batch.toml"
+    path.write_text(TINY.replace("[model]", "[search]\nbatch = 0\n\n[model]"))
+    with pytest.raises(SettingError, match=r"'search.batch' must be an integer >= 1; got 0\."):
+        load_definition(path)

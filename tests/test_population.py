@@ -116,3 +116,47 @@ def test_refuses_mixed_structures_and_bad_modes() -> None:
                          batch_size=8, seeds=[0, 1])
     with pytest.raises(ValueError, match="'mode'"):
         train_population([build(0, 1e-3)], (X_TRAIN, Y_TRAIN), None, epochs=1, batch_size=8, seeds=[0], mode="wide")
+
+
+# --- the tuners feed it ------------------------------------------------------------------------------------------
+
+
+def grid_runs(tmp_path, engine: str, batch: int, sizes: list[int] | None = None) -> list[dict]:
+    import keras_tuner as kt
+
+    import regsearch
+    from regsearch import Dropout, RegularizedMLP, Regularizer
+    from regsearch.tuners import read_runs
+
+    # XLA on both sides: TensorFlow's XLA and graph kernels draw different random numbers from one seed.
+    hypermodel = RegularizedMLP((2,), hidden=[16], learning_rate=1e-2, jit_compile=True,
+                                regularizer=Regularizer("l2", [1e-1, 1e-3, 1e-5]),
+                                dropout=Dropout("dropout", [0.1, 0.3]))
+    if sizes is not None:
+        trained = hypermodel.run_population
+
+        def counted(runs, *args, **kwargs):
+            sizes.append(len(runs))
+            return trained(runs, *args, **kwargs)
+
+        hypermodel.run_population = counted
+    tuner = regsearch.GridSearch(hypermodel, objective=kt.Objective("test_accuracy", "max"), repeats=2, seed=5,
+                                 engine=engine, batch=batch, directory=str(tmp_path), project_name=engine)
+    tuner.search(X_TRAIN, Y_TRAIN, validation_data=(X_VAL, Y_VAL), epochs=25, batch_size=8, verbose=0,
+                 early_stopping={"monitor": "val_loss", "patience": 3, "restore_best_weights": True})
+    records, _ = read_runs(tuner)
+    return sorted(records, key=lambda r: (r["param_strength"], r["param_dropout_rate"], r["seed"]))
+
+
+def test_a_grid_trains_in_batches_of_trials_and_equals_the_sequential_engine(tmp_path) -> None:
+    sizes: list[int] = []
+    together = grid_runs(tmp_path, "population", batch=4, sizes=sizes)
+    alone = grid_runs(tmp_path, "sequential", batch=4)
+    assert sizes == [8, 4]  # 6 configurations, 4 per batch, 2 seeds each
+    assert len(together) == len(alone) == 12
+    assert {r["seed"] for r in together} == {5, 6}
+    for mine, theirs in zip(together, alone):
+        same = ("param_strength", "param_dropout_rate", "seed", "status", "best_epoch", "epochs_run")
+        assert [mine[k] for k in same] == [theirs[k] for k in same]
+        for key in ("val_loss", "train_loss", "test_loss", "test_accuracy"):
+            assert mine[key] == pytest.approx(theirs[key], abs=1e-4), key

@@ -102,6 +102,8 @@ class SearchDefinition:
             ``test_loss`` for regression data; None until the data is known); ``direction``
             says which way is better.
         max_trials: Trials of a Bayesian search.
+        batch: Trials the population engine asks the oracle for at once; None: a
+            grid phase's every trial, 8 for a Bayesian search.
         fine_points: Values of the fine grid of ``coarse_to_fine``.
         repeats: Training runs per configuration, with seeds ``seed``, ``seed + 1``, ...
         seed: The first seed.
@@ -123,6 +125,7 @@ class SearchDefinition:
     objective: str | None
     direction: str | None
     max_trials: int
+    batch: int | None
     fine_points: int
     repeats: int
     seed: int
@@ -220,7 +223,7 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
         space["placement"] = _strings("space.placement", space_table["placement"], where)
 
     search = _table(raw, "search", where)
-    _known_keys("search", search, {"strategy", "objective", "max_trials", "fine_points", "repeats", "seed"}, where)
+    _known_keys("search", search, {"strategy", "objective", "max_trials", "batch", "fine_points", "repeats", "seed"}, where)
     strategy = _choice("search.strategy", search.get("strategy", "grid"), STRATEGIES, where)
     objective = _choice("search.objective", search["objective"], OBJECTIVES, where) if "objective" in search else None
     if strategy == "coarse_to_fine" and not _has_strength_grid(space):
@@ -276,6 +279,7 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
         objective=objective,
         direction=None if objective is None else OBJECTIVES[objective],
         max_trials=_integer("search.max_trials", search.get("max_trials", 20), where, low=1),
+        batch=_integer("search.batch", search["batch"], where, low=1) if "batch" in search else None,
         fine_points=_integer("search.fine_points", search.get("fine_points", 7), where, low=1),
         repeats=_integer("search.repeats", search.get("repeats", 1), where, low=1),
         seed=_integer("search.seed", search.get("seed", 0), where, low=0),
