@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -61,6 +62,7 @@ class _RecordingTuner:
         self.repeats, self.base_seed, self.phase = repeats, int(seed), phase
         self.search_name, self.on_run = search_name, on_run
         self.engine, self.batch = engine, batch
+        self._warned = False  # that the population engine falls back, said once
         self._trained: dict[str, list[Any]] = {}  # trial id -> per-repeat results trained with a batch
         self._search_args: tuple[tuple, dict] = ((), {})
 
@@ -72,12 +74,18 @@ class _RecordingTuner:
         Tuner ends a trial; ``trial`` itself goes on through Keras Tuner's loop.
         """
         super().on_trial_begin(trial)
-        if (self.engine != "population" or trial.trial_id in self._trained
-                or not hasattr(self.hypermodel, "run_population")):  # a HyperModel without it trains run by run
+        if self.engine != "population" or trial.trial_id in self._trained:
             return
         args, kwargs = self._search_args
-        reason = self.hypermodel.population_reason(kwargs, kwargs.get("callbacks"))
+        if not hasattr(self.hypermodel, "run_population"):
+            reason = f"a {type(self.hypermodel).__name__} (it has no run_population)"
+        else:
+            reason = self.hypermodel.population_reason(kwargs, kwargs.get("callbacks"))
         if reason is not None:
+            if not self._warned:
+                warnings.warn(f"{type(self).__name__}: the population engine cannot train {reason}; "
+                              "each run trains on its own (the sequential engine).", stacklevel=2)
+                self._warned = True
             return
         batch = [trial]
         for i in range(1, self.batch):

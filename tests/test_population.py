@@ -160,3 +160,24 @@ def test_a_grid_trains_in_batches_of_trials_and_equals_the_sequential_engine(tmp
         assert [mine[k] for k in same] == [theirs[k] for k in same]
         for key in ("val_loss", "train_loss", "test_loss", "test_accuracy"):
             assert mine[key] == pytest.approx(theirs[key], abs=1e-4), key
+
+
+def test_what_a_population_cannot_train_falls_back_once_with_a_warning(tmp_path) -> None:
+    import keras_tuner as kt
+
+    import regsearch
+    from regsearch import RegularizedMLP, Regularizer
+    from regsearch.tuners import read_runs
+
+    hypermodel = RegularizedMLP((2,), hidden=[8], regularizer=Regularizer("l2", [1e-1, 1e-3]))
+    hypermodel.run_population = lambda *args, **kwargs: pytest.fail("a population was trained")
+    tuner = regsearch.GridSearch(hypermodel, objective=kt.Objective("test_accuracy", "max"), engine="population",
+                                 directory=str(tmp_path), project_name="weighted")
+    with pytest.warns(UserWarning) as warned:
+        tuner.search(X_TRAIN, Y_TRAIN, validation_data=(X_VAL, Y_VAL), epochs=3, verbose=0,
+                     class_weight={0: 1.0, 1: 2.0})
+    said = [str(w.message) for w in warned if "population engine" in str(w.message)]
+    assert said == ["GridSearch: the population engine cannot train 'class_weight'; each run trains on its own "
+                    "(the sequential engine)."]
+    records, _ = read_runs(tuner)
+    assert [r["status"] for r in records] == ["completed", "completed"]
