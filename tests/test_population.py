@@ -110,6 +110,48 @@ def test_epochs_beyond_a_chunk_and_huge_epochs_allocate_only_what_runs(monkeypat
     assert len(outcome.history["loss"]) == outcome.epochs_run  # rows of every chunk, in order
 
 
+def test_a_later_population_reuses_the_compiled_program_and_leaves_earlier_models_alone() -> None:
+    from regsearch import population
+
+    def train(models):
+        return train_population(models, (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=12, batch_size=8,
+                                early_stopping=stopping(), seeds=list(range(len(models))), evaluate=True)
+
+    first = [build(seed, l2) for seed, l2 in ((0, 1e-2), (1, 1e-3), (2, 1e-4))]
+    train(first)
+    trained = [model.get_weights() for model in first]
+    programs = dict(population._PROGRAMS)
+    second = [build(seed, l2, rate=rate) for seed, l2, rate in ((3, 3e-2, 0.2), (4, 3e-4, 0.4), (5, 1e-1, 0.05),
+                                                                (6, 1e-5, 0.3), (7, 1e-3, 0.1))]
+    fresh = [copy_of(model, seed, l2, rate=rate) for model, (seed, l2, rate) in
+             zip(second, ((3, 3e-2, 0.2), (4, 3e-4, 0.4), (5, 1e-1, 0.05), (6, 1e-5, 0.3), (7, 1e-3, 0.1)))]
+    again = train(second)
+    assert dict(population._PROGRAMS) == programs  # 3 and 5 members: both padded to 8, one program
+    for model, weights in zip(first, trained):
+        assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), weights))
+
+    population._PROGRAMS.clear()
+    anew = train(fresh)
+    assert len(population._PROGRAMS) == 1
+    for kept, traced in zip(again, anew):
+        assert kept.history == traced.history and kept.scores == traced.scores
+    for model, twin in zip(second, fresh):
+        assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), twin.get_weights()))
+
+
+def test_scores_are_model_evaluate_of_the_restored_model() -> None:
+    models = [build(seed, l2) for seed, l2 in ((0, 1e-1), (1, 1e-4))]
+    outcomes = train_population(models, (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=400, batch_size=8,
+                                early_stopping=stopping(), seeds=[0, 1], evaluate=True)
+    for model, outcome in zip(models, outcomes):
+        assert outcome.epochs_run > outcome.best_epoch + 1  # it stopped after its best epoch: weights were restored
+        for part, (x, y) in (("train", (X_TRAIN, Y_TRAIN)), ("validation", (X_VAL, Y_VAL))):
+            expected = model.evaluate(x, y, batch_size=1024, verbose=0, return_dict=True)
+            assert outcome.scores[part] == pytest.approx(expected, abs=1e-6)
+        assert outcome.scores["validation"]["loss"] == pytest.approx(outcome.history["val_loss"][outcome.best_epoch],
+                                                                     abs=1e-5)
+
+
 def test_refuses_mixed_structures_and_bad_modes() -> None:
     with pytest.raises(ValueError, match="one structure"):
         train_population([build(0, 1e-3), build(1, 1e-3, rate=0.0)], (X_TRAIN, Y_TRAIN), None, epochs=1,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -89,6 +93,31 @@ def expected_rows(name: str) -> int:
     return PLANNED[name] + (definition.fine_points if definition.strategy == "coarse_to_fine" else 0)
 
 
+def cli_arguments(name: str, results: str = "results") -> list[str]:
+    """One run per configuration and few epochs: the contract is that it runs, not what it finds."""
+    arguments = [name, "--epochs", str(EPOCHS_IN_CI.get(name, 3)), "--repeats", "1", "--results", results, "--quiet"]
+    if name == "moons_bayes":
+        arguments += ["--max-trials", str(BAYESIAN_TRIALS_IN_CI)]
+    return arguments
+
+
+def check_outputs(folder: Path, name: str) -> None:
+    """What a finished search leaves in ``folder``: every file, one row per run, a best model that loads."""
+    for output in ("trials.csv", "summary.csv", "summary.md", "accuracy_vs_strength.png", "learning_curves.png",
+                   "best_model.keras", "search.toml"):
+        assert (folder / output).is_file(), output
+    trials = pd.read_csv(folder / "trials.csv")
+    assert len(trials) == expected_rows(name)
+    assert (trials["search"] == name).all()
+    assert not (trials["status"] == "failed").any(), trials["reason"].dropna().unique()
+    assert not trials.duplicated(["trial_id"]).any()
+    summary = pd.read_csv(folder / "summary.csv")
+    assert summary["rank"].iloc[0] == 1
+    assert (folder / "search.toml").read_text() == (PACKAGED_SEARCHES / f"{name}.toml").read_text()
+    keras.saving.load_model(folder / "best_model.keras", safe_mode=True)
+    assert [p.name for p in folder.rglob(".*") if p.name != ".lock"] == []
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 @pytest.mark.filterwarnings("ignore:constrained_layout not applied")
@@ -97,26 +126,37 @@ def test_each_search_runs_end_to_end_through_the_cli(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the packaged definitions, not a local searches/ folder
-    # One run per configuration and few epochs: the contract is that it runs, not what it finds.
-    arguments = [name, "--epochs", str(EPOCHS_IN_CI.get(name, 3)), "--repeats", "1", "--results", "results", "--quiet"]
-    if name == "moons_bayes":
-        arguments += ["--max-trials", str(BAYESIAN_TRIALS_IN_CI)]
+    assert main(cli_arguments(name)) == 0
+    check_outputs(tmp_path / "results" / name, name)
 
-    assert main(arguments) == 0
 
-    folder = tmp_path / "results" / name
-    for output in ("trials.csv", "summary.csv", "summary.md", "accuracy_vs_strength.png", "learning_curves.png",
-                   "best_model.keras", "search.toml"):
-        assert (folder / output).is_file(), output
-    trials = pd.read_csv(folder / "trials.csv")
-    assert len(trials) == expected_rows(name)
-    assert (trials["search"] == name).all()
-    assert not trials.duplicated(["trial_id"]).any()
-    summary = pd.read_csv(folder / "summary.csv")
-    assert summary["rank"].iloc[0] == 1
-    assert (folder / "search.toml").read_text() == (PACKAGED_SEARCHES / f"{name}.toml").read_text()
-    keras.saving.load_model(folder / "best_model.keras", safe_mode=True)
-    assert [p.name for p in folder.rglob(".*") if p.name != ".lock"] == []
+#: Runs every named search in one process under another backend (Keras picks its backend once, at import).
+OTHER_BACKEND = """
+import json, sys
+import keras
+from regsearch.cli import main
+assert keras.backend.backend() == "jax", keras.backend.backend()
+print(json.dumps({name: main(arguments) for name, arguments in json.loads(sys.argv[1]).items()}))
+"""
+
+
+@pytest.fixture(scope="module")
+def searches_on_jax(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int], str]:
+    folder = tmp_path_factory.mktemp("jax")
+    arguments = {name: cli_arguments(name) for name in SEARCHES}
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", OTHER_BACKEND, json.dumps(arguments)], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=3000)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder / "results", json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SEARCHES)
+def test_each_search_runs_end_to_end_on_jax(name: str, searches_on_jax: tuple[Path, dict[str, int], str]) -> None:
+    results, codes, errors = searches_on_jax
+    assert codes[name] == 0, errors[-3000:]
+    check_outputs(results / name, name)
 
 
 def test_an_unknown_search_name_prints_the_known_names_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -382,14 +382,21 @@ class RegularizedHyperModel(kt.HyperModel):
         return _Plan(epochs, early_stopping, tuners_own, users, train_rows, validation_rows)
 
     def _concluded(self, model: keras.Model, history: dict[str, list[Any]], diverged: bool, best_epoch: int,
-                   plan: _Plan, batch_size: int | None, first_epoch: int) -> RunResult:
-        """The run's metrics at the best epoch, train and test evaluation, sparsity; shows Keras Tuner's callbacks."""
+                   plan: _Plan, batch_size: int | None, first_epoch: int,
+                   scores: dict[str, dict[str, float]] | None = None) -> RunResult:
+        """The run's metrics at the best epoch, train and test evaluation, sparsity; shows Keras Tuner's callbacks.
+
+        ``scores`` are the evaluation's logs (``"train"``, ``"validation"``) where training computed them already.
+        """
         logged = {key: _loggable(values) for key, values in history.items()}
         epochs_run = len(logged.get("loss", []))
         metrics = {key: _at(values, best_epoch - first_epoch) for key, values in logged.items()
                    if all(isinstance(v, float) for v in values)}
 
-        train, test = _evaluate(model, *plan.train_rows), _evaluate(model, *plan.validation_rows)
+        if scores is None:
+            train, test = _evaluate(model, *plan.train_rows), _evaluate(model, *plan.validation_rows)
+        else:
+            train, test = scores["train"], scores["validation"]
         for prefix, scores in (("train", train), ("test", test)):
             for key, value in scores.items():
                 metrics[f"{prefix}_{key}"] = value
@@ -459,11 +466,11 @@ class RegularizedHyperModel(kt.HyperModel):
                         shuffle=bool(fit_options.get("shuffle", True)), early_stopping=rule,
                         patiences=[None if plans[i].early_stopping is None else plans[i].early_stopping.patience
                                    for i in members],
-                        seeds=[runs[i][2] for i in members], mode=mode,
+                        seeds=[runs[i][2] for i in members], mode=mode, evaluate=True,
                     )
                     for i, outcome in zip(members, outcomes):
                         results[i] = self._concluded(models[i], outcome.history, outcome.diverged, outcome.best_epoch,
-                                                     plans[i], batch_size, 0)
+                                                     plans[i], batch_size, 0, outcome.scores)
                 except Exception as error:  # noqa: BLE001 - reported per run by the tuner
                     for i in members:
                         results[i] = error
@@ -544,6 +551,9 @@ def _loggable(values: Any) -> list[Any]:
     """History values as plain floats (vector-valued metrics stay lists)."""
     out = []
     for value in values:
+        if type(value) is float:
+            out.append(value)
+            continue
         array = np.asarray(value, dtype=float)
         out.append(float(array) if array.ndim == 0 else array.tolist())
     return out

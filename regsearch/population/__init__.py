@@ -16,9 +16,12 @@ with the member's state swapped in on TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -26,7 +29,7 @@ from keras import tree
 
 from regsearch.population import numbers as _numbers
 from regsearch.population import stopping
-from regsearch.population.loop import Layout, Settings, member_chunk
+from regsearch.population.loop import Layout, Settings, member_chunk, member_scores
 
 __all__ = ["Outcome", "train_population", "group_by_structure", "seed_random_layers", "MODES"]
 
@@ -46,6 +49,8 @@ class Outcome:
     best: float | None
     wait: int
     diverged: bool
+    #: With ``evaluate``: inference-mode logs on ``"train"`` and ``"validation"`` rows (scalars only).
+    scores: dict[str, dict[str, float]] | None = None
 
 
 def group_by_structure(models: Sequence[keras.Model]) -> list[list[int]]:
@@ -106,6 +111,7 @@ def train_population(
     patiences: Sequence[int] | None = None,
     seeds: Sequence[int | None],
     mode: str | None = None,
+    evaluate: bool = False,
 ) -> list[Outcome]:
     """Trains every model of one structure for ``epochs`` epochs, together; returns one Outcome per model.
 
@@ -113,7 +119,14 @@ def train_population(
     (``(x, y)`` or ``(x, y, sample_weight)``) from numpy arrays. Every model
     follows ``early_stopping``'s rule with its own patience (``patiences``,
     default the callback's). ``mode`` is ``"loop"`` or ``"vmap"`` (JAX only);
-    None picks ``"vmap"`` on a GPU and ``"loop"`` on a CPU.
+    None picks ``"vmap"`` on a GPU and ``"loop"`` on a CPU. With ``evaluate``,
+    each trained (or restored) model is also scored in inference mode on the
+    training and the validation rows, as ``model.evaluate`` scores it
+    (``Outcome.scores``), inside the same compiled machinery.
+
+    The compiled program is kept for the next population of the same
+    structure, settings and data shapes (a later phase of a search, the
+    next batch of a Bayesian search): it is traced and compiled once.
 
     Raises:
         ValueError: models of different structures, or a bad setting (named).
@@ -127,7 +140,6 @@ def train_population(
         raise ValueError(f"train_population: 'mode' must be one of {', '.join(MODES)} or None; got {mode!r}.")
     if len(group_by_structure(models)) != 1:
         raise ValueError("train_population: every model must have one structure (group them with group_by_structure).")
-    template = models[0]
     data = tree.map_structure(_to_backend, data)
     val = None if validation is None else tree.map_structure(_to_backend, validation)
     n_rows = int(tree.flatten(data)[0].shape[0])
@@ -135,87 +147,204 @@ def train_population(
     val_batch_size = 0 if val is None else min(validation_batch_size or batch_size, int(tree.flatten(val)[0].shape[0]))
     first_batch = tree.map_structure(lambda t: t[:batch_size], data)
     for model in models:
-        model._symbolic_build(data_batch=first_batch)  # metrics and optimizer variables, as model.fit builds them
+        if not model.built or not model.optimizer.built:
+            model._symbolic_build(data_batch=first_batch)  # as model.fit builds it
         model.optimizer.build(model.trainable_variables)
-    rule = None if early_stopping is None else stopping.StoppingRule.from_callback(early_stopping, template)
+    rule = None if early_stopping is None else stopping.StoppingRule.from_callback(early_stopping, models[0])
     default_patience = 0 if early_stopping is None else int(early_stopping.patience)
     patiences = [default_patience if p is None else int(p) for p in (patiences or [None] * len(models))]
+    table = _numbers.Table([_numbers.numbers_of(model) for model in models])
+    size = _padded(len(models))
+    program = _program(models[0], table.keys, data, val, first_batch, size=size, mode=mode, epochs=epochs,
+                       batch_size=batch_size, val_batch_size=val_batch_size, shuffle=bool(shuffle), rule=rule)
+    if rule is not None and program.settings.monitor is None:
+        warnings.warn(f"Early stopping conditioned on metric `{rule.monitor}` which is not available. "
+                      f"Available metrics are: {','.join(program.settings.layout.names)}", stacklevel=2)
 
     shuffle_seeds = [seed_random_layers(model, seed) for model, seed in zip(models, seeds)]
-    table = _numbers.Table([_numbers.numbers_of(model) for model in models])
-    template.reset_metrics()
-    metrics_init = [keras.ops.convert_to_tensor(v) for v in _values(template.metrics_variables)]
+    restore = rule is not None and rule.restore_best_weights
+    padding = [models[0]] * (size - len(models))
 
-    def stacked(pick: Any) -> Any:
-        per_member = [pick(model) for model in models]
+    def stacked(pick: Any, real: Sequence[Any] = ()) -> Any:
+        per_member = [pick(model) for model in models + padding] if not real else list(real) + [real[0]] * len(padding)
         return tree.map_structure(lambda *leaves: _to_backend(np.stack(leaves)), *per_member)
 
-    model_state = stacked(lambda m: (_values(m.trainable_variables), _values(m.non_trainable_variables),
-                                     _values(m.optimizer.variables)))
-    first_weights = tree.map_structure(lambda a: a[0], model_state)
-    es_state = stacked(lambda m: tree.map_structure(keras.ops.convert_to_numpy, stopping.initial_state(
-        (_values(m.trainable_variables), _values(m.non_trainable_variables))
-        if rule is not None and rule.restore_best_weights else ([], []))))
+    alive = np.zeros(size, bool)
+    alive[: len(models)] = epochs > 0
+    rows = np.asarray(table.rows, np.float32).reshape(len(models), len(table))
     members = {
-        "model": model_state,
-        "stopping": es_state,
-        "epoch": _to_backend(np.zeros(len(models), np.int32)),
-        "alive": _to_backend(np.full(len(models), epochs > 0)),
-        "diverged": _to_backend(np.zeros(len(models), bool)),
-        "done": _to_backend(np.zeros(len(models), np.int32)),
-        "numbers": _to_backend(np.asarray(table.rows, np.float32).reshape(len(models), len(table))),
-        "patience": _to_backend(np.asarray(patiences, np.int32)),
-        "seed": _to_backend(np.asarray(shuffle_seeds, np.int32)),
+        "model": stacked(lambda m: (_values(m.trainable_variables), _values(m.non_trainable_variables),
+                                    _values(m.optimizer.variables))),
+        "stopping": stacked(lambda m: tree.map_structure(keras.ops.convert_to_numpy, stopping.initial_state(
+            (_values(m.trainable_variables), _values(m.non_trainable_variables)) if restore else ([], [])))),
+        "epoch": _to_backend(np.zeros(size, np.int32)),
+        "alive": _to_backend(alive),
+        "diverged": _to_backend(np.zeros(size, bool)),
+        "done": _to_backend(np.zeros(size, np.int32)),
+        "numbers": _to_backend(np.concatenate([rows, np.repeat(rows[:1], len(padding), axis=0)])),
+        "patience": _to_backend(np.asarray(patiences + patiences[:1] * len(padding), np.int32)),
+        "seed": _to_backend(np.asarray(shuffle_seeds + shuffle_seeds[:1] * len(padding), np.int32)),
     }
+    histories: list[list[np.ndarray]] = [[] for _ in models]
+    while bool(np.any(keras.ops.convert_to_numpy(members["alive"]))):
+        members, chunk_rows = program.train(members, data, val, program.metrics_init)
+        done = keras.ops.convert_to_numpy(members["done"])
+        chunk_rows = keras.ops.convert_to_numpy(chunk_rows)
+        for k in range(len(models)):
+            histories[k].append(chunk_rows[k, : done[k]])
+    final = tree.map_structure(keras.ops.convert_to_numpy, members)
+    weights = _trained_weights(final, restore)
+    scores = program.scores(weights, final["numbers"], data, val) if evaluate else [None] * size
+    if not any(program is kept for kept in _PROGRAMS.values()):
+        program.keep.close()
+    return [_finish(k, model, final, weights, rule, program.settings.layout, histories[k], scores[k])
+            for k, model in enumerate(models)]
 
+
+def _padded(size: int) -> int:
+    """Members rounded up to a multiple of 8, so that populations of nearby sizes share a compiled program.
+
+    Padding members are never alive: in ``"loop"`` mode they cost nothing.
+    """
+    return size if size == 1 else -(-size // 8) * 8
+
+
+def _trained_weights(members: dict[str, Any], restore: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each member's trainable and non-trainable values at the end: its best epoch's where restored."""
+    trainable, non_trainable, _ = members["model"]
+    if not restore:
+        return list(trainable), list(non_trainable)
+    es = members["stopping"]
+    best_trainable, best_non_trainable = es["best_weights"]
+    keep = np.asarray(es["has_best_weights"], bool)
+
+    def pick(best: np.ndarray, last: np.ndarray) -> np.ndarray:
+        return np.where(keep.reshape(-1, *[1] * (last.ndim - 1)), best, last)
+
+    return ([pick(b, t) for b, t in zip(best_trainable, trainable)],
+            [pick(b, t) for b, t in zip(best_non_trainable, non_trainable)])
+
+
+@dataclass
+class _Program:
+    """A compiled population program and the private template model it was traced on."""
+
+    template: keras.Model
+    settings: Settings
+    metrics_init: Any
+    train: Callable[..., Any]
+    evaluate: Callable[..., Any]
+    eval_layout: Layout
+    keep: contextlib.ExitStack
+
+    def scores(self, weights: Any, numbers: np.ndarray, data: Any, val: Any) -> list[dict[str, dict[str, float]]]:
+        """Each member's inference-mode logs on the training (``"train"``) and validation (``"validation"``) rows."""
+        members = {"weights": tree.map_structure(_to_backend, weights), "numbers": _to_backend(numbers)}
+        _, rows = self.evaluate(members, data, val, self.metrics_init)
+        rows = keras.ops.convert_to_numpy(rows)
+        names, shapes = self.eval_layout.names, self.eval_layout.shapes
+        scalar = [(name, offset) for name, shape, offset in zip(names, shapes, _offsets(shapes)) if shape in ((), (1,))]
+        width = self.eval_layout.width
+        return [{part: {name: float(row[base + offset]) for name, offset in scalar}
+                 for part, base in (("train", 0), ("validation", width))} for row in rows]
+
+
+def _offsets(shapes: Sequence[tuple[int, ...]]) -> list[int]:
+    return list(np.cumsum([0, *[math.prod(s) for s in shapes[:-1]]])) if shapes else []
+
+
+#: Compiled programs by structure, settings and shapes, newest last; at most ``KEEP`` are kept.
+_PROGRAMS: OrderedDict[tuple, _Program] = OrderedDict()
+KEEP = 8
+#: Rows per batch when scoring members (``model.evaluate``'s batches in regsearch's own evaluation).
+EVALUATION_BATCH = 1024
+
+
+def _program(model: keras.Model, keys: tuple[str, ...], data: Any, val: Any | None, first_batch: Any, *, size: int,
+             mode: str | None, epochs: int, batch_size: int, val_batch_size: int, shuffle: bool,
+             rule: stopping.StoppingRule | None) -> _Program:
+    """The compiled program for this structure, settings and data shapes: kept from before, or traced now."""
+    specs = tree.map_structure(lambda t: (tuple(t.shape), str(t.dtype)), (data, val))
+    key = (keras.backend.backend(), _numbers.structure_of(model), keys, specs, size, mode, epochs, batch_size,
+           val_batch_size, shuffle, rule)
+    if key in _PROGRAMS:
+        _PROGRAMS.move_to_end(key)
+        return _PROGRAMS[key]
+    template = _private_copy(model, first_batch)
+    kept = template is not None
+    if not kept:
+        template = model
+        template._symbolic_build(data_batch=first_batch)  # its metrics' variables
     module = _backend_module()
-    with _numbers.bound(template, table.keys, module.dropout) as set_row:
-        backend = module.Backend(template, set_row)
-        mode = mode or backend.default_mode()
-        set_row(np.asarray(table.rows[0], np.float32))
-        one = (*first_weights, metrics_init)
-        train_specs = backend.log_specs("train_step", one, first_batch)
-        val_specs = {} if val is None else backend.log_specs(
-            "test_step", (one[0], one[1], metrics_init), tree.map_structure(lambda t: t[:val_batch_size], val))
-        specs = list(train_specs.items()) + [(f"val_{n}", s) for n, s in val_specs.items()]
-        layout = Layout(tuple(n for n, _ in specs), tuple(s for _, s in specs))
-        monitor = None if rule is None else layout.column(rule.monitor)
-        if rule is not None and monitor is None:
-            warnings.warn(f"Early stopping conditioned on metric `{rule.monitor}` which is not available. "
-                          f"Available metrics are: {','.join(layout.names)}", stacklevel=2)
-        chunk = max(1, min(CHUNK, epochs))
-        settings = Settings(epochs=epochs, chunk=chunk, batch_size=batch_size, val_batch_size=val_batch_size,
-                            shuffle=bool(shuffle), rule=rule, layout=layout, monitor=monitor)
+    keep = contextlib.ExitStack()
+    set_row = keep.enter_context(_numbers.bound(template, keys, module.dropout))  # for the program's whole life
+    backend = module.Backend(template, set_row)
+    mode = mode or backend.default_mode()
+    template.reset_metrics()
+    metrics_init = [keras.ops.convert_to_tensor(v) for v in _values(template.metrics_variables)]
+    weights = (_values(template.trainable_variables), _values(template.non_trainable_variables))
+    set_row(np.zeros(len(keys), np.float32))
+    train_specs = backend.log_specs("train_step", (*weights, _values(template.optimizer.variables), metrics_init),
+                                    first_batch)
+    test_specs = {} if val is None else backend.log_specs(
+        "test_step", (*weights, metrics_init), tree.map_structure(lambda t: t[:val_batch_size], val))
+    specs = list(train_specs.items()) + [(f"val_{n}", s) for n, s in test_specs.items()]
+    layout = Layout(tuple(n for n, _ in specs), tuple(s for _, s in specs))
+    chunk = max(1, min(CHUNK, epochs))
+    settings = Settings(epochs=epochs, chunk=chunk, batch_size=batch_size, val_batch_size=val_batch_size,
+                        shuffle=shuffle, rule=rule, layout=layout,
+                        monitor=None if rule is None else layout.column(rule.monitor))
 
-        def one_member(member: Any, data: Any, val: Any, metrics_init: Any) -> Any:
-            return member_chunk(settings, backend, member, data, val, metrics_init)
+    def one_member(member: Any, data: Any, val: Any, metrics_init: Any) -> Any:
+        return member_chunk(settings, backend, member, data, val, metrics_init)
 
-        program = backend.compile(one_member, len(models), mode, (chunk, layout.width))
-        histories: list[list[np.ndarray]] = [[] for _ in models]
-        while bool(np.any(keras.ops.convert_to_numpy(members["alive"]))):
-            members, rows = program(members, data, val, metrics_init)
-            done = keras.ops.convert_to_numpy(members["done"])
-            rows = keras.ops.convert_to_numpy(rows)
-            for k in range(len(models)):
-                histories[k].append(rows[k, : done[k]])
+    def one_score(member: Any, data: Any, val: Any, metrics_init: Any) -> Any:
+        return member_scores(backend, member, data, val, metrics_init, EVALUATION_BATCH)
 
-    return [_finish(k, model, members, rule, layout, histories[k]) for k, model in enumerate(models)]
+    eval_specs = backend.log_specs("test_step", (*weights, metrics_init), first_batch)
+    eval_layout = Layout(tuple(eval_specs), tuple(eval_specs.values()))
+    program = _Program(
+        template=template, settings=settings, metrics_init=metrics_init,
+        train=backend.compile(one_member, size, mode, (chunk, layout.width)),
+        evaluate=backend.compile(one_score, size, mode, (2 * eval_layout.width,)),
+        eval_layout=eval_layout, keep=keep,
+    )
+    if not kept:  # traced on a member's own model: used once, then its objects go back
+        return program
+    _PROGRAMS[key] = program
+    while len(_PROGRAMS) > KEEP:
+        _PROGRAMS.popitem(last=False)[1].keep.close()
+    return program
 
 
-def _finish(k: int, model: keras.Model, members: dict[str, Any], rule: stopping.StoppingRule | None,
-            layout: Layout, rows: list[np.ndarray]) -> Outcome:
+def _private_copy(model: keras.Model, first_batch: Any) -> keras.Model | None:
+    """A compiled clone of ``model`` for a kept program to trace on, so members' own models stay untouched.
+
+    None where Keras cannot clone the model (a subclassed model without ``get_config``).
+    """
+    try:
+        template = keras.models.clone_model(model)
+    except Exception:  # noqa: BLE001 - Keras raises several types for models it cannot rebuild from config
+        return None
+    template.compile_from_config(model.get_compile_config())
+    template._symbolic_build(data_batch=first_batch)
+    template.optimizer.build(template.trainable_variables)
+    return template
+
+
+def _finish(k: int, model: keras.Model, members: dict[str, Any], weights: tuple[list, list],
+            rule: stopping.StoppingRule | None, layout: Layout, rows: list[np.ndarray],
+            scores: dict[str, dict[str, float]] | None) -> Outcome:
     """Writes member ``k``'s final (or best) state into its model and returns its Outcome."""
-    member = tree.map_structure(lambda a: keras.ops.convert_to_numpy(a)[k], members)
-    es = member["stopping"]
-    trainable, non_trainable, optimizer = member["model"]
-    if rule is not None and rule.restore_best_weights and bool(es["has_best_weights"]):
-        trainable, non_trainable = es["best_weights"]
+    es = tree.map_structure(lambda a: a[k], members["stopping"])
+    trainable, non_trainable = ([a[k] for a in part] for part in weights)
+    optimizer = [a[k] for a in members["model"][2]]
     for variables, values in ((model.trainable_variables, trainable), (model.non_trainable_variables, non_trainable),
                               (model.optimizer.variables, optimizer)):
         for variable, value in zip(variables, values):
             variable.assign(value)
     model.optimizer.finalize_variable_values(model.trainable_weights)
-    epochs_run = int(member["epoch"])
+    epochs_run = int(members["epoch"][k])
     has_best = rule is not None and bool(es["has_best"])
     history = np.concatenate(rows) if rows else np.zeros((0, layout.width), np.float32)
     return Outcome(
@@ -225,5 +354,6 @@ def _finish(k: int, model: keras.Model, members: dict[str, Any], rule: stopping.
         best_epoch=int(es["best_epoch"]) if has_best else max(epochs_run - 1, 0),
         best=float(es["best"]) if has_best else None,
         wait=int(es["wait"]),
-        diverged=bool(member["diverged"]),
+        diverged=bool(members["diverged"][k]),
+        scores=scores,
     )

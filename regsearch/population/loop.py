@@ -19,7 +19,7 @@ from keras import ops, tree
 
 from regsearch.population import stopping
 
-__all__ = ["Layout", "Settings", "member_chunk"]
+__all__ = ["Layout", "Settings", "member_chunk", "member_scores"]
 
 
 @dataclass(frozen=True)
@@ -147,3 +147,24 @@ def member_chunk(settings: Settings, backend: Any, member: dict[str, Any], data:
     start = ({**member, "done": ops.zeros((), "int32")}, ops.zeros((settings.chunk, layout.width), "float32"))
     member, rows = ops.while_loop(keep_going, body, start, maximum_iterations=settings.chunk)
     return member, rows
+
+
+def member_scores(backend: Any, member: dict[str, Any], data: Any, val: Any | None, metrics_init: Any,
+                  batch_size: int) -> tuple[dict[str, Any], Any]:
+    """One member's ``test_step`` logs over all of ``data``, then all of ``val`` (zeros without it), as one row.
+
+    ``member`` holds ``weights`` (trainable, non-trainable) and ``numbers``:
+    what ``model.evaluate`` computes for the trained model, batch by batch.
+    """
+    backend.bind_numbers(member["numbers"])
+    tv, ntv = member["weights"]
+    parts = []
+    for rows in (data, val):
+        if rows is None:
+            parts.append(ops.zeros_like(parts[0]))
+            continue
+        size = min(batch_size, int(tree.flatten(rows)[0].shape[0]))
+        logs, _ = _batches(backend.test_step, (tv, ntv, metrics_init), rows, size, backend.take_rows)
+        parts.append(ops.concatenate([ops.reshape(ops.cast(v, "float32"), [-1]) for v in flat_logs(logs).values()],
+                                     axis=0))
+    return member, ops.concatenate(parts, axis=0)
