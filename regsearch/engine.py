@@ -74,14 +74,16 @@ def fit(
     These run through ``model.fit`` itself, with a warning naming the reason:
     data that is not in memory (``tf.data.Dataset``, generators,
     ``keras.utils.PyDataset``), sparse or ragged data, a backend other than
-    TensorFlow, ``steps_per_epoch``, ``validation_steps``,
+    TensorFlow and JAX, ``steps_per_epoch``, ``validation_steps``,
     ``validation_freq != 1``, ``shuffle="batch"``, and any callback but
     ``EarlyStopping``, ``TerminateOnNaN``, ``History`` and ``ProgbarLogger``
     (it must see every epoch).
 
-    The loop is compiled with XLA when the model's ``jit_compile`` asks for it
-    (Keras's ``"auto"`` does where there is a GPU), and runs as a plain
-    TensorFlow graph otherwise or when XLA cannot compile the model.
+    On TensorFlow the loop is compiled with XLA when the model's
+    ``jit_compile`` asks for it (Keras's ``"auto"`` does where there is a
+    GPU), and runs as a plain TensorFlow graph otherwise or when XLA cannot
+    compile the model. On JAX it is a population of one
+    (:func:`regsearch.population.train_population`) under ``jax.jit``.
 
     Args:
         model: A compiled Keras model.
@@ -164,20 +166,17 @@ def fit(
             early_stopping.stopped_epoch, early_stopping.best_epoch, early_stopping.wait = 0, 0, 0
         return _history(model, history, {}, [], params, stopped_epoch=0, best_epoch=0, diverged=False)
 
-    from regsearch import _loop  # TensorFlow is only needed on this path.
+    settings = dict(epochs=int(epochs), initial_epoch=int(initial_epoch), batch_size=int(batch_size),
+                    validation_batch_size=int(validation_batch_size or batch_size), shuffle=bool(shuffle),
+                    early_stopping=early_stopping)
+    if keras.backend.backend() == "tensorflow":
+        from regsearch import _loop  # TensorFlow is only needed on this path.
 
-    outcome = _loop.train(
-        model,
-        data,
-        validation,
-        epochs=int(epochs),
-        initial_epoch=int(initial_epoch),
-        batch_size=int(batch_size),
-        validation_batch_size=int(validation_batch_size or batch_size),
-        shuffle=bool(shuffle),
-        early_stopping=early_stopping,
-        seed=seed,
-    )
+        outcome = _loop.train(model, data, validation, seed=seed, **settings)
+    else:  # JAX: a population of one, through the model's own stateless steps
+        from regsearch.population import train_population
+
+        (outcome,) = train_population([model], data, validation, seeds=[seed], **settings)
     if early_stopping is not None:
         early_stopping.stopped_epoch = outcome.stopped_epoch
         early_stopping.best_epoch = outcome.best_epoch
@@ -269,7 +268,7 @@ def _fallback_reasons(
 ) -> list[str]:
     """Why the compiled loop cannot run this, in words; empty when it can."""
     reasons = ["data that is not in memory"] if streaming else ["sparse or ragged data"] if sparse else []
-    if keras.backend.backend() != "tensorflow":
+    if keras.backend.backend() not in ("tensorflow", "jax"):
         reasons.append(f"the {keras.backend.backend()} backend")
     for name in ("steps_per_epoch", "validation_steps"):
         if settings[name] is not None:

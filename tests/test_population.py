@@ -91,6 +91,39 @@ def test_a_member_matches_model_fit() -> None:
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
 
 
+def test_regsearch_fit_equals_model_fit_on_this_backend(recwarn: pytest.WarningsRecorder) -> None:
+    """On TensorFlow its own compiled loop; on JAX a population of one. Either way no fallback to model.fit."""
+    import regsearch
+
+    model = build(3, 1e-3, rate=0)
+    twin = copy_of(model, 3, 1e-3, rate=0)
+    history = regsearch.fit(model, X_TRAIN, Y_TRAIN, validation_data=(X_VAL, Y_VAL), epochs=40, initial_epoch=5,
+                            batch_size=7, shuffle=False, early_stopping=stopping())
+    expected = twin.fit(X_TRAIN, Y_TRAIN, validation_data=(X_VAL, Y_VAL), epochs=40, initial_epoch=5, batch_size=7,
+                        shuffle=False, callbacks=[stopping()], verbose=0)
+    assert not [w for w in recwarn if "falls back" in str(w.message)]
+    assert history.epoch == expected.epoch and history.epoch[0] == 5
+    for key, values in expected.history.items():
+        np.testing.assert_allclose(history.history[key], values, atol=1e-5, err_msg=key)
+    for mine, theirs in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(mine, theirs, atol=1e-5)
+
+
+def test_the_population_tests_hold_on_jax() -> None:
+    """This module again under ``KERAS_BACKEND=jax`` (Keras picks its backend once per process)."""
+    import os
+    import subprocess
+    import sys
+
+    if keras.backend.backend() == "jax":
+        pytest.skip("already on JAX")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                           "-k", "not on_jax"], env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert " passed" in done.stdout.splitlines()[-1] and "skipped" not in done.stdout.splitlines()[-1]
+
+
 def test_a_diverging_member_stops_alone_and_the_rest_go_on() -> None:
     sgd = keras.optimizers.SGD
     models = [build(0, 1e-3, learning_rate=1e-2, optimizer=sgd), build(1, 1e-3, learning_rate=1e30, optimizer=sgd)]

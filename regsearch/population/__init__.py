@@ -112,6 +112,7 @@ def train_population(
     seeds: Sequence[int | None],
     mode: str | None = None,
     evaluate: bool = False,
+    initial_epoch: int = 0,
 ) -> list[Outcome]:
     """Trains every model of one structure for ``epochs`` epochs, together; returns one Outcome per model.
 
@@ -122,7 +123,8 @@ def train_population(
     None picks ``"vmap"`` on a GPU and ``"loop"`` on a CPU. With ``evaluate``,
     each trained (or restored) model is also scored in inference mode on the
     training and the validation rows, as ``model.evaluate`` scores it
-    (``Outcome.scores``), inside the same compiled machinery.
+    (``Outcome.scores``), inside the same compiled machinery. Epochs are
+    numbered from ``initial_epoch`` as in ``model.fit``.
 
     The compiled program is kept for the next population of the same
     structure, settings and data shapes (a later phase of a search, the
@@ -155,8 +157,9 @@ def train_population(
     patiences = [default_patience if p is None else int(p) for p in (patiences or [None] * len(models))]
     table = _numbers.Table([_numbers.numbers_of(model) for model in models])
     size = _padded(len(models))
+    chunk = max(1, min(CHUNK, epochs - initial_epoch))
     program = _program(models[0], table.keys, data, val, first_batch, size=size, mode=mode, epochs=epochs,
-                       batch_size=batch_size, val_batch_size=val_batch_size, shuffle=bool(shuffle), rule=rule)
+                       chunk=chunk, batch_size=batch_size, val_batch_size=val_batch_size, shuffle=bool(shuffle), rule=rule)
     if rule is not None and program.settings.monitor is None:
         warnings.warn(f"Early stopping conditioned on metric `{rule.monitor}` which is not available. "
                       f"Available metrics are: {','.join(program.settings.layout.names)}", stacklevel=2)
@@ -170,14 +173,14 @@ def train_population(
         return tree.map_structure(lambda *leaves: _to_backend(np.stack(leaves)), *per_member)
 
     alive = np.zeros(size, bool)
-    alive[: len(models)] = epochs > 0
+    alive[: len(models)] = epochs > initial_epoch
     rows = np.asarray(table.rows, np.float32).reshape(len(models), len(table))
     members = {
         "model": stacked(lambda m: (_values(m.trainable_variables), _values(m.non_trainable_variables),
                                     _values(m.optimizer.variables))),
         "stopping": stacked(lambda m: tree.map_structure(keras.ops.convert_to_numpy, stopping.initial_state(
             (_values(m.trainable_variables), _values(m.non_trainable_variables)) if restore else ([], [])))),
-        "epoch": _to_backend(np.zeros(size, np.int32)),
+        "epoch": _to_backend(np.full(size, initial_epoch, np.int32)),
         "alive": _to_backend(alive),
         "diverged": _to_backend(np.zeros(size, bool)),
         "done": _to_backend(np.zeros(size, np.int32)),
@@ -197,7 +200,8 @@ def train_population(
     scores = program.scores(weights, final["numbers"], data, val) if evaluate else [None] * size
     if not any(program is kept for kept in _PROGRAMS.values()):
         program.keep.close()
-    return [_finish(k, model, final, weights, rule, program.settings.layout, histories[k], scores[k])
+    return [_finish(k, model, final, weights, rule, program.settings.layout, histories[k], scores[k],
+                    initial_epoch)
             for k, model in enumerate(models)]
 
 
@@ -261,11 +265,11 @@ EVALUATION_BATCH = 1024
 
 
 def _program(model: keras.Model, keys: tuple[str, ...], data: Any, val: Any | None, first_batch: Any, *, size: int,
-             mode: str | None, epochs: int, batch_size: int, val_batch_size: int, shuffle: bool,
+             mode: str | None, epochs: int, chunk: int, batch_size: int, val_batch_size: int, shuffle: bool,
              rule: stopping.StoppingRule | None) -> _Program:
     """The compiled program for this structure, settings and data shapes: kept from before, or traced now."""
     specs = tree.map_structure(lambda t: (tuple(t.shape), str(t.dtype)), (data, val))
-    key = (keras.backend.backend(), _numbers.structure_of(model), keys, specs, size, mode, epochs, batch_size,
+    key = (keras.backend.backend(), _numbers.structure_of(model), keys, specs, size, mode, epochs, chunk, batch_size,
            val_batch_size, shuffle, rule)
     if key in _PROGRAMS:
         _PROGRAMS.move_to_end(key)
@@ -290,7 +294,6 @@ def _program(model: keras.Model, keys: tuple[str, ...], data: Any, val: Any | No
         "test_step", (*weights, metrics_init), tree.map_structure(lambda t: t[:val_batch_size], val))
     specs = list(train_specs.items()) + [(f"val_{n}", s) for n, s in test_specs.items()]
     layout = Layout(tuple(n for n, _ in specs), tuple(s for _, s in specs))
-    chunk = max(1, min(CHUNK, epochs))
     settings = Settings(epochs=epochs, chunk=chunk, batch_size=batch_size, val_batch_size=val_batch_size,
                         shuffle=shuffle, rule=rule, layout=layout,
                         monitor=None if rule is None else layout.column(rule.monitor))
@@ -334,7 +337,7 @@ def _private_copy(model: keras.Model, first_batch: Any) -> keras.Model | None:
 
 def _finish(k: int, model: keras.Model, members: dict[str, Any], weights: tuple[list, list],
             rule: stopping.StoppingRule | None, layout: Layout, rows: list[np.ndarray],
-            scores: dict[str, dict[str, float]] | None) -> Outcome:
+            scores: dict[str, dict[str, float]] | None, initial_epoch: int) -> Outcome:
     """Writes member ``k``'s final (or best) state into its model and returns its Outcome."""
     es = tree.map_structure(lambda a: a[k], members["stopping"])
     trainable, non_trainable = ([a[k] for a in part] for part in weights)
@@ -344,14 +347,15 @@ def _finish(k: int, model: keras.Model, members: dict[str, Any], weights: tuple[
         for variable, value in zip(variables, values):
             variable.assign(value)
     model.optimizer.finalize_variable_values(model.trainable_weights)
-    epochs_run = int(members["epoch"][k])
+    end = int(members["epoch"][k])
+    epochs_run = end - initial_epoch
     has_best = rule is not None and bool(es["has_best"])
     history = np.concatenate(rows) if rows else np.zeros((0, layout.width), np.float32)
     return Outcome(
         history=layout.history(history),
         epochs_run=epochs_run,
         stopped_epoch=int(es["stopped_epoch"]),
-        best_epoch=int(es["best_epoch"]) if has_best else max(epochs_run - 1, 0),
+        best_epoch=int(es["best_epoch"]) if has_best else max(end - 1, 0),
         best=float(es["best"]) if has_best else None,
         wait=int(es["wait"]),
         diverged=bool(members["diverged"][k]),
