@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -186,6 +187,7 @@ def _run(args: argparse.Namespace) -> int:
     _check_distributed_options(args)
     folder = Path(args.results) / definition.name
     check_writable(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     if args.worker:  # the chief holds the lock and writes the report; workers only add trials
         return _work(definition, folder, args)
@@ -195,6 +197,11 @@ def _run(args: argparse.Namespace) -> int:
             return _search_and_report(definition, folder, args)
     except LockedError as error:
         raise _locked(folder, error) from None
+    except SettingError:  # refused before any trial ran: take back the folders this run made
+        for path in created:
+            if path.is_dir() and all(p.name == ".lock" for p in path.rglob("*") if p.is_file()):
+                shutil.rmtree(path)
+        raise
 
 
 def _remove_stale_temporaries(folder: Path) -> None:
@@ -485,13 +492,15 @@ class _Progress:
         )
 
     def __enter__(self) -> _Progress:
-        self.progress.__enter__()
-        return self
+        return self  # the bar appears with the first phase: an input refused before it prints nothing else
 
     def __exit__(self, *exc: Any) -> None:
-        self.progress.__exit__(*exc)
+        if self.progress.live.is_started:
+            self.progress.__exit__(*exc)
 
     def phase(self, name: str, planned_trials: int) -> None:
+        if not self.progress.live.is_started:
+            self.progress.__enter__()
         total = planned_trials * self.definition.repeats
         self.task = self.progress.add_task(f"{self.definition.name} [{name}]", total=total, best=self._best_text())
 

@@ -116,12 +116,13 @@ def run_search(
         SearchFailedError: Every run of the search failed.
     """
     split = load_data(definition)
+    hypermodel = make_hypermodel(definition, split)
+    check_fits_in_memory(definition, hypermodel, split)
     tuner_dir = results_dir / TUNER_FOLDER
     if overwrite and tuner_dir.exists():
         shutil.rmtree(tuner_dir)
     check_same_settings(definition, tuner_dir)
     arguments = fit_arguments(definition, split)
-    hypermodel = make_hypermodel(definition, split)
     records: list[dict] = []
     histories: dict[str, dict[str, list[float]]] = {}
     tuners = []
@@ -176,6 +177,34 @@ def fine_definition(definition: SearchDefinition, hypermodel: Any, coarse_record
     best = _best_strength(coarse_records, definition)
     decades = list(hypermodel.regularizer.strengths)
     return _with_strengths(definition, fine_strengths(best, decades, definition.fine_points))
+
+
+def check_fits_in_memory(definition: SearchDefinition, hypermodel: Any, split: Split) -> None:
+    """Refuses, before anything is written, a model whose one training run would not fit in memory.
+
+    The estimate comes from the first configuration's model, built once
+    (:mod:`regsearch.population.memory`).
+
+    Raises:
+        SettingError: naming ``model``, what one run needs and what is available.
+    """
+    import keras
+    import keras_tuner as kt
+
+    from regsearch.population import memory
+
+    keras.utils.set_random_seed(definition.seed)
+    model = hypermodel.build(kt.HyperParameters())
+    rows = max(definition.batch_size, min(1024, max(len(split.x_train), len(split.x_test))))
+    try:
+        needed, available = memory.footprint(model, rows), memory.available_bytes()
+        if needed.total > available:
+            raise SettingError("model", f"a model whose training run fits in the {available / memory.GiB:.1f} GiB "
+                               "available (make it or batch_size smaller)", f"a run needing {needed.describe()}",
+                               where=str(definition.path))
+    finally:
+        del model
+        keras.backend.clear_session()
 
 
 def check_same_settings(definition: SearchDefinition, tuner_dir: Path) -> None:

@@ -31,6 +31,7 @@ from regsearch import kt_internals
 from regsearch.atomic import write_text_atomic
 from regsearch.errors import SettingError, one_of
 from regsearch.hypermodels.base import FIT_OPTIONS
+from regsearch.population import memory
 from regsearch.runs import RECORD_METRICS, RUNS_FILE, failed_trial_record, load_runs
 
 __all__ = ["GridSearch", "BayesianOptimization", "RUNS_FILE", "read_runs", "failed_trial_record"]
@@ -103,26 +104,37 @@ class _RecordingTuner:
     def _train_batch(self, trials: list[kt.engine.trial.Trial], *fit_args: Any,
                      early_stopping: dict[str, Any] | None = None, callbacks: list | None = None, verbose: Any = None,
                      **fit_kwargs: Any) -> None:
-        runs, owners = [], []
-        for trial in trials:
-            checkpoint = kt_internals.best_epoch_checkpoint(self, trial.trial_id)
-            for repeat in range(self.repeats):
+        """Builds the batch's runs, as many at a time as memory holds (estimated from the first), and trains them."""
+        pending = [(trial, repeat) for trial in trials for repeat in range(self.repeats)]
+        fit: int | None = None
+        while pending:
+            runs, owners = [], []
+            while pending and (fit is None or len(runs) < fit):
+                trial, repeat = pending.pop(0)
                 seed = self.base_seed + repeat
                 keras.utils.set_random_seed(seed)
                 try:
                     model = self.hypermodel.build(trial.hyperparameters)
+                    if fit is None:
+                        fit = memory.members_that_fit(model, _rows(fit_args, fit_kwargs), type(self).__name__)
+                except MemoryError as error:  # the structure does not fit: no run of the batch can train
+                    for owner, _ in [(trial, repeat), *pending]:
+                        self._trained.setdefault(owner.trial_id, []).append(error)
+                    pending.clear()
+                    continue
                 except Exception as error:  # noqa: BLE001 - recorded as this run's failure
                     self._trained.setdefault(trial.trial_id, []).append(error)
                     continue
+                checkpoint = kt_internals.best_epoch_checkpoint(self, trial.trial_id)
                 runs.append((trial.hyperparameters, model, seed,
                              [checkpoint, *kt_internals.copy_callbacks(self, callbacks or [])]))
                 owners.append(trial.trial_id)
-        start = time.perf_counter()
-        results = self.hypermodel.run_population(runs, *fit_args, early_stopping=_early_stopping(early_stopping),
-                                                 **fit_kwargs) if runs else []
-        seconds = (time.perf_counter() - start) / max(len(runs), 1)
-        for owner, result in zip(owners, results):
-            self._trained.setdefault(owner, []).append((result, seconds))
+            start = time.perf_counter()
+            results = self.hypermodel.run_population(runs, *fit_args, early_stopping=_early_stopping(early_stopping),
+                                                     **fit_kwargs) if runs else []
+            seconds = (time.perf_counter() - start) / max(len(runs), 1)
+            for owner, result in zip(owners, results):
+                self._trained.setdefault(owner, []).append((result, seconds))
 
     def search(self, *fit_args: Any, **fit_kwargs: Any) -> None:
         """Keras Tuner's search; every argument of ``model.fit`` reaches each run, others are refused.
@@ -316,6 +328,13 @@ def read_runs(tuner: kt.engine.base_tuner.BaseTuner) -> tuple[list[dict], dict[s
         records.extend(trial_records)
         histories.update(trial_histories)
     return records, histories
+
+
+def _rows(fit_args: tuple, fit_kwargs: dict[str, Any]) -> int:
+    """The most rows one step of a run handles: a training batch, or a batch of the evaluation."""
+    x = fit_args[0] if fit_args else fit_kwargs.get("x")
+    rows = len(keras.tree.flatten(x)[0]) if x is not None else 0
+    return max(fit_kwargs.get("batch_size") or 32, min(1024, rows))
 
 
 def _early_stopping(settings: dict[str, Any] | None) -> keras.callbacks.EarlyStopping | None:

@@ -93,6 +93,10 @@ BAD_INPUT = {
     "repeats < 1": (None, ["--repeats", "0"], ["command line: '--repeats' must be an integer >= 1; got 0."]),
     "max trials on a grid": (None, ["--max-trials", "3"],
                              ["command line: '--max-trials' must be left out for strategy 'grid'", "got 3."]),
+    "a model too large for memory": (edited("hidden = [8]", "hidden = [200000000]"), [],
+                                     ["tiny.toml: 'model' must be a model whose training run fits in the ",
+                                      " GiB available (make it or batch_size smaller); got 'a run needing about ",
+                                      " GiB (weights 3.0 GiB, optimizer state 6.0 GiB, activations of 70 rows "]),
     "two search names": (None, ["moons_l1"],
                          ["command line: 'arguments' must be one search name", "got ['moons_l1']."]),
 }

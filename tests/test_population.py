@@ -185,6 +185,42 @@ def test_scores_are_model_evaluate_of_the_restored_model() -> None:
                                                                      abs=1e-5)
 
 
+def test_a_population_larger_than_memory_trains_in_slices_that_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from regsearch.population import memory
+
+    settings = [(seed, l2) for seed, l2 in zip(range(7), np.geomspace(1e-5, 1e-1, 7))]
+
+    def train(models):
+        return train_population(models, (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=20, batch_size=8,
+                                early_stopping=stopping(), patiences=[2, 3, 4, 5, 6, 7, 8], seeds=list(range(7)),
+                                evaluate=True)
+
+    whole = train([build(*s) for s in settings])
+    one = memory.footprint(build(0, 1e-3), 70).total
+    monkeypatch.setattr(memory, "available_bytes", lambda: 3 * one + one // 2)
+    sliced = train([build(*s) for s in settings])  # 3 + 3 + 1
+    for mine, theirs in zip(sliced, whole):
+        assert mine == theirs
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: one - 1)
+    with pytest.raises(MemoryError, match=r"^train_population: one training run of this model needs about "
+                                          r"[0-9.]+ GiB \(weights .*\), more than the 0.0 GiB available"):
+        train([build(*s) for s in settings])
+
+
+def test_the_footprint_counts_weights_optimizer_and_activations() -> None:
+    from regsearch.population import memory
+
+    model = build(0, 1e-3, rate=0.1)  # 2 -> 16 -> (dropout) -> 1
+    model.optimizer.build(model.trainable_variables)
+    found = memory.footprint(model, rows=10)
+    weights = (2 * 16 + 16 + 16 + 1) * 4
+    assert found.weights == weights
+    assert 2 * weights + 8 <= found.optimizer <= 2 * weights + 16  # Adam: two slots a weight, iterations, rate
+    assert found.activations == 3 * 10 * (2 + 16 + 16 + 1) * 4  # input, hidden, dropout, output
+    assert found.total == 4 * found.weights + 2 * found.optimizer + found.activations
+
+
 def test_refuses_mixed_structures_and_bad_modes() -> None:
     with pytest.raises(ValueError, match="one structure"):
         train_population([build(0, 1e-3), build(1, 1e-3, rate=0.0)], (X_TRAIN, Y_TRAIN), None, epochs=1,

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 from keras import tree
 
+from regsearch.population import memory as _memory
 from regsearch.population import numbers as _numbers
 from regsearch.population import stopping
 from regsearch.population.loop import Layout, Settings, member_chunk, member_scores
@@ -142,11 +143,22 @@ def train_population(
         raise ValueError(f"train_population: 'mode' must be one of {', '.join(MODES)} or None; got {mode!r}.")
     if len(group_by_structure(models)) != 1:
         raise ValueError("train_population: every model must have one structure (group them with group_by_structure).")
-    data = tree.map_structure(_to_backend, data)
-    val = None if validation is None else tree.map_structure(_to_backend, validation)
     n_rows = int(tree.flatten(data)[0].shape[0])
     batch_size = min(batch_size, n_rows)
-    val_batch_size = 0 if val is None else min(validation_batch_size or batch_size, int(tree.flatten(val)[0].shape[0]))
+    n_val = 0 if validation is None else int(tree.flatten(validation)[0].shape[0])
+    val_batch_size = 0 if validation is None else min(validation_batch_size or batch_size, n_val)
+    fit = _memory.members_that_fit(models[0], max(batch_size, val_batch_size, min(EVALUATION_BATCH, max(n_rows, n_val))),
+                                   "train_population")
+    if len(models) > fit:  # in slices that fit, one after another
+        settings = dict(epochs=epochs, batch_size=batch_size, validation_batch_size=validation_batch_size,
+                        shuffle=shuffle, early_stopping=early_stopping, mode=mode, evaluate=evaluate,
+                        initial_epoch=initial_epoch)
+        patiences = list(patiences) if patiences is not None else [None] * len(models)
+        return [outcome for start in range(0, len(models), fit) for outcome in train_population(
+            models[start:start + fit], data, validation, patiences=patiences[start:start + fit],
+            seeds=seeds[start:start + fit], **settings)]
+    data = tree.map_structure(_to_backend, data)
+    val = None if validation is None else tree.map_structure(_to_backend, validation)
     first_batch = tree.map_structure(lambda t: t[:batch_size], data)
     for model in models:
         if not model.built or not model.optimizer.built:
