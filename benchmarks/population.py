@@ -12,8 +12,9 @@ Usage: python benchmarks/population.py [--sizes 1 3 10 39 100] [--epochs 4000] [
    the same structure reuses the compiled program: its time is the steady
    cost, and the first call minus it the cost of tracing and compiling.
 2. ``--seeds`` seeds of one configuration against one seed, population engine.
-3. A named search end to end (``run_search``) with ``engine="sequential"``
-   and with the default ``engine="population"``, its top three configurations.
+3. A named search end to end, as ``python -m regsearch NAME`` runs it (in
+   this process, so imports are paid once) with ``--engine sequential`` and
+   with the default ``--engine population``; its top three configurations.
 """
 
 from __future__ import annotations
@@ -108,24 +109,22 @@ def part_seeds(console: Console, seeds: int, epochs: int, modes: list[str | None
 
 
 def part_search(console: Console, name: str) -> None:
-    from regsearch.definition import load_definition
-    from regsearch.report import summary_frame, trials_frame
-    from regsearch.search import run_search
+    """The CLI's whole job in this process (search, tables, plots, best model), once per engine."""
+    import pandas as pd
 
-    definition = load_definition(name)
-    table = Table(title=f"{name} end to end (run_search, no report)")
-    for column in ("engine", "seconds", "top three (strength: mean objective)"):
+    from regsearch.cli import main as cli
+
+    table = Table(title=f"python -m regsearch {name}, in this process (imports apart)")
+    for column in ("engine", "seconds", "top three (strength: mean test accuracy)"):
         table.add_column(column)
     seconds = {}
     for engine in ("sequential", "population"):
         with tempfile.TemporaryDirectory() as folder:
             start = time.perf_counter()
-            result = run_search(definition, Path(folder) / name, engine=engine)
+            assert cli([name, "--results", folder, "--quiet", "--engine", engine]) == 0
             seconds[engine] = time.perf_counter() - start
-        summary = summary_frame(trials_frame(result.records), objective=definition.objective,
-                                direction=definition.direction)
-        top = ", ".join(f"{row.param_strength:.3g}: {getattr(row, f'mean_{definition.objective}'):.3f}"
-                        for row in summary.head(3).itertuples())
+            summary = pd.read_csv(Path(folder) / name / "summary.csv")
+        top = ", ".join(f"{row.param_strength:.3g}: {row.mean_test_accuracy:.3f}" for row in summary.head(3).itertuples())
         table.add_row(engine, f"{seconds[engine]:.1f}", top)
     console.print(table)
     console.print(f"population is {seconds['sequential'] / seconds['population']:.1f}x faster end to end")

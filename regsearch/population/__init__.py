@@ -161,9 +161,10 @@ def train_population(
     val = None if validation is None else tree.map_structure(_to_backend, validation)
     first_batch = tree.map_structure(lambda t: t[:batch_size], data)
     for model in models:
-        if not model.built or not model.optimizer.built:
+        if not model.built:
             model._symbolic_build(data_batch=first_batch)  # as model.fit builds it
-        model.optimizer.build(model.trainable_variables)
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
     rule = None if early_stopping is None else stopping.StoppingRule.from_callback(early_stopping, models[0])
     default_patience = 0 if early_stopping is None else int(early_stopping.patience)
     patiences = [default_patience if p is None else int(p) for p in (patiences or [None] * len(models))]
@@ -321,7 +322,7 @@ def _program(model: keras.Model, keys: tuple[str, ...], data: Any, val: Any | No
     program = _Program(
         template=template, settings=settings, metrics_init=metrics_init,
         train=backend.compile(one_member, size, mode, (chunk, layout.width)),
-        evaluate=backend.compile(one_score, size, mode, (2 * eval_layout.width,)),
+        evaluate=backend.compile(one_score, size, mode, (2 * eval_layout.width,), once=True),
         eval_layout=eval_layout, keep=keep,
     )
     if not kept:  # traced on a member's own model: used once, then its objects go back

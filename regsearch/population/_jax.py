@@ -55,9 +55,9 @@ class Backend:
     def put_row(rows: Any, i: Any, row: Any) -> Any:
         return rows.at[i].set(row)
 
-    def compile(self, member_chunk: Callable[..., Any], size: int, mode: str, rows_shape: tuple[int, int]
-                ) -> Callable[..., Any]:
-        """``(members, data, val, metrics_init) -> (members, rows)`` over the member axis, jitted."""
+    def compile(self, member_chunk: Callable[..., Any], size: int, mode: str, rows_shape: tuple[int, ...],
+                once: bool = False) -> Callable[..., Any]:
+        """``(members, data, val, metrics_init) -> (members, rows)`` over the member axis, jitted (``once`` too)."""
         if mode == "vmap":
             return jax.jit(jax.vmap(member_chunk, in_axes=(0, None, None, None)))
 

@@ -75,8 +75,9 @@ class Backend:
     def put_row(rows: Any, i: Any, row: Any) -> Any:
         return tf.tensor_scatter_nd_update(rows, [[i]], [row])
 
-    def compile(self, member_chunk: Callable[..., Any], size: int, mode: str, rows_shape: tuple[int, int]
-                ) -> Callable[..., Any]:
+    def compile(self, member_chunk: Callable[..., Any], size: int, mode: str, rows_shape: tuple[int, ...],
+                once: bool = False) -> Callable[..., Any]:
+        """The population program; ``once``: run once per population (a plain graph: XLA's compile costs more)."""
         if mode != "loop":
             raise ValueError(f"population: mode '{mode}' needs the JAX backend; the TensorFlow backend runs 'loop'.")
 
@@ -96,7 +97,7 @@ class Backend:
             return a if a.shape.num_elements() == 0 else tf.tensor_scatter_nd_update(a, [[k]], [b])
 
         graph = tf.function(population, autograph=False)
-        xla = tf.function(population, jit_compile=True, autograph=False)
+        xla = None if once else tf.function(population, jit_compile=True, autograph=False)
 
         def run(*args: Any) -> Any:
             nonlocal xla
