@@ -1,6 +1,6 @@
 """Resident memory across many Keras Tuner trials in one process.
 
-Usage: python benchmarks/memory.py [--trials 100] [--epochs 300] [--every 10] [--xla]
+Usage: python benchmarks/memory.py [--trials 100] [--epochs 300] [--every 10] [--xla] [--engine population --batch 10]
 
 Runs a regsearch ``GridSearch`` over the moons model (Dense(500, relu) ->
 Dense(1, sigmoid), L2 on the hidden kernel) with a grid of ``--trials``
@@ -14,6 +14,10 @@ despite ``clear_session``). Exit code 1 if it does not.
 by default on CPU-only machines, so the default run trains as a plain graph):
 TensorFlow's XLA compilation cache keeps every trial's executable, with no way
 to clear it in-process.
+
+``--engine population --batch B`` trains the grid in populations of ``B``
+trials (as a Bayesian search trains its batches): each population reuses the
+first one's compiled program, so memory must stay flat across them too.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ def rss_mib() -> float:
 
 
 def run(
-    trials: int, epochs: int, every: int, directory: str, *, xla: bool = False, report: bool = True
+    trials: int, epochs: int, every: int, directory: str, *, xla: bool = False, report: bool = True,
+    engine: str = "sequential", batch: int = 10,
 ) -> list[tuple[int, float]]:
     """Runs the search and returns ``(trials done, RSS MiB)`` after every ``every`` trials."""
     import keras_tuner as kt
@@ -73,6 +78,8 @@ def run(
         project_name="memory",
         overwrite=True,
         on_run=on_run,
+        engine=engine,
+        batch=batch,
     )
     tuner.search(
         split.x_train, split.y_train, validation_data=(split.x_test, split.y_test),
@@ -92,13 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--every", type=int, default=10)
     parser.add_argument("--xla", action="store_true", help="compile every model with jit_compile=True")
+    parser.add_argument("--engine", choices=("sequential", "population"), default="sequential")
+    parser.add_argument("--batch", type=int, default=10, help="trials per population (--engine population)")
     args = parser.parse_args(argv)
 
     # Every trial traces a new compiled loop on purpose; TensorFlow's retracing notice is noise here.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     print(f"RSS before importing TensorFlow: {rss_mib():.1f} MiB")
     with tempfile.TemporaryDirectory(prefix="regsearch-memory-") as directory:
-        samples = run(args.trials, args.epochs, args.every, directory, xla=args.xla)
+        samples = run(args.trials, args.epochs, args.every, directory, xla=args.xla, engine=args.engine,
+                      batch=args.batch)
     growth = growth_percent(samples)
     print(f"growth from trial {samples[0][0]} to trial {samples[-1][0]}: {growth:+.1f}% "
           f"({samples[-1][1] - samples[0][1]:+.1f} MiB; bound {MAX_GROWTH_PERCENT:.0f}%)")

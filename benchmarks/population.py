@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--search", default="moons_l2", help="a named search, or '' to skip part 3")
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=160)  # wide tables in logs and pipes too
     modes: list[str | None] = ["loop", "vmap"] if keras.backend.backend() == "jax" else ["loop"]
     if args.sizes:
         part_sizes(console, args.sizes, args.epochs, modes)

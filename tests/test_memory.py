@@ -46,12 +46,15 @@ def test_fit_leaves_no_traced_graph_behind() -> None:
 
 
 @pytest.mark.slow
-def test_resident_memory_stays_flat_across_trials(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["sequential", "population"])
+def test_resident_memory_stays_flat_across_trials(tmp_path: Path, engine: str) -> None:
     spec = importlib.util.spec_from_file_location("regsearch_memory_benchmark", BENCHMARK)
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
 
-    samples = benchmark.run(trials=40, epochs=50, every=10, directory=str(tmp_path), report=False)
+    # Population: 4 populations of 10 trials, each on the first one's compiled program.
+    samples = benchmark.run(trials=40, epochs=50, every=10, directory=str(tmp_path), report=False, engine=engine,
+                            batch=10)
 
     assert [done for done, _ in samples] == [10, 20, 30, 40]
     growth_mib = samples[-1][1] - samples[0][1]

@@ -222,6 +222,25 @@ def test_grid_killed_with_sigkill_resumes_without_losing_or_repeating_trials(tmp
 
 
 @pytest.mark.slow
+def test_a_population_killed_while_it_trains_resumes_every_trial_of_its_batch(tmp_path: Path) -> None:
+    """The population engine hands the oracle's whole grid out at once: a kill mid-training leaves 8 trials begun."""
+    definition = tmp_path / "grid8.toml"
+    definition.write_text(GRID.replace("epochs = 1500", "epochs = 4000"))
+    results = tmp_path / "results"
+    folder = results / "grid8"
+
+    process = start_cli(definition, results)
+    kill_when(process, lambda: len(list(folder.glob("tuner/grid/trial_*/trial.json"))) == 8)
+    assert runs_files(folder) == [], "the kill came after training: nothing mid-population was tested"
+
+    rerun(definition, results)
+    assert_each_trial_once(folder, 8)
+    assert_no_temporary_files(folder)
+    trials = pd.read_csv(folder / "trials.csv")
+    assert sorted(trials["param_strength"]) == sorted([1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8])
+
+
+@pytest.mark.slow
 def test_coarse_to_fine_killed_in_the_fine_phase_resumes(tmp_path: Path) -> None:
     definition = tmp_path / "c2f.toml"
     definition.write_text(COARSE_TO_FINE)
