@@ -81,10 +81,15 @@ def test_a_member_trains_as_it_would_alone() -> None:
 def test_a_member_matches_model_fit() -> None:
     model = build(5, 1e-2, rate=0.0)
     twin = copy_of(model, 5, 1e-2, rate=0.0)
-    (outcome,) = train_population([model], (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=15, batch_size=7,
-                                  shuffle=False, seeds=[0])
-    history = twin.fit(X_TRAIN, Y_TRAIN, validation_data=(X_VAL, Y_VAL), epochs=15, batch_size=7, shuffle=False,
-                       verbose=0)
+    rule = dict(monitor="val_loss", min_delta=0.01, patience=2, start_from_epoch=9, restore_best_weights=True)
+    (outcome,) = train_population([model], (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=40, initial_epoch=4,
+                                  batch_size=7, shuffle=False, early_stopping=keras.callbacks.EarlyStopping(**rule),
+                                  seeds=[0])
+    stop = keras.callbacks.EarlyStopping(**rule)
+    history = twin.fit(X_TRAIN, Y_TRAIN, validation_data=(X_VAL, Y_VAL), epochs=40, initial_epoch=4, batch_size=7,
+                       shuffle=False, callbacks=[stop], verbose=0)
+    assert outcome.epochs_run == len(history.epoch) < 36  # epochs 4, 5, ...: it stopped early
+    assert (outcome.stopped_epoch, outcome.best_epoch) == (stop.stopped_epoch, stop.best_epoch)
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(outcome.history[key], history.history[key], rtol=1e-5, atol=1e-6)
     for mine, theirs in zip(model.get_weights(), twin.get_weights()):
@@ -118,8 +123,10 @@ def test_the_population_tests_hold_on_jax() -> None:
     if keras.backend.backend() == "jax":
         pytest.skip("already on JAX")
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-                           "-k", "not on_jax"], env=env, capture_output=True, text=True, timeout=1800)
+    # The members' semantics; the tuners' side runs on JAX in tests/test_searches.py (every named search).
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+                           "not on_jax and not grid and not tuners and not falls_back"],
+                          env=env, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-4000:]
     assert " passed" in done.stdout.splitlines()[-1] and "skipped" not in done.stdout.splitlines()[-1]
 
@@ -186,6 +193,7 @@ def test_scores_are_model_evaluate_of_the_restored_model() -> None:
 
 
 def test_a_population_larger_than_memory_trains_in_slices_that_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from regsearch import population
     from regsearch.population import memory
 
     settings = [(seed, l2) for seed, l2 in zip(range(7), np.geomspace(1e-5, 1e-1, 7))]
@@ -198,7 +206,11 @@ def test_a_population_larger_than_memory_trains_in_slices_that_fit(monkeypatch: 
     whole = train([build(*s) for s in settings])
     one = memory.footprint(build(0, 1e-3), 70).total
     monkeypatch.setattr(memory, "available_bytes", lambda: 3 * one + one // 2)
+    sizes = []
+    traced = population._program
+    monkeypatch.setattr(population, "_program", lambda *a, **k: sizes.append(k["size"]) or traced(*a, **k))
     sliced = train([build(*s) for s in settings])  # 3 + 3 + 1
+    assert sizes == [8, 8, 1]
     for mine, theirs in zip(sliced, whole):
         assert mine == theirs
 
@@ -232,17 +244,22 @@ def test_refuses_mixed_structures_and_bad_modes() -> None:
 # --- the tuners feed it ------------------------------------------------------------------------------------------
 
 
+def grid_hypermodel():
+    from regsearch import Dropout, RegularizedMLP, Regularizer
+
+    # XLA on both sides: TensorFlow's XLA and graph kernels draw different random numbers from one seed.
+    return RegularizedMLP((2,), hidden=[16], learning_rate=1e-2, jit_compile=True,
+                          regularizer=Regularizer("l2", [1e-1, 1e-4]),
+                          dropout=Dropout("dropout", [0.1, 0.3]))
+
+
 def grid_runs(tmp_path, engine: str, batch: int, sizes: list[int] | None = None) -> list[dict]:
     import keras_tuner as kt
 
     import regsearch
-    from regsearch import Dropout, RegularizedMLP, Regularizer
     from regsearch.tuners import read_runs
 
-    # XLA on both sides: TensorFlow's XLA and graph kernels draw different random numbers from one seed.
-    hypermodel = RegularizedMLP((2,), hidden=[16], learning_rate=1e-2, jit_compile=True,
-                                regularizer=Regularizer("l2", [1e-1, 1e-3, 1e-5]),
-                                dropout=Dropout("dropout", [0.1, 0.3]))
+    hypermodel = grid_hypermodel()
     if sizes is not None:
         trained = hypermodel.run_population
 
@@ -259,18 +276,43 @@ def grid_runs(tmp_path, engine: str, batch: int, sizes: list[int] | None = None)
     return sorted(records, key=lambda r: (r["param_strength"], r["param_dropout_rate"], r["seed"]))
 
 
-def test_a_grid_trains_in_batches_of_trials_and_equals_the_sequential_engine(tmp_path) -> None:
+def test_a_grid_trains_in_batches_of_trials_and_equals_the_sequential_engine(tmp_path, monkeypatch) -> None:
+    from regsearch.hypermodels import base
+
     sizes: list[int] = []
-    together = grid_runs(tmp_path, "population", batch=4, sizes=sizes)
-    alone = grid_runs(tmp_path, "sequential", batch=4)
-    assert sizes == [8, 4]  # 6 configurations, 4 per batch, 2 seeds each
-    assert len(together) == len(alone) == 12
+    evaluate = base._evaluate
+    with monkeypatch.context() as patch:  # a population scores its members itself, not run by run
+        patch.setattr(base, "_evaluate", lambda *a, **k: pytest.fail("evaluated run by run"))
+        together = grid_runs(tmp_path, "population", batch=3, sizes=sizes)
+    assert base._evaluate is evaluate
+    alone = grid_runs(tmp_path, "sequential", batch=3)
+    assert sizes == [6, 2]  # 4 configurations, 3 per batch, 2 seeds each
+    assert len(together) == len(alone) == 8
     assert {r["seed"] for r in together} == {5, 6}
     for mine, theirs in zip(together, alone):
         same = ("param_strength", "param_dropout_rate", "seed", "status", "best_epoch", "epochs_run")
         assert [mine[k] for k in same] == [theirs[k] for k in same]
         for key in ("val_loss", "train_loss", "test_loss", "test_accuracy"):
             assert mine[key] == pytest.approx(theirs[key], abs=1e-4), key
+
+
+def test_tuners_build_only_the_runs_that_fit_in_memory_and_record_a_run_that_cannot(tmp_path, monkeypatch) -> None:
+    from regsearch.population import memory
+
+    import keras_tuner as kt
+
+    one = memory.footprint(grid_hypermodel().build(kt.HyperParameters()), 30).total  # batches of up to 30 rows
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2 * one + one // 2)
+    sizes: list[int] = []
+    records = grid_runs(tmp_path / "fits", "population", batch=100, sizes=sizes)
+    assert sizes == [2] * 4  # 4 configurations x 2 seeds, two runs built and trained at a time
+    assert [r["status"] for r in records] == ["completed"] * 8
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: one // 2)
+    records = grid_runs(tmp_path / "too_large", "population", batch=100, sizes=sizes)
+    assert {r["status"] for r in records} == {"failed"} and len(records) == 8
+    assert {r["reason"].split(" needs ")[0] for r in records} == {
+        "MemoryError: GridSearch: one training run of this model"}
 
 
 def test_what_a_population_cannot_train_falls_back_once_with_a_warning(tmp_path) -> None:

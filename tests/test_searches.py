@@ -152,6 +152,7 @@ def searches_on_jax(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dic
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 @pytest.mark.parametrize("name", SEARCHES)
 def test_each_search_runs_end_to_end_on_jax(name: str, searches_on_jax: tuple[Path, dict[str, int], str]) -> None:
     results, codes, errors = searches_on_jax
