@@ -192,6 +192,14 @@ def test_scores_are_model_evaluate_of_the_restored_model() -> None:
                                                                      abs=1e-5)
 
 
+def test_without_validation_rows_only_the_training_rows_are_scored() -> None:
+    (model,) = models = [build(2, 1e-3, rate=0)]
+    (outcome,) = train_population(models, (X_TRAIN, Y_TRAIN), None, epochs=5, batch_size=8, seeds=[2], evaluate=True)
+    assert outcome.scores["validation"] == {}
+    expected = model.evaluate(X_TRAIN, Y_TRAIN, batch_size=1024, verbose=0, return_dict=True)
+    assert outcome.scores["train"] == pytest.approx(expected, abs=1e-6)
+
+
 def test_a_population_larger_than_memory_trains_in_slices_that_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     from regsearch import population
     from regsearch.population import memory

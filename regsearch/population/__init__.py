@@ -255,15 +255,19 @@ class _Program:
     keep: contextlib.ExitStack
 
     def scores(self, weights: Any, numbers: np.ndarray, data: Any, val: Any) -> list[dict[str, dict[str, float]]]:
-        """Each member's inference-mode logs on the training (``"train"``) and validation (``"validation"``) rows."""
+        """Each member's inference-mode logs on the training (``"train"``) and validation (``"validation"``) rows.
+
+        Without validation rows ``"validation"`` is empty.
+        """
         members = {"weights": tree.map_structure(_to_backend, weights), "numbers": _to_backend(numbers)}
         _, rows = self.evaluate(members, data, val, self.metrics_init)
         rows = keras.ops.convert_to_numpy(rows)
         names, shapes = self.eval_layout.names, self.eval_layout.shapes
         scalar = [(name, offset) for name, shape, offset in zip(names, shapes, _offsets(shapes)) if shape in ((), (1,))]
         width = self.eval_layout.width
-        return [{part: {name: float(row[base + offset]) for name, offset in scalar}
-                 for part, base in (("train", 0), ("validation", width))} for row in rows]
+        parts = (("train", 0), ("validation", width)) if val is not None else (("train", 0),)
+        return [{"validation": {}, **{part: {name: float(row[base + offset]) for name, offset in scalar}
+                                      for part, base in parts}} for row in rows]
 
 
 def _offsets(shapes: Sequence[tuple[int, ...]]) -> list[int]:
@@ -281,7 +285,10 @@ def _program(model: keras.Model, keys: tuple[str, ...], data: Any, val: Any | No
              mode: str | None, epochs: int, chunk: int, batch_size: int, val_batch_size: int, shuffle: bool,
              rule: stopping.StoppingRule | None) -> _Program:
     """The compiled program for this structure, settings and data shapes: kept from before, or traced now."""
-    specs = tree.map_structure(lambda t: (tuple(t.shape), str(t.dtype)), (data, val))
+    def spec(rows: Any) -> Any:
+        return None if rows is None else tree.map_structure(lambda t: (tuple(t.shape), str(t.dtype)), rows)
+
+    specs = (spec(data), spec(val))
     key = (keras.backend.backend(), _numbers.structure_of(model), keys, specs, size, mode, epochs, chunk, batch_size,
            val_batch_size, shuffle, rule)
     if key in _PROGRAMS:
