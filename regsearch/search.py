@@ -195,7 +195,7 @@ def check_fits_in_memory(definition: SearchDefinition, hypermodel: Any, split: S
 
     keras.utils.set_random_seed(definition.seed)
     model = hypermodel.build(kt.HyperParameters())
-    rows = max(definition.batch_size, min(1024, max(len(split.x_train), len(split.x_test))))
+    rows = memory.step_rows(definition.batch_size, len(split.x_train), len(split.x_test))
     try:
         needed, available = memory.footprint(model, rows), memory.available_bytes()
         if needed.total > available:

@@ -333,8 +333,7 @@ def read_runs(tuner: kt.engine.base_tuner.BaseTuner) -> tuple[list[dict], dict[s
 def _rows(fit_args: tuple, fit_kwargs: dict[str, Any]) -> int:
     """The most rows one step of a run handles: a training batch, or a batch of the evaluation."""
     x = fit_args[0] if fit_args else fit_kwargs.get("x")
-    rows = len(keras.tree.flatten(x)[0]) if x is not None else 0
-    return max(fit_kwargs.get("batch_size") or 32, min(1024, rows))
+    return memory.step_rows(fit_kwargs.get("batch_size") or 32, *([] if x is None else [len(keras.tree.flatten(x)[0])]))
 
 
 def _early_stopping(settings: dict[str, Any] | None) -> keras.callbacks.EarlyStopping | None:

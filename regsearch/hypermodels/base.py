@@ -22,6 +22,7 @@ import numpy as np
 from regsearch.engine import fit as engine_fit
 from regsearch.engine import split_validation
 from regsearch.errors import SettingError, one_of
+from regsearch.population.memory import EVALUATION_BATCH
 from regsearch.rewrite import regularized
 from regsearch.space import (
     Constraint,
@@ -594,7 +595,7 @@ def _drive(
 
 
 def _evaluate(model: keras.Model, x: Any, y: Any, sample_weight: Any = None,
-              batch_size: int = 1024) -> dict[str, float]:
+              batch_size: int = EVALUATION_BATCH) -> dict[str, float]:
     """``model.evaluate`` in inference mode, run eagerly through the model's own ``test_step``.
 
     Same numbers as ``evaluate`` (loss with regularization penalties, compiled

@@ -141,13 +141,14 @@ def train_population(
         raise ValueError(f"train_population: 'seeds' must give one seed per model ({len(models)}); got {len(seeds)}.")
     if mode is not None and mode not in MODES:
         raise ValueError(f"train_population: 'mode' must be one of {', '.join(MODES)} or None; got {mode!r}.")
-    if len(group_by_structure(models)) != 1:
+    structures = {_numbers.structure_of(model) for model in models}
+    if len(structures) != 1:
         raise ValueError("train_population: every model must have one structure (group them with group_by_structure).")
     n_rows = int(tree.flatten(data)[0].shape[0])
     batch_size = min(batch_size, n_rows)
     n_val = 0 if validation is None else int(tree.flatten(validation)[0].shape[0])
     val_batch_size = 0 if validation is None else min(validation_batch_size or batch_size, n_val)
-    fit = _memory.members_that_fit(models[0], max(batch_size, val_batch_size, min(EVALUATION_BATCH, max(n_rows, n_val))),
+    fit = _memory.members_that_fit(models[0], _memory.step_rows(max(batch_size, val_batch_size), n_rows, n_val),
                                    "train_population")
     if len(models) > fit:  # in slices that fit, one after another
         settings = dict(epochs=epochs, batch_size=batch_size, validation_batch_size=validation_batch_size,
@@ -171,7 +172,7 @@ def train_population(
     table = _numbers.Table([_numbers.numbers_of(model) for model in models])
     size = _padded(len(models))
     chunk = max(1, min(CHUNK, epochs - initial_epoch))
-    program = _program(models[0], table.keys, data, val, first_batch, size=size, mode=mode, epochs=epochs,
+    program = _program(models[0], structures.pop(), table.keys, data, val, first_batch, size=size, mode=mode, epochs=epochs,
                        chunk=chunk, batch_size=batch_size, val_batch_size=val_batch_size, shuffle=bool(shuffle), rule=rule)
     if rule is not None and program.settings.monitor is None:
         warnings.warn(f"Early stopping conditioned on metric `{rule.monitor}` which is not available. "
@@ -181,8 +182,8 @@ def train_population(
     restore = rule is not None and rule.restore_best_weights
     padding = [models[0]] * (size - len(models))
 
-    def stacked(pick: Any, real: Sequence[Any] = ()) -> Any:
-        per_member = [pick(model) for model in models + padding] if not real else list(real) + [real[0]] * len(padding)
+    def stacked(pick: Any) -> Any:
+        per_member = [pick(model) for model in models + padding]
         return tree.map_structure(lambda *leaves: _to_backend(np.stack(leaves)), *per_member)
 
     alive = np.zeros(size, bool)
@@ -277,11 +278,9 @@ def _offsets(shapes: Sequence[tuple[int, ...]]) -> list[int]:
 #: Compiled programs by structure, settings and shapes, newest last; at most ``KEEP`` are kept.
 _PROGRAMS: OrderedDict[tuple, _Program] = OrderedDict()
 KEEP = 8
-#: Rows per batch when scoring members (``model.evaluate``'s batches in regsearch's own evaluation).
-EVALUATION_BATCH = 1024
 
 
-def _program(model: keras.Model, keys: tuple[str, ...], data: Any, val: Any | None, first_batch: Any, *, size: int,
+def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: Any, val: Any | None, first_batch: Any, *, size: int,
              mode: str | None, epochs: int, chunk: int, batch_size: int, val_batch_size: int, shuffle: bool,
              rule: stopping.StoppingRule | None) -> _Program:
     """The compiled program for this structure, settings and data shapes: kept from before, or traced now."""
@@ -289,7 +288,7 @@ def _program(model: keras.Model, keys: tuple[str, ...], data: Any, val: Any | No
         return None if rows is None else tree.map_structure(lambda t: (tuple(t.shape), str(t.dtype)), rows)
 
     specs = (spec(data), spec(val))
-    key = (keras.backend.backend(), _numbers.structure_of(model), keys, specs, size, mode, epochs, chunk, batch_size,
+    key = (keras.backend.backend(), structure, keys, specs, size, mode, epochs, chunk, batch_size,
            val_batch_size, shuffle, rule)
     if key in _PROGRAMS:
         _PROGRAMS.move_to_end(key)
@@ -322,7 +321,7 @@ def _program(model: keras.Model, keys: tuple[str, ...], data: Any, val: Any | No
         return member_chunk(settings, backend, member, data, val, metrics_init)
 
     def one_score(member: Any, data: Any, val: Any, metrics_init: Any) -> Any:
-        return member_scores(backend, member, data, val, metrics_init, EVALUATION_BATCH)
+        return member_scores(backend, member, data, val, metrics_init, _memory.EVALUATION_BATCH)
 
     eval_specs = backend.log_specs("test_step", (*weights, metrics_init), first_batch)
     eval_layout = Layout(tuple(eval_specs), tuple(eval_specs.values()))

@@ -16,11 +16,19 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-__all__ = ["Footprint", "footprint", "available_bytes", "GiB"]
+__all__ = ["Footprint", "footprint", "available_bytes", "members_that_fit", "step_rows", "GiB",
+           "EVALUATION_BATCH"]
 
 GiB = 1024**3
 #: The share of available memory a population may plan to use.
 SHARE = 0.7
+#: Rows per batch when members are scored (``model.evaluate``'s batches in regsearch's own evaluation).
+EVALUATION_BATCH = 1024
+
+
+def step_rows(batch_size: int, *row_counts: int) -> int:
+    """The most rows one step of a run handles: a training or validation batch, or a batch of the scoring."""
+    return max(batch_size, min(EVALUATION_BATCH, max(row_counts, default=0)))
 
 
 @dataclass(frozen=True)
