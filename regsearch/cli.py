@@ -326,6 +326,7 @@ def _write_outputs(folder: Path, result: Any) -> None:
         objective=definition.objective,
         direction=definition.direction,
         definition_text=definition.text,
+        protocol=definition.evaluation.kind,
         **_plot_settings(definition.report),
     )
     if result.best_model is not None:
@@ -359,7 +360,10 @@ def _print_best(console: Any, folder: Path, definition: Any, seconds: float) -> 
 
     summary = pd.read_csv(folder / "summary.csv")
     params = [c for c in summary.columns if c.startswith("param_") and summary[c].nunique(dropna=False) > 1]
-    metrics = [f"mean_{m}" for m in ("train_accuracy", "test_accuracy", "test_loss") if f"mean_{m}" in summary]
+    # The test rows score only the selected configuration, unless the test rows selected (tutorial).
+    shown = (definition.objective, "train_accuracy",
+             *(("test_accuracy", "test_loss") if definition.evaluation.selects_on_test else ()))
+    metrics = [f"mean_{m}" for m in dict.fromkeys(shown) if f"mean_{m}" in summary]
     phases = summary["phase"].nunique() > 1
     # Up to three varying settings get a column each; more share one wrapped column.
     wide = len(params) <= 3
@@ -376,6 +380,14 @@ def _print_best(console: Any, folder: Path, definition: Any, seconds: float) -> 
         table.add_row(str(row["rank"]), *([str(row["phase"])] if phases else []), *settings,
                       *[_cell(row[m]) for m in metrics], str(row["n_runs"]))
     console.print(table)
+    from regsearch.report import trials_frame
+    from regsearch.report.write import answer_of
+
+    summary.attrs = {"objective": definition.objective, "direction": definition.direction}
+    answer, _ = answer_of(trials_frame(pd.read_csv(folder / "trials.csv").to_dict("records")), summary,
+                          definition.evaluation.kind)
+    if answer:
+        console.print(answer)
     console.print(f"{len(summary)} configurations in {seconds:.1f} s; results in {folder}/")
 
 
@@ -421,25 +433,33 @@ def _report(results: Path, names: list[str], *, quiet: bool) -> int:
 
 def _rebuild(folder: Path, name: str) -> dict[str, Any]:
     """Rewrites one search's report from its saved runs; returns its row of the index."""
+    from regsearch.evaluation.compare import selection_rows
     from regsearch.report import best_configuration, summary_frame, trials_frame, write_report
+    from regsearch.report.write import answer_of
 
     records, histories = saved_runs(folder)
     definition = _saved_definition(folder)
     objective, direction = (definition.objective, definition.direction) if definition else (None, None)
+    # Runs saved before [evaluation] existed (no "fold" column) followed the articles' protocol.
+    protocol = definition.evaluation.kind if definition and any("fold" in r for r in records) else "tutorial"
     if objective is None:  # the default depends on the task: accuracy unless the runs have none (regression)
-        scored = any(math.isfinite(r.get("test_accuracy", math.nan)) for r in records)
-        objective, direction = ("test_accuracy", "max") if scored else ("test_loss", "min")
+        prefix = "test" if protocol == "tutorial" else "val"
+        scored = any(math.isfinite(r.get("train_accuracy", math.nan)) for r in records)
+        objective, direction = (f"{prefix}_accuracy", "max") if scored else (f"{prefix}_loss", "min")
     write_report(folder, records, histories, search_name=name, rerun_command=f"python -m regsearch {name}",
                  objective=objective, direction=direction,
-                 definition_text=definition.text if definition else None,
+                 definition_text=definition.text if definition else None, protocol=protocol,
                  **_plot_settings(definition.report if definition else {}))
-    summary = summary_frame(trials_frame(records), objective=objective, direction=direction)
+    trials = trials_frame(records)
+    summary = summary_frame(selection_rows(trials), objective=objective, direction=direction)
     try:
         best = best_configuration(summary)
     except SearchFailedError:
         best = None
     description = definition.description if definition else None
-    return {"search": name, "best": best, "link": f"{name}/summary.md", "description": description}
+    answer, _ = answer_of(trials, summary, protocol)
+    return {"search": name, "best": best, "link": f"{name}/summary.md", "description": description,
+            "answer": answer}
 
 
 def saved_runs(folder: Path) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:
@@ -459,7 +479,10 @@ def saved_runs(folder: Path) -> tuple[list[dict], dict[str, dict[str, list[float
         trial_records, trial_histories = load_runs(path)
         records.extend(trial_records)
         histories.update(trial_histories)
-    phase_order = {"coarse": 0, "fine": 1}
+    refit = folder / "tuner" / "refit" / RUNS_FILE
+    if refit.is_file():  # kfold's assessment (regsearch.search.write_refit)
+        records.extend(load_runs(refit)[0])
+    phase_order = {"coarse": 0, "fine": 1, "baseline": 3, "refit": 4}  # as run_search runs them; grid, bayesian: 2
     records.sort(key=lambda r: (phase_order.get(r["phase"], 2), r["trial_id"], r["repeat"]))
     return records, histories
 
@@ -501,7 +524,7 @@ class _Progress:
     def phase(self, name: str, planned_trials: int) -> None:
         if not self.progress.live.is_started:
             self.progress.__enter__()
-        total = planned_trials * self.definition.repeats
+        total = planned_trials * self.definition.repeats * self.definition.evaluation.runs_per_seed
         self.task = self.progress.add_task(f"{self.definition.name} [{name}]", total=total, best=self._best_text())
 
     def run(self, record: dict) -> None:

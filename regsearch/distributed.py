@@ -119,7 +119,9 @@ def worker_id(given: str | None = None) -> str:
 
 def phases(definition: Any) -> list[str]:
     """The definition's phases, in the order the chief serves them."""
-    return {"grid": ["grid"], "bayesian": ["bayesian"]}.get(definition.strategy, ["coarse", "fine"])
+    from regsearch.search import phases as search_phases
+
+    return search_phases(definition)
 
 
 def fingerprint(definition: Any) -> str:
@@ -335,14 +337,20 @@ def _run_phases(definition: Any, results_dir: Path, where: Endpoint, tuner_id: s
 
     split = load_data(definition)
     arguments = search.fit_arguments(definition, split)
+    evaluation = search.evaluation_options(definition, split)
     coarse_hypermodel = hypermodel = make_hypermodel(definition, split)
     tuner_dir = results_dir / search.TUNER_FOLDER
     for index, phase in enumerate(phases(definition)):
         if phase == "fine":
             coarse = _saved_records(tuner_dir / "coarse")
-            hypermodel = make_hypermodel(search.fine_definition(definition, coarse_hypermodel, coarse), split)
+            fine = search.fine_definition(definition, coarse_hypermodel, coarse)
+            if fine is None:  # every fine strength was measured by the coarse grid: the chief skips it too
+                continue
+            hypermodel = make_hypermodel(fine, split)
+        elif phase == "baseline":
+            hypermodel = make_hypermodel(search.baseline_definition(definition), split)
         _set_role(f"{tuner_id}@{phase}", where)
-        tuner = search._make_tuner(definition, hypermodel, phase, tuner_dir, on_run, {})
+        tuner = search._make_tuner(definition, hypermodel, phase, tuner_dir, on_run, evaluation)
         if index == 0:
             tuner.oracle.get_space()  # waits for the chief
             _check_same_search(definition, tuner_dir, where)

@@ -17,7 +17,7 @@ __all__ = ["RECORD_METRICS", "RUNS_FILE", "failed_trial_record", "load_runs"]
 RUNS_FILE = "runs.json"
 # Keys of RunResult.metrics copied into a run's record.
 RECORD_METRICS = (
-    "train_accuracy", "test_accuracy", "train_loss", "test_loss", "val_loss",
+    "train_accuracy", "test_accuracy", "val_accuracy", "train_loss", "test_loss", "val_loss",
     "best_epoch", "epochs_run", "mean_activation", "zero_fraction",
 )
 
@@ -40,6 +40,7 @@ def failed_trial_record(search_name: str, phase: str, trial_id: str, values: dic
         "phase": phase,
         "repeat": 0,
         "seed": math.nan,
+        "fold": None,
         "status": "failed",
         "reason": (lines[-1] if lines else "the trial failed")[:300],
         **{f"param_{key}": value for key, value in values.items()},

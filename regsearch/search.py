@@ -8,6 +8,14 @@ Strategies, all on Keras Tuner's own tuners (see :mod:`regsearch.tuners`):
   between the best decade's neighbours; both phases land in one table;
 - ``bayesian``: ``BayesianOptimization`` for ``max_trials`` trials.
 
+The ``[evaluation]`` protocol (:mod:`regsearch.evaluation`) says which rows
+validate: a holdout split or the folds of the training rows (the tuners train
+every seed on every fold), or the test rows (``tutorial``). Unless
+``baseline = false``, a ``baseline`` phase trains the same model without
+penalty, constraint or noise (when the space does not hold it already), and
+``kfold`` ends with a ``refit`` of the chosen configuration and the baseline
+on every training row, scored once on the test rows.
+
 The tuners' state lives in ``<results>/<name>/tuner/``: running the same
 search again resumes it (finished trials are kept, not rerun).
 """
@@ -28,10 +36,10 @@ import numpy as np
 
 from regsearch.datasets import Split
 from regsearch.definition import NOTHING, SearchDefinition
-from regsearch.definition.build import load_data, make_hypermodel
+from regsearch.definition.build import load_data, make_folds, make_hypermodel
 from regsearch.errors import SearchFailedError, SettingError
 
-__all__ = ["SearchResult", "run_search", "fine_strengths", "plan_size"]
+__all__ = ["SearchResult", "run_search", "fine_strengths", "plan_size", "phases", "evaluation_options"]
 
 TUNER_FOLDER = "tuner"
 SETTINGS_FILE = "settings.json"
@@ -51,13 +59,15 @@ def fine_strengths(best: float, decades: list[float], points: int) -> list[float
     """``points`` log-spaced strengths strictly between the neighbours of ``best`` in ``decades``.
 
     At the end of the coarse grid, the missing neighbour is one decade further out.
+    A point the coarse grid measured already (``best`` itself, for an odd
+    ``points``) is left out: its runs are reused, not repeated.
     """
     ordered = sorted(decades)
     index = ordered.index(best)
     low = ordered[index - 1] if index > 0 else best / 10
     high = ordered[index + 1] if index + 1 < len(ordered) else best * 10
-    inner = np.logspace(math.log10(low), math.log10(high), points + 2)[1:-1]
-    return [float(f"{value:.3g}") for value in inner]
+    inner = [float(f"{value:.3g}") for value in np.logspace(math.log10(low), math.log10(high), points + 2)[1:-1]]
+    return [value for value in inner if not any(math.isclose(value, d, rel_tol=1e-9) for d in decades)]
 
 
 def plan_size(hypermodel: Any) -> int:
@@ -117,6 +127,7 @@ def run_search(
     """
     split = load_data(definition)
     hypermodel = make_hypermodel(definition, split)
+    evaluation = evaluation_options(definition, split)
     check_fits_in_memory(definition, hypermodel, split)
     tuner_dir = results_dir / TUNER_FOLDER
     if overwrite and tuner_dir.exists():
@@ -128,7 +139,8 @@ def run_search(
     tuners = []
 
     def search(phase: str, hm: Any, planned: int) -> list[dict]:
-        tuner = _make_tuner(definition, hm, phase, tuner_dir, on_run, {"engine": engine, **(tuner_options or {})})
+        tuner = _make_tuner(definition, hm, phase, tuner_dir, on_run,
+                            {"engine": engine, **evaluation, **(tuner_options or {})})
         if on_phase is not None:
             on_phase(phase, planned)
         if on_run is not None:  # a resumed search: count the runs an earlier process finished
@@ -151,32 +163,137 @@ def run_search(
     else:
         coarse = search("coarse", hypermodel, plan_size(hypermodel))
         _check_some_completed(definition, records, histories)
-        fine_hypermodel = make_hypermodel(fine_definition(definition, hypermodel, coarse), split)
-        search("fine", fine_hypermodel, plan_size(fine_hypermodel))
+        fine = fine_definition(definition, hypermodel, coarse)
+        if fine is not None:
+            fine_hypermodel = make_hypermodel(fine, split)
+            search("fine", fine_hypermodel, plan_size(fine_hypermodel))
+    if "baseline" in phases(definition):
+        baseline_hypermodel = make_hypermodel(baseline_definition(definition), split)
+        search("baseline", baseline_hypermodel, plan_size(baseline_hypermodel))
 
     _check_some_completed(definition, records, histories)
-    return SearchResult(definition, records, histories, _best_model(tuners, records, definition))
+    best_model = _best_model(tuners, records, definition)
+    if definition.evaluation.kind == "kfold":
+        refit_records, models = _refit(definition, hypermodel, tuners, records, split)
+        write_refit(tuner_dir, refit_records)
+        records.extend(refit_records)
+        best_model = models[0] if models else None
+    return SearchResult(definition, records, histories, best_model)
+
+
+def phases(definition: SearchDefinition) -> list[str]:
+    """The definition's phases in the order they run (the distributed chief serves them so)."""
+    order = {"grid": ["grid"], "bayesian": ["bayesian"]}.get(definition.strategy, ["coarse", "fine"])
+    if definition.evaluation.baseline and not _space_holds_baseline(definition):
+        order.append("baseline")
+    return order
+
+
+def _space_holds_baseline(definition: SearchDefinition) -> bool:
+    """True when a grid over the space visits the configuration without penalty, constraint or noise."""
+    if definition.strategy == "bayesian":
+        return False  # it may never propose it
+    return all("none" in definition.space.get(piece, {}).get("kinds", ["none"])
+               for piece in ("regularizer", "constraint", "dropout"))
+
+
+def baseline_definition(definition: SearchDefinition) -> SearchDefinition:
+    """The same search without penalty, constraint or noise: its one configuration (per other setting) is the baseline."""
+    space = {key: value for key, value in definition.space.items() if key not in ("regularizer", "constraint",
+                                                                                 "dropout", "placement")}
+    return dataclasses.replace(definition, space=space)
+
+
+def evaluation_options(definition: SearchDefinition, split: Split) -> dict[str, Any]:
+    """The tuners' ``folds`` and ``test_data`` under the definition's protocol (none for ``tutorial``).
+
+    Raises:
+        SettingError: an ``[evaluation]`` setting the data cannot honour (named).
+    """
+    folds = make_folds(definition, split)
+    if folds is None:
+        return {}
+    options: dict[str, Any] = {"folds": folds}
+    if definition.evaluation.kind == "holdout":
+        options["test_data"] = (split.x_test, split.y_test)
+    return options
+
+
+REFIT_FILE = "refit/runs.json"
+
+
+def write_refit(tuner_dir: Path, records: list[dict]) -> None:
+    """Keeps the refit's records beside the tuners' (``python -m regsearch report`` reads them back)."""
+    import json
+
+    from regsearch.atomic import write_text_atomic
+
+    path = tuner_dir / REFIT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps({"runs": records, "histories": {}}, default=float))
+
+
+def _refit(definition: SearchDefinition, hypermodel: Any, tuners: list[Any], records: list[dict],
+           split: Split) -> tuple[list[dict], list[Any]]:
+    """``kfold``'s last step: the selected configuration and its baseline, retrained on every training row."""
+    from regsearch.evaluation import compare
+    from regsearch.evaluation.refit import Candidate, refit
+    from regsearch.report import best_configuration, summary_frame, trials_frame
+
+    trials = trials_frame(records)
+    summary = summary_frame(trials, objective=definition.objective, direction=definition.direction)
+    best = best_configuration(summary)
+    chosen = [(best["phase"], best["trial_id"])]
+    configs = summary[compare.baseline_mask(summary)]
+    context = compare.context_columns(summary)
+    for _, row in configs.iterrows():
+        same = all(_same(row[c], best["params"].get(c.removeprefix("param_"))) for c in context)
+        if same and (row["phase"], row["trial_id"]) not in chosen:
+            chosen.append((row["phase"], row["trial_id"]))
+            break
+    candidates = []
+    for phase, trial_id in chosen:
+        tuner = next(t for t in tuners if t.project_name == phase)
+        runs = trials[(trials["phase"] == phase) & (trials["trial_id"] == trial_id)
+                      & (trials["status"].astype(str) == "completed")]
+        epochs = max(1, int(round(float((runs["best_epoch"].astype(float) + 1).mean()))))
+        hp = tuner.oracle.get_trial(trial_id.split("-", 1)[1]).hyperparameters
+        candidates.append(Candidate(trial_id=trial_id, hypermodel=tuner.hypermodel, hyperparameters=hp, epochs=epochs))
+    return refit(candidates, split.x_train, split.y_train, split.x_test, split.y_test,
+                 seeds=[definition.seed + r for r in range(definition.repeats)], batch_size=definition.batch_size,
+                 search_name=definition.name)
+
+
+def _same(a: Any, b: Any) -> bool:
+    missing = [v is None or (isinstance(v, float) and math.isnan(v)) for v in (a, b)]
+    return all(missing) if any(missing) else a == b
 
 
 def fit_arguments(definition: SearchDefinition, split: Split) -> dict[str, Any]:
     """The keyword arguments every phase's ``tuner.search`` gets besides the training data."""
-    return dict(
-        validation_data=(split.x_test, split.y_test),
+    arguments = dict(
         epochs=definition.epochs,
         batch_size=definition.batch_size,
         early_stopping=definition.early_stopping and dict(definition.early_stopping),
     )
+    if definition.evaluation.selects_on_test:  # the articles' protocol: the test rows validate
+        arguments["validation_data"] = (split.x_test, split.y_test)
+    return arguments
 
 
-def fine_definition(definition: SearchDefinition, hypermodel: Any, coarse_records: list[dict]) -> SearchDefinition:
+def fine_definition(definition: SearchDefinition, hypermodel: Any,
+                    coarse_records: list[dict]) -> SearchDefinition | None:
     """The fine phase of ``coarse_to_fine``: strengths around the coarse grid's best decade.
+
+    None when every fine strength was measured by the coarse grid already.
 
     Raises:
         SearchFailedError: The coarse grid has no completed run with a strength.
     """
     best = _best_strength(coarse_records, definition)
     decades = list(hypermodel.regularizer.strengths)
-    return _with_strengths(definition, fine_strengths(best, decades, definition.fine_points))
+    strengths = fine_strengths(best, decades, definition.fine_points)
+    return _with_strengths(definition, strengths) if strengths else None
 
 
 def check_fits_in_memory(definition: SearchDefinition, hypermodel: Any, split: Split) -> None:

@@ -8,6 +8,11 @@ to ``runs.json`` in the trial's folder, and report the mean over the runs that
 completed to the oracle. A run that raises or diverges is recorded with its
 reason; a trial whose every run failed is marked failed and the search goes on.
 
+With ``folds`` (:mod:`regsearch.evaluation`) every seed trains once per fold:
+on the fold's training rows, validated (early stopping, the objective) on its
+held-out rows. ``test_data`` then scores each restored model on rows that
+neither train nor validate (``test_*``); without it a fold run has no test score.
+
 While a tuner is built, searches, saves or reloads, Keras Tuner writes its own
 state (oracle.json, trial.json, tuner0.json) atomically
 (:func:`regsearch.kt_internals.atomic_keras_tuner_state`); Keras Tuner itself
@@ -21,7 +26,7 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import keras
 import keras_tuner as kt
@@ -30,7 +35,8 @@ import numpy as np
 from regsearch import kt_internals
 from regsearch.atomic import write_text_atomic
 from regsearch.errors import SettingError, one_of
-from regsearch.hypermodels.base import FIT_OPTIONS
+from regsearch.evaluation import Fold
+from regsearch.hypermodels.base import FIT_OPTIONS, evaluate_rows
 from regsearch.population import memory
 from regsearch.runs import RECORD_METRICS, RUNS_FILE, failed_trial_record, load_runs
 
@@ -52,7 +58,8 @@ class _RecordingTuner:
             super().__init__(hypermodel, **kwargs)
 
     def _setup(self, repeats: int, seed: int, phase: str, search_name: str, on_run: Callable[[dict], None] | None,
-               engine: str = "sequential", batch: int = 1) -> None:
+               engine: str = "sequential", batch: int = 1, folds: Sequence[Fold] | None = None,
+               test_data: tuple | None = None) -> None:
         where = type(self).__name__
         if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
             raise ValueError(f"{where}: 'repeats' must be an integer >= 1; got {repeats!r}.")
@@ -63,8 +70,15 @@ class _RecordingTuner:
         self.repeats, self.base_seed, self.phase = repeats, int(seed), phase
         self.search_name, self.on_run = search_name, on_run
         self.engine, self.batch = engine, batch
+        if folds is not None and (not folds or not all(isinstance(f, Fold) for f in folds)):
+            raise SettingError("folds", "a non-empty list of regsearch.evaluation.Fold", folds, where)
+        if test_data is not None and (not isinstance(test_data, (tuple, list)) or len(test_data) != 2):
+            raise SettingError("test_data", "a tuple (x_test, y_test)", type(test_data).__name__, where)
+        self.folds, self.test_data = (None if folds is None else list(folds)), test_data
+        #: Every trial's runs: (repeat, fold), seeds outermost.
+        self.runs = [(repeat, fold) for repeat in range(repeats) for fold in (self.folds or [None])]
         self._warned = False  # that the population engine falls back, said once
-        self._trained: dict[str, list[Any]] = {}  # trial id -> per-repeat results trained with a batch
+        self._trained: dict[str, dict[tuple, Any]] = {}  # trial id -> (repeat, fold) -> result trained with a batch
         self._search_args: tuple[tuple, dict] = ((), {})
 
     def on_trial_begin(self, trial: kt.engine.trial.Trial) -> None:
@@ -104,13 +118,18 @@ class _RecordingTuner:
     def _train_batch(self, trials: list[kt.engine.trial.Trial], *fit_args: Any,
                      early_stopping: dict[str, Any] | None = None, callbacks: list | None = None, verbose: Any = None,
                      **fit_kwargs: Any) -> None:
-        """Builds the batch's runs, as many at a time as memory holds (estimated from the first), and trains them."""
-        pending = [(trial, repeat) for trial in trials for repeat in range(self.repeats)]
+        """Builds the batch's runs, as many at a time as memory holds (estimated from the first), and trains them.
+
+        Runs of one fold share their rows and train together; each fold's population reuses the
+        compiled program of the last when the folds are of one size.
+        """
+        pending = [(trial, repeat, fold) for trial in trials for repeat, fold in self.runs]
         fit: int | None = None
         while pending:
-            runs, owners = [], []
+            runs: list[tuple] = []
+            owners: list[tuple] = []
             while pending and (fit is None or len(runs) < fit):
-                trial, repeat = pending.pop(0)
+                trial, repeat, fold = pending.pop(0)
                 seed = self.base_seed + repeat
                 keras.utils.set_random_seed(seed)
                 try:
@@ -118,23 +137,64 @@ class _RecordingTuner:
                     if fit is None:
                         fit = memory.members_that_fit(model, _rows(fit_args, fit_kwargs), type(self).__name__)
                 except MemoryError as error:  # the structure does not fit: no run of the batch can train
-                    for owner, _ in [(trial, repeat), *pending]:
-                        self._trained.setdefault(owner.trial_id, []).append(error)
+                    for owner, r, f in [(trial, repeat, fold), *pending]:
+                        self._trained.setdefault(owner.trial_id, {})[(r, _index(f))] = error
                     pending.clear()
                     continue
                 except Exception as error:  # noqa: BLE001 - recorded as this run's failure
-                    self._trained.setdefault(trial.trial_id, []).append(error)
+                    self._trained.setdefault(trial.trial_id, {})[(repeat, _index(fold))] = error
                     continue
                 checkpoint = kt_internals.best_epoch_checkpoint(self, trial.trial_id)
                 runs.append((trial.hyperparameters, model, seed,
                              [checkpoint, *kt_internals.copy_callbacks(self, callbacks or [])]))
-                owners.append(trial.trial_id)
-            start = time.perf_counter()
-            results = self.hypermodel.run_population(runs, *fit_args, early_stopping=_early_stopping(early_stopping),
-                                                     **fit_kwargs) if runs else []
-            seconds = (time.perf_counter() - start) / max(len(runs), 1)
-            for owner, result in zip(owners, results):
-                self._trained.setdefault(owner, []).append((result, seconds))
+                owners.append((trial.trial_id, repeat, fold))
+            for fold in _unique(owner[2] for owner in owners):
+                members = [i for i, owner in enumerate(owners) if owner[2] is fold]
+                args, kwargs = self._fold_arguments(fold, fit_args, fit_kwargs)
+                start = time.perf_counter()
+                results = self.hypermodel.run_population([runs[i] for i in members], *args,
+                                                         early_stopping=_early_stopping(early_stopping), **kwargs)
+                seconds = (time.perf_counter() - start) / len(members)
+                for i, result in zip(members, results):
+                    trial_id, repeat, _ = owners[i]
+                    if not isinstance(result, BaseException):
+                        self._assess(result, runs[i][1])
+                    self._trained.setdefault(trial_id, {})[(repeat, _index(fold))] = (result, seconds)
+
+    def _fold_arguments(self, fold: Fold | None, fit_args: tuple, fit_kwargs: dict[str, Any]) -> tuple[tuple, dict]:
+        """``search``'s arguments for one fold: its training rows, and its held-out rows as validation data."""
+        if fold is None:
+            return fit_args, fit_kwargs
+        kwargs = dict(fit_kwargs)
+        args = list(fit_args)
+        rows = {}
+        for position, name in enumerate(("x", "y")):
+            rows[name] = args[position] if position < len(args) else kwargs.get(name)
+        weights = kwargs.get("sample_weight")
+
+        def take(data: Any, index: np.ndarray) -> Any:
+            return None if data is None else keras.tree.map_structure(lambda a: np.asarray(a)[index], data)
+
+        train = [take(rows["x"], fold.train), take(rows["y"], fold.train)]
+        kwargs.pop("x", None)
+        kwargs.pop("y", None)
+        if weights is not None:
+            kwargs["sample_weight"] = take(weights, fold.train)
+            kwargs["validation_data"] = (take(rows["x"], fold.validation), take(rows["y"], fold.validation),
+                                         take(weights, fold.validation))
+        else:
+            kwargs["validation_data"] = (take(rows["x"], fold.validation), take(rows["y"], fold.validation))
+        return (*train, *args[2:]), kwargs
+
+    def _assess(self, result: Any, model: Any) -> None:
+        """With folds, a run's ``test_*`` are the test rows' scores (``test_data``), never the held-out fold's."""
+        if self.folds is None:
+            return
+        metrics = {key: value for key, value in result.metrics.items() if not key.startswith("test_")}
+        if self.test_data is not None and _finite(metrics, "train_loss"):
+            for key, value in evaluate_rows(model, *self.test_data).items():
+                metrics[f"test_{key}"] = value
+        result.metrics = metrics
 
     def search(self, *fit_args: Any, **fit_kwargs: Any) -> None:
         """Keras Tuner's search; every argument of ``model.fit`` reaches each run, others are refused.
@@ -147,6 +207,9 @@ class _RecordingTuner:
             if name not in allowed:
                 raise SettingError(name, f"an argument of model.fit or 'early_stopping': {one_of(allowed)}",
                                    name, f"{type(self).__name__}.search")
+            if self.folds is not None and name in ("validation_data", "validation_split"):
+                raise SettingError(name, "left out: the tuner's folds say which rows validate", "given",
+                                   f"{type(self).__name__}.search")
         # Keras Tuner saves oracle, trials and tuner after every trial; a failed trial's
         # reason is in runs.json (or trial.json, see read_runs), so no traceback is printed.
         self._search_args = (fit_args, fit_kwargs)
@@ -185,25 +248,29 @@ class _RecordingTuner:
         records, histories = [], {}
         model = None
         trained = self._trained.pop(trial.trial_id, None)
-        for repeat in range(self.repeats):
+        for repeat, fold in self.runs:
             seed = self.base_seed + repeat
             start = time.perf_counter()
             metrics: dict[str, float] = {}
             try:
                 if trained is not None:
-                    result, seconds = trained[repeat] if isinstance(trained[repeat], tuple) else (trained[repeat], 0)
+                    found = trained[(repeat, _index(fold))]
+                    result, seconds = found if isinstance(found, tuple) else (found, 0)
                     start -= seconds  # the run's share of its batch
                     if isinstance(result, BaseException):
                         raise result
                 else:
                     model = self._initial_model(hp, seed, model)
+                    args, kwargs = self._fold_arguments(fold, fit_args, fit_kwargs)
                     result = self.hypermodel.run(
-                        hp, model, *fit_args, early_stopping=_early_stopping(early_stopping), seed=seed,
-                        callbacks=[checkpoint, *kt_internals.copy_callbacks(self, callbacks or [])], **fit_kwargs,
+                        hp, model, *args, early_stopping=_early_stopping(early_stopping), seed=seed,
+                        callbacks=[checkpoint, *kt_internals.copy_callbacks(self, callbacks or [])], **kwargs,
                     )
-                metrics, histories[str(repeat)] = result.metrics, result.history
+                    self._assess(result, model)
+                metrics, histories[_history_key(repeat, fold)] = result.metrics, result.history
                 status, reason = ("diverged", "the loss became NaN or infinite") if result.diverged else ("completed", "")
-                if result.diverged and not _finite(metrics, "train_loss", "test_loss"):
+                if result.diverged and not _finite(metrics, "train_loss", "test_loss" if self.folds is None else
+                                                   "val_loss"):
                     # No best weights to go back to: accuracies of NaN weights are not results.
                     metrics = {key: value for key, value in metrics.items() if key in ("best_epoch", "epochs_run")}
             except Exception as error:  # noqa: BLE001 - one run failing must not end the search
@@ -215,6 +282,7 @@ class _RecordingTuner:
                 "phase": self.phase,
                 "repeat": repeat,
                 "seed": seed,
+                "fold": _index(fold),
                 "status": status,
                 "reason": reason,
                 **params,
@@ -273,13 +341,19 @@ class GridSearch(_RecordingTuner, kt.GridSearch):
             (a batch of trials asked of the oracle at once, their runs trained
             together; see :mod:`regsearch.population`).
         batch: With the population engine, trials per batch (a grid: all of a phase).
+        folds: Splits of ``search``'s rows (:func:`regsearch.evaluation.make_folds`): every seed
+            trains on each fold's rows and validates on its held-out rows; ``search`` then takes
+            no ``validation_data``. None: ``search``'s own validation data, as in Keras Tuner.
+        test_data: ``(x, y)`` rows that neither train nor validate, scoring each restored model
+            (``test_*``; with ``folds`` only).
         **kwargs: Passed to ``keras_tuner.GridSearch`` (objective, directory, ...).
     """
 
     def __init__(self, hypermodel: kt.HyperModel, *, repeats: int = 1, seed: int = 0, phase: str = "grid",
                  search_name: str = "", on_run: Callable[[dict], None] | None = None, engine: str = "sequential",
-                 batch: int = 1_000_000, **kwargs: Any) -> None:
-        self._setup(repeats, seed, phase, search_name, on_run, engine, batch)
+                 batch: int = 1_000_000, folds: Sequence[Fold] | None = None, test_data: tuple | None = None,
+                 **kwargs: Any) -> None:
+        self._setup(repeats, seed, phase, search_name, on_run, engine, batch, folds, test_data)
         kwargs.setdefault("max_consecutive_failed_trials", 1_000_000)
         super().__init__(hypermodel, **kwargs)
 
@@ -303,8 +377,9 @@ class BayesianOptimization(_RecordingTuner, kt.BayesianOptimization):
 
     def __init__(self, hypermodel: kt.HyperModel, *, repeats: int = 1, seed: int = 0, phase: str = "bayesian",
                  search_name: str = "", on_run: Callable[[dict], None] | None = None, engine: str = "sequential",
-                 batch: int = 8, **kwargs: Any) -> None:
-        self._setup(repeats, seed, phase, search_name, on_run, engine, batch)
+                 batch: int = 8, folds: Sequence[Fold] | None = None, test_data: tuple | None = None,
+                 **kwargs: Any) -> None:
+        self._setup(repeats, seed, phase, search_name, on_run, engine, batch, folds, test_data)
         kwargs.setdefault("max_consecutive_failed_trials", 1_000_000)
         kwargs.setdefault("seed", seed)
         super().__init__(hypermodel, **kwargs)
@@ -328,6 +403,24 @@ def read_runs(tuner: kt.engine.base_tuner.BaseTuner) -> tuple[list[dict], dict[s
         records.extend(trial_records)
         histories.update(trial_histories)
     return records, histories
+
+
+def _index(fold: Fold | None) -> int | None:
+    return None if fold is None else fold.index
+
+
+def _history_key(repeat: int, fold: Fold | None) -> str:
+    """Where a run's history sits in runs.json: its repeat, and its fold after the first."""
+    return str(repeat) if fold is None or fold.index == 0 else f"{repeat}/{fold.index}"
+
+
+def _unique(items: Any) -> list[Any]:
+    """Items in first-seen order, by identity (folds hold arrays)."""
+    seen: list[Any] = []
+    for item in items:
+        if not any(item is s for s in seen):
+            seen.append(item)
+    return seen
 
 
 def _rows(fit_args: tuple, fit_kwargs: dict[str, Any]) -> int:

@@ -86,10 +86,22 @@ def test_worker_id_refuses_what_keras_tuner_or_the_phases_reserve(bad: str) -> N
         distributed.worker_id(bad)
 
 
-def test_phases_follow_the_strategy() -> None:
-    assert distributed.phases(SimpleNamespace(strategy="grid")) == ["grid"]
-    assert distributed.phases(SimpleNamespace(strategy="bayesian")) == ["bayesian"]
-    assert distributed.phases(SimpleNamespace(strategy="coarse_to_fine")) == ["coarse", "fine"]
+def test_phases_follow_the_strategy_and_end_with_the_baseline_unless_the_grid_holds_it() -> None:
+    from regsearch.evaluation import Protocol
+
+    def phases(strategy: str, space: dict | None = None, baseline: bool = True) -> list[str]:
+        return distributed.phases(SimpleNamespace(strategy=strategy, space=space or {"regularizer": {"kinds": ["l2"]}},
+                                                  evaluation=Protocol(baseline=baseline)))
+
+    assert phases("grid") == ["grid", "baseline"]
+    assert phases("bayesian") == ["bayesian", "baseline"]
+    assert phases("coarse_to_fine") == ["coarse", "fine", "baseline"]
+    assert phases("grid", baseline=False) == ["grid"]
+    assert phases("grid", {"regularizer": {"kinds": ["none", "l2"]}, "dropout": {"kinds": ["none", "dropout"]}}) == [
+        "grid"]
+    assert phases("grid", {"regularizer": {"kinds": ["none", "l2"]}, "dropout": {"kinds": ["dropout"]}}) == [
+        "grid", "baseline"]
+    assert phases("bayesian", {"regularizer": {"kinds": ["none", "l2"]}}) == ["bayesian", "baseline"]
 
 
 BAD_OPTIONS = {

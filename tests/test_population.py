@@ -288,11 +288,11 @@ def test_a_grid_trains_in_batches_of_trials_and_equals_the_sequential_engine(tmp
     from regsearch.hypermodels import base
 
     sizes: list[int] = []
-    evaluate = base._evaluate
+    evaluate = base.evaluate_rows
     with monkeypatch.context() as patch:  # a population scores its members itself, not run by run
-        patch.setattr(base, "_evaluate", lambda *a, **k: pytest.fail("evaluated run by run"))
+        patch.setattr(base, "evaluate_rows", lambda *a, **k: pytest.fail("evaluated run by run"))
         together = grid_runs(tmp_path, "population", batch=3, sizes=sizes)
-    assert base._evaluate is evaluate
+    assert base.evaluate_rows is evaluate
     alone = grid_runs(tmp_path, "sequential", batch=3)
     assert sizes == [6, 2]  # 4 configurations, 3 per batch, 2 seeds each
     assert len(together) == len(alone) == 8

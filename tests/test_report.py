@@ -107,18 +107,19 @@ def summary(trials: pd.DataFrame) -> pd.DataFrame:
 
 def test_trials_frame_has_one_row_per_run_in_a_stable_column_order(trials: pd.DataFrame) -> None:
     assert len(trials) == 13
-    assert list(trials.columns[:9]) == [
+    assert list(trials.columns[:10]) == [
         "search",
         "trial_id",
         "phase",
         "repeat",
         "seed",
+        "fold",
         "status",
         "reason",
         "param_kind",
         "param_strength",
     ]
-    assert list(trials.columns[9:12]) == ["train_accuracy", "test_accuracy", "gap"]
+    assert list(trials.columns[10:14]) == ["train_accuracy", "test_accuracy", "val_accuracy", "gap"]
     assert trials.columns[-1] == "seconds"
     np.testing.assert_allclose(trials["gap"], trials["train_accuracy"] - trials["test_accuracy"])
     assert trials["gap"].isna().sum() == 1  # the failed run

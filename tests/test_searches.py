@@ -16,13 +16,14 @@ import pytest
 from regsearch.cli import main
 from regsearch.definition import PACKAGED_SEARCHES, load_definition
 from regsearch.definition.build import make_hypermodel
-from regsearch.search import fine_strengths, plan_size
+from regsearch.search import fine_strengths, phases, plan_size
 
 SEARCHES = sorted(path.stem for path in PACKAGED_SEARCHES.glob("*.toml"))
 
 # What each grid visits (the coarse grid for coarse_to_fine): the searches answer what they say.
 PLANNED = {
     "circles_activity": 12,  # 6 decades x placement after/before
+    "circles_activity_cv": 12,
     "digits_cnn": 5,
     "moons_activity": 12,
     "moons_constraints": 5,
@@ -31,6 +32,7 @@ PLANNED = {
     "moons_l1": 6,
     "moons_l1_l2": 6,
     "moons_l2": 6,
+    "moons_l2_cv": 6,
     "moons_overfit": 1,
     "moons_sgd_lr": 3,
     "rings_l2": 6,
@@ -83,14 +85,19 @@ def test_each_search_loads_validates_builds_and_plans(name: str, tmp_path: Path)
     if definition.strategy == "coarse_to_fine":
         decades = list(hypermodel.regularizer.strengths)
         fine = fine_strengths(decades[len(decades) // 2], decades, definition.fine_points)
-        assert len(set(fine)) == definition.fine_points
+        assert len(set(fine)) == definition.fine_points - definition.fine_points % 2  # the middle one is a decade
 
 
 def expected_rows(name: str) -> int:
+    """Selection runs with one seed: configurations (the fine grid without the decade it reuses, the baseline) x folds."""
     definition = load_definition(PACKAGED_SEARCHES / f"{name}.toml")
     if definition.strategy == "bayesian":
-        return BAYESIAN_TRIALS_IN_CI
-    return PLANNED[name] + (definition.fine_points if definition.strategy == "coarse_to_fine" else 0)
+        configurations = BAYESIAN_TRIALS_IN_CI
+    else:
+        fine = definition.fine_points - definition.fine_points % 2 if definition.strategy == "coarse_to_fine" else 0
+        configurations = PLANNED[name] + fine
+    configurations += "baseline" in phases(definition)
+    return configurations * definition.evaluation.runs_per_seed
 
 
 def cli_arguments(name: str, results: str = "results") -> list[str]:
@@ -107,10 +114,15 @@ def check_outputs(folder: Path, name: str) -> None:
                    "best_model.keras", "search.toml"):
         assert (folder / output).is_file(), output
     trials = pd.read_csv(folder / "trials.csv")
-    assert len(trials) == expected_rows(name)
+    refit = trials["phase"] == "refit"
+    assert (~refit).sum() == expected_rows(name)
+    definition = load_definition(PACKAGED_SEARCHES / f"{name}.toml")
+    # kfold: the selected configuration and (unless it is the baseline) the baseline, retrained once per seed.
+    assert refit.sum() in ((1, 2) if definition.evaluation.kind == "kfold" else (0,))
     assert (trials["search"] == name).all()
     assert not (trials["status"] == "failed").any(), trials["reason"].dropna().unique()
-    assert not trials.duplicated(["trial_id"]).any()
+    assert not trials.duplicated(["phase", "trial_id", "fold"]).any()
+    assert (folder / "summary.md").read_text().splitlines()[2].startswith("**")  # the answer comes first
     summary = pd.read_csv(folder / "summary.csv")
     assert summary["rank"].iloc[0] == 1
     assert (folder / "search.toml").read_text() == (PACKAGED_SEARCHES / f"{name}.toml").read_text()

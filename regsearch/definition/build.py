@@ -15,8 +15,9 @@ from typing import Any
 from regsearch.datasets import Split, load_dataset
 from regsearch.definition.schema import OBJECTIVES, SearchDefinition
 from regsearch.errors import SettingError
+from regsearch.evaluation import Fold
 
-__all__ = ["load_data", "load_model_file", "make_hypermodel", "resolve_objective"]
+__all__ = ["load_data", "load_model_file", "make_folds", "make_hypermodel", "resolve_objective"]
 
 # Which TOML table a space piece's settings come from, by the class that raised.
 _PIECE_KEYS = {"Regularizer": "space.regularizer", "Constraint": "space.constraint", "Dropout": "space.dropout",
@@ -49,11 +50,28 @@ def load_data(definition: SearchDefinition) -> Split:
 
 
 def resolve_objective(definition: SearchDefinition, split: Split) -> SearchDefinition:
-    """The definition with its objective set: as given, else test accuracy (test loss for regression)."""
+    """The definition with its objective set: as given, else validation accuracy (loss for regression).
+
+    Under the ``tutorial`` protocol the validation rows are the test rows, and the
+    default keeps the articles' name for them: test accuracy (test loss).
+    """
     if definition.objective is not None:
         return definition
-    objective = "test_loss" if split.task == "regression" else "test_accuracy"
+    prefix = "test" if definition.evaluation.selects_on_test else "val"
+    objective = f"{prefix}_loss" if split.task == "regression" else f"{prefix}_accuracy"
     return dataclasses.replace(definition, objective=objective, direction=OBJECTIVES[objective])
+
+
+def make_folds(definition: SearchDefinition, split: Split) -> list[Fold] | None:
+    """The definition's folds of its training rows (None for the tutorial protocol).
+
+    Raises:
+        SettingError: ``evaluation.folds`` or ``evaluation.validation_size`` that the data cannot honour.
+    """
+    from regsearch import evaluation
+
+    return evaluation.make_folds(definition.evaluation, split.y_train, classification=split.task != "regression",
+                                 seed=definition.seed, where=str(definition.path))
 
 
 def make_hypermodel(definition: SearchDefinition, split: Split | None = None) -> Any:

@@ -30,6 +30,10 @@ epochs = 4000
 
 [early_stopping]
 patience = 200
+
+[evaluation]
+protocol = "holdout"       # holdout (default) | kfold | tutorial (validation = test, as the articles did)
+validation_size = 0.25     # holdout: the share of the training rows that validates
 ```
 """
 
@@ -43,6 +47,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from regsearch.errors import SettingError, one_of
+from regsearch.evaluation.splits import PROTOCOLS, Protocol
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -111,6 +116,8 @@ class SearchDefinition:
         batch_size: Minibatch size.
         early_stopping: ``keras.callbacks.EarlyStopping`` arguments, or None for none.
         report: Plot settings: ``x`` (the param column on the x axis).
+        evaluation: The protocol that validates and selects, and whether the baseline runs
+            (:class:`regsearch.evaluation.Protocol`; ``holdout`` unless ``[evaluation]`` says otherwise).
     """
 
     name: str
@@ -133,6 +140,7 @@ class SearchDefinition:
     batch_size: int
     early_stopping: dict[str, Any] | None
     report: dict[str, Any] = field(default_factory=dict)
+    evaluation: Protocol = field(default_factory=Protocol)
 
     def with_epochs(self, epochs: int) -> SearchDefinition:
         """The same definition trained for at most ``epochs`` epochs (quick looks)."""
@@ -207,7 +215,8 @@ Checker = Callable[[str, Any, str], Any]
 
 def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
     where = str(path)
-    _known_keys("", raw, {"description", "data", "model", "space", "search", "training", "early_stopping", "report"}, where)
+    _known_keys("", raw, {"description", "data", "model", "space", "search", "training", "early_stopping", "report",
+                          "evaluation"}, where)
     description = _string("description", _required(raw, "description", where), where)
 
     data_options = _data(_table(raw, "data", where, required=True), path, where)
@@ -265,6 +274,11 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
 
     report = _table(raw, "report", where)
     _known_keys("report", report, {"x", "hue"}, where)
+    evaluation = _evaluation(_table(raw, "evaluation", where), where)
+    if objective is not None and objective.startswith("test_") and not evaluation.selects_on_test:
+        raise SettingError("search.objective", f"a validation or training metric under protocol "
+                           f"'{evaluation.kind}' (the test rows never choose; protocol 'tutorial' lets them)",
+                           objective, where)
 
     definition = SearchDefinition(
         name=path.stem,
@@ -287,8 +301,29 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
         batch_size=_integer("training.batch_size", training.get("batch_size", 32), where, low=1),
         early_stopping=early_stopping,
         report={key: _string(f"report.{key}", value, where) for key, value in report.items()},
+        evaluation=evaluation,
     )
     return definition
+
+
+def _evaluation(table: dict[str, Any], where: str) -> Protocol:
+    """``[evaluation]``: the protocol and its settings (checked against the data later, in ``make_folds``)."""
+    _known_keys("evaluation", table, {"protocol", "validation_size", "folds", "repeats", "baseline"}, where)
+    kind = _choice("evaluation.protocol", table.get("protocol", "holdout"), PROTOCOLS, where)
+    for key, allowed in (("validation_size", "holdout"), ("folds", "kfold"), ("repeats", "kfold")):
+        if key in table and kind != allowed:
+            raise SettingError(f"evaluation.{key}", f"given only with protocol '{allowed}'", table[key], where)
+    validation_size = _number("evaluation.validation_size", table.get("validation_size", 0.25), where, low=0,
+                              low_open=True)
+    if validation_size >= 1:
+        raise SettingError("evaluation.validation_size", "a fraction between 0 and 1", validation_size, where)
+    return Protocol(
+        kind=kind,
+        validation_size=validation_size,
+        folds=_integer("evaluation.folds", table.get("folds", 5), where, low=2),
+        repeats=_integer("evaluation.repeats", table.get("repeats", 1), where, low=1),
+        baseline=_boolean("evaluation.baseline", table.get("baseline", True), where),
+    )
 
 
 def _data(data: dict[str, Any], path: Path, where: str) -> dict[str, Any]:

@@ -395,7 +395,7 @@ class RegularizedHyperModel(kt.HyperModel):
                    if all(isinstance(v, float) for v in values)}
 
         if scores is None:
-            train, test = _evaluate(model, *plan.train_rows), _evaluate(model, *plan.validation_rows)
+            train, test = evaluate_rows(model, *plan.train_rows), evaluate_rows(model, *plan.validation_rows)
         else:
             train, test = scores["train"], scores["validation"]
         for prefix, scores in (("train", train), ("test", test)):
@@ -594,7 +594,7 @@ def _drive(
         callback.on_train_end(logs)
 
 
-def _evaluate(model: keras.Model, x: Any, y: Any, sample_weight: Any = None,
+def evaluate_rows(model: keras.Model, x: Any, y: Any, sample_weight: Any = None,
               batch_size: int = EVALUATION_BATCH) -> dict[str, float]:
     """``model.evaluate`` in inference mode, run eagerly through the model's own ``test_step``.
 

@@ -4,10 +4,11 @@ A trial record is a dict per training run (a configuration may run several
 times with different seeds):
 
 - identity: ``search``, ``trial_id``, ``phase`` (grid, coarse, fine,
-  bayesian), ``repeat``, ``seed``, ``status`` (completed, diverged, failed),
-  ``reason`` ("" if none);
+  bayesian, baseline, and ``refit`` for kfold's assessment), ``repeat``,
+  ``seed``, ``fold`` (empty without folds), ``status`` (completed, diverged,
+  failed), ``reason`` ("" if none);
 - ``param_<name>`` per configuration value (``param_kind``, ``param_strength``, ...);
-- metrics: ``train_accuracy``, ``test_accuracy``, ``train_loss``,
+- metrics: ``train_accuracy``, ``test_accuracy``, ``val_accuracy``, ``train_loss``,
   ``test_loss``, ``val_loss``, ``best_epoch``, ``epochs_run``, ``diverged``,
   ``mean_activation``, ``zero_fraction``, ``seconds``. Failed runs have NaN
   metrics; regression searches have no accuracy.

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from regsearch.errors import SearchFailedError
+from regsearch.evaluation.compare import Assessment
 from regsearch.report.tables import (
     COUNT_COLUMNS,
     PARAM_PREFIX,
@@ -20,6 +21,7 @@ from regsearch.report.tables import (
     format_params,
     format_value,
     param_columns,
+    tie_breaker_of,
 )
 
 __all__ = ["index_markdown", "markdown_table", "mean_std", "summary_markdown"]
@@ -81,8 +83,11 @@ def summary_markdown(
     definition_text: str | None = None,
     objective: str | None = None,
     figures: Sequence[str] = (),
+    answer: str | None = None,
+    assessment: Assessment | None = None,
+    comparison: pd.DataFrame | None = None,
 ) -> str:
-    """Writes the page of one search: best configuration, ranked table, how to rerun.
+    """Writes the page of one search: the answer, best configuration, ranked table, how to rerun.
 
     Args:
         summary: A table from ``summary_frame``.
@@ -91,6 +96,9 @@ def summary_markdown(
         definition_text: The search definition (TOML), shown verbatim.
         objective: The ranking metric; defaults to ``summary.attrs``.
         figures: Image files beside the page to show, e.g. ``accuracy_vs_strength.png``.
+        answer: The one-line answer (:func:`regsearch.evaluation.compare.answer_line`), shown first.
+        assessment: The selected configuration's selection and test scores.
+        comparison: Paired differences to the baseline (:func:`regsearch.evaluation.compare.paired_differences`).
 
     Returns:
         The Markdown text, ending in a newline.
@@ -99,6 +107,8 @@ def summary_markdown(
     direction = summary.attrs.get("direction", "max")
     better = "higher" if direction == "max" else "lower"
     parts = [f"# Search `{search_name}`", ""]
+    if answer:
+        parts += [f"**{answer}**", ""]
     try:
         best = best_configuration(summary, objective)
     except SearchFailedError:
@@ -122,6 +132,10 @@ def summary_markdown(
             markdown_table(_best_table(best, objective)),
             "",
         ]
+    if assessment is not None:
+        parts += _assessment_section(assessment)
+    if comparison is not None and not comparison.empty:
+        parts += _comparison_section(comparison, summary, objective)
     if figures:
         parts += ["## Plots", ""]
         parts += [f"![{_words(name.rsplit('.', 1)[0])}]({name})" for name in figures]
@@ -130,7 +144,8 @@ def summary_markdown(
         "## All configurations, ranked",
         "",
         f"Mean ± standard deviation over repeated runs (population std, 0 for one run); "
-        f"ranked by mean {_words(objective)} (ties: lower test loss first), configurations without a result last."
+        f"ranked by mean {_words(objective)} (ties: lower {_words(tie_breaker_of(objective) or objective)} first), "
+        "configurations without a result last."
         + (f" Every configuration has {_fixed_settings(summary)}." if _fixed_settings(summary) else ""),
         "",
         markdown_table(_ranked_table(summary, objective)),
@@ -149,7 +164,7 @@ def index_markdown(rows: Sequence[Mapping[str, Any]], *, title: str = "Results")
         rows: One mapping per search: ``search`` (name), ``best`` (the dict
             from ``best_configuration``, or None if every run failed) and
             optionally ``link`` (path of the search's summary.md, relative to
-            the index) and ``description`` (one line).
+            the index), ``description`` and ``answer`` (one line each).
         title: The page title.
 
     Returns:
@@ -162,6 +177,8 @@ def index_markdown(rows: Sequence[Mapping[str, Any]], *, title: str = "Results")
         cells = {"search": search}
         if row.get("description") is not None:
             cells["what"] = str(row["description"])
+        if row.get("answer"):
+            cells["answer"] = str(row["answer"])
         if best is None:
             cells.update(
                 {
@@ -199,6 +216,54 @@ def index_markdown(rows: Sequence[Mapping[str, Any]], *, title: str = "Results")
     else:
         parts += ["No search has results yet.", ""]
     return "\n".join(parts)
+
+
+_PROTOCOL_TEXT = {
+    "holdout": "Selected by the validation score on a held-out split of the training rows; the test rows were "
+               "never used to train or to choose, only to score the result.",
+    "kfold": "Selected by the mean cross-validation score over folds and seeds; the selected configuration and the "
+             "baseline were then retrained on all training rows (for the epochs their folds found best) and scored "
+             "once on the test rows.",
+    "tutorial": "Selection saw the test set (the articles' protocol: the test rows are the validation data), so the "
+                "test score of the selected configuration is an optimistic estimate.",
+}
+
+
+def _assessment_section(assessment: Assessment) -> list[str]:
+    """Selection apart from assessment: what chose, what the test rows say, and the difference."""
+    rows = [
+        (f"selection: {_words(assessment.selection_metric)}", mean_std(*assessment.selection,
+                                                                      assessment.selection_metric)),
+        (f"assessment: {_words(assessment.metric)}", mean_std(*assessment.test, assessment.metric)),
+        (f"baseline (no regularization): {_words(assessment.metric)}",
+         mean_std(assessment.baseline_test, None, assessment.metric)),
+    ]
+    if not math.isnan(assessment.optimism) and assessment.protocol != "tutorial":
+        rows.append(("optimism of selection (selection - test)", f"{assessment.optimism:+.3f}"))
+    table = pd.DataFrame([r for r in rows if r[1]], columns=["", "mean ± std"])
+    return ["## Selection and assessment", "", _PROTOCOL_TEXT[assessment.protocol], "",
+            markdown_table(table), ""]
+
+
+def _comparison_section(comparison: pd.DataFrame, summary: pd.DataFrame, objective: str) -> list[str]:
+    """Each configuration against no regularization, in the order of the ranking."""
+    order = {(row["phase"], row["trial_id"]): row["rank"] for _, row in summary.iterrows()}
+    table = comparison.assign(rank=[order.get((p, t)) for p, t in zip(comparison["phase"], comparison["trial_id"])])
+    table = table[~table["baseline"].astype(bool)].sort_values("rank", kind="stable")
+    varying = _varying(summary)
+    shown = pd.DataFrame({"rank": table["rank"]})
+    for column in varying:
+        shown[column.removeprefix(PARAM_PREFIX)] = [format_value(v) for v in table[column]]
+    shown["difference"] = [f"{v:+.3f}" if not _missing(v) else "" for v in table["difference"]]
+    shown["95% CI"] = ["" if _missing(lo) else f"{lo:+.3f} to {hi:+.3f}" for lo, hi in
+                       zip(table["ci_low"], table["ci_high"])]
+    shown["seeds"] = table["n_pairs"].astype(int).astype(str)
+    shown["beyond seed noise"] = ["yes" if (not _missing(lo) and (lo > 0 or hi < 0)) else "no"
+                                  for lo, hi in zip(table["ci_low"], table["ci_high"])]
+    return ["## Compared with no regularization", "",
+            f"Each configuration's {_words(objective)} minus the baseline's (same model without penalty, constraint "
+            "or noise), paired by seed (folds averaged within a seed first); 95% confidence interval from Student's "
+            "t over the seeds' differences.", "", markdown_table(shown.reset_index(drop=True)), ""]
 
 
 def _best_table(best: Mapping[str, Any], objective: str) -> pd.DataFrame:

@@ -43,9 +43,10 @@ __all__ = [
 ]
 
 DPI = 120
-SPLITS = ("train", "test")
-_LINESTYLES = {"train": "--", "test": "-"}
-_MARKERS = {"train": "s", "test": "o"}
+_LINESTYLES = {"train": "--", "test": "-", "validation": "-"}
+_MARKERS = {"train": "s", "test": "o", "validation": "o"}
+#: The rows a held-out score comes from, by the prefix of its metric.
+HELD_OUT = {"test": "test", "val": "validation"}
 _AXIS_LABELS = {
     "accuracy": "accuracy (fraction correct)",
     "loss": "loss (training objective)",
@@ -63,6 +64,7 @@ def accuracy_vs_strength_data(
     *,
     x: str = "param_strength",
     hue: str | Sequence[str] | None = None,
+    held_out: str = "test",
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Computes what ``plot_accuracy_vs_strength`` draws.
 
@@ -71,11 +73,13 @@ def accuracy_vs_strength_data(
         x: The numeric parameter for the log x axis.
         hue: Parameter column(s) that split the lines; by default every other
             ``param_*`` column that varies.
+        held_out: The rows drawn beside the training rows: ``"test"``, or
+            ``"val"`` where the validation rows select (their loss then breaks ties).
 
     Returns:
-        A table with columns ``label`` (the line), ``x``, ``split`` (train or
-        test), ``mean``, ``sd`` and ``n`` (runs), for accuracy also the
-        ``test_loss`` mean of test points (it breaks ties), and facts about it:
+        A table with columns ``label`` (the line), ``x``, ``split`` (train,
+        and test or validation), ``mean``, ``sd`` and ``n`` (runs), for accuracy
+        also the ``tie_loss`` mean of held-out points (it breaks ties), and facts about it:
         ``metric`` (accuracy, or loss for regression), ``categorical`` (no
         usable x values: ``x`` holds configuration labels instead),
         ``x_name``, ``hue_names``, and ``baseline`` (label -> mean test value
@@ -85,9 +89,12 @@ def accuracy_vs_strength_data(
         SettingError: If no run completed or a hue column does not exist.
     """
     where = "plot_accuracy_vs_strength"
+    if held_out not in HELD_OUT:
+        raise SettingError("held_out", "'test' or 'val'", held_out, where=where)
+    held = HELD_OUT[held_out]
     runs = trials[trials["status"].astype(str) != "failed"]
     metric = "accuracy" if runs[["train_accuracy", "test_accuracy"]].notna().any().any() else "loss"
-    columns = {split: f"{split}_{metric}" for split in SPLITS}
+    columns = {"train": f"train_{metric}", held: f"{held_out}_{metric}"}
     runs = runs[runs[list(columns.values())].notna().any(axis=1)]
     if runs.empty:
         raise SettingError("trials", "a table with at least one completed run", "none", where=where)
@@ -112,7 +119,7 @@ def accuracy_vs_strength_data(
         x_values = values[has_x]
         hue_names = _hue_columns(curve, x, hue, where)
         labels = _labels(runs, hue_names)
-        rest = runs.loc[~has_x, columns["test"]]
+        rest = runs.loc[~has_x, columns[held]]
         for label, group in rest.groupby(labels[rest.index], sort=False):
             if group.notna().any():
                 baseline[label or f"no {x.removeprefix(PARAM_PREFIX)}"] = float(group.mean())
@@ -136,12 +143,13 @@ def accuracy_vs_strength_data(
         .agg(mean="mean", sd=lambda v: v.std(ddof=0), n="size")
         .reset_index()
     )
-    if metric == "accuracy" and "test_loss" in curve:
-        # The ranked table breaks ties of accuracy by the lower test loss; so does the best mark.
-        losses = pd.DataFrame({"label": labels[curve.index], "x": x_values, "test_loss": curve["test_loss"]})
-        mean_loss = losses.groupby(["label", "x"], sort=False)["test_loss"].mean().rename("test_loss")
+    tie = f"{held_out}_loss"
+    if metric == "accuracy" and tie in curve:
+        # The ranked table breaks ties of accuracy by the lower loss on the same rows; so does the best mark.
+        losses = pd.DataFrame({"label": labels[curve.index], "x": x_values, "tie_loss": curve[tie]})
+        mean_loss = losses.groupby(["label", "x"], sort=False)["tie_loss"].mean().rename("tie_loss")
         table = table.join(mean_loss, on=["label", "x"])
-        table.loc[table["split"] != "test", "test_loss"] = np.nan
+        table.loc[table["split"] != held, "tie_loss"] = np.nan
     if not categorical:
         table = table.sort_values(["label", "x"], kind="stable").reset_index(drop=True)
     info = {
@@ -153,6 +161,7 @@ def accuracy_vs_strength_data(
         "hue_names": hue_names,
         "baseline": baseline,
         "search": _search_name(trials),
+        "held": held,
     }
     return table, info
 
@@ -163,8 +172,9 @@ def plot_accuracy_vs_strength(
     x: str = "param_strength",
     hue: str | Sequence[str] | None = None,
     ax: Axes | None = None,
+    held_out: str = "test",
 ) -> Axes:
-    """Plots train and test accuracy against the regularization strength.
+    """Plots train and held-out (test, or validation) accuracy against the regularization strength.
 
     One line per hue value and data split (test solid, train dashed) on a
     log x axis, with error bars over repeats and a star on the best mean
@@ -179,21 +189,23 @@ def plot_accuracy_vs_strength(
         hue: Parameter column(s) that split the lines; default: every other
             varying ``param_*`` column (e.g. kind and placement).
         ax: Axes to draw on; a new figure if None.
+        held_out: ``"test"`` or ``"val"``: the rows drawn beside the training rows (and starred).
 
     Returns:
         The Axes.
     """
     if not isinstance(trials, pd.DataFrame):
         trials = trials_frame(trials)
-    table, info = accuracy_vs_strength_data(trials, x=x, hue=hue)
+    table, info = accuracy_vs_strength_data(trials, x=x, hue=hue, held_out=held_out)
     ax = ax if ax is not None else new_axes()[0]
     metric = info["metric"]
-    best = _best_point(table, metric)
+    held = info["held"]
+    best = _best_point(table, metric, held)
 
     if info["categorical"]:
-        _draw_bars(ax, table, best)
+        _draw_bars(ax, table, best, held)
         ax.set_xlabel(info["x_name"])
-        title = f"train and test {metric} per configuration"
+        title = f"train and {held} {metric} per configuration"
     else:
         _draw_lines(ax, table, info, best)
         ax.set_xscale("log")
@@ -201,7 +213,7 @@ def plot_accuracy_vs_strength(
         ax.set_xlabel(
             "regularization strength (log scale)" if name == "strength" else f"{name} (log scale)"
         )
-        title = f"train and test {metric} vs {name}"
+        title = f"train and {held} {metric} vs {name}"
     n_max = int(table["n"].max())
     note = f"mean ± sd over up to {n_max} runs per point" if n_max > 1 else "one run per configuration"
     ax.set_title(f"{info['search']}: {title}\n({note})" if info["search"] else f"{title}\n({note})")
@@ -226,6 +238,7 @@ def plot_learning_curves(
     *,
     ax: Axes | Sequence[Axes] | None = None,
     title: str | None = None,
+    validation: str = "test data",
 ) -> list[Axes]:
     """Plots accuracy and loss per epoch for one run, train against validation.
 
@@ -235,6 +248,7 @@ def plot_learning_curves(
         ax: Two Axes (accuracy, loss), or one when there is only loss; a new
             figure if None.
         title: Figure title, e.g. the configuration.
+        validation: Which rows validated, for the legend (``"test data"``, ``"held-out fold"``).
 
     Returns:
         The Axes, accuracy first when drawn.
@@ -273,7 +287,7 @@ def plot_learning_curves(
                 color=colors[1 if is_val else 0],
                 linestyle="-" if is_val else "--",
                 linewidth=1.2,
-                label="validation (test data)" if is_val else "train",
+                label=f"validation ({validation})" if is_val else "train",
             )
         if best_epoch is not None:
             axis.axvline(
@@ -354,7 +368,7 @@ def _draw_lines(
     labels = list(dict.fromkeys(table["label"]))
     colors = sns.color_palette("colorblind", max(len(labels), 1))
     for color, label in zip(colors, labels):
-        for split in SPLITS:
+        for split in ("train", info["held"]):
             line = table[(table["label"] == label) & (table["split"] == split)]
             if line.empty:
                 continue
@@ -370,36 +384,36 @@ def _draw_lines(
                 label=f"{split}: {label}" if label else split,
             )
     for label, value in info["baseline"].items():
-        ax.axhline(value, color="gray", linestyle=":", label=f"test: {label}")
+        ax.axhline(value, color="gray", linestyle=":", label=f"{info['held']}: {label}")
     if best is not None:
         label = format_value(best["x"]) + (f" ({best['label']})" if best["label"] else "")
-        _mark_best(ax, best["x"], best["mean"], label)
+        _mark_best(ax, best["x"], best["mean"], label, info["held"])
 
 
-def _best_point(table: pd.DataFrame, metric: str) -> pd.Series | None:
-    """The test point with the best mean; ties of accuracy go to the lower mean test loss, as in the ranking."""
-    test = table[(table["split"] == "test") & table["mean"].notna()]
+def _best_point(table: pd.DataFrame, metric: str, held: str = "test") -> pd.Series | None:
+    """The held-out point with the best mean; ties of accuracy go to the lower mean loss, as in the ranking."""
+    test = table[(table["split"] == held) & table["mean"].notna()]
     if test.empty:
         return None
     if metric != "accuracy":
         return test.loc[test["mean"].idxmin()]
-    keys = ["mean", "test_loss"] if "test_loss" in test else ["mean"]
+    keys = ["mean", "tie_loss"] if "tie_loss" in test else ["mean"]
     ascending = [False, True][: len(keys)]
     return test.sort_values(keys, ascending=ascending, kind="stable", na_position="last").iloc[0]
 
 
-def _mark_best(ax: Axes, x: float, y: float, label: str) -> None:
-    """A gold star on the best mean test value."""
-    ax.scatter([x], [y], marker="*", s=260, color="gold", edgecolor="black", zorder=5, label=f"best test: {label}")
+def _mark_best(ax: Axes, x: float, y: float, label: str, held: str = "test") -> None:
+    """A gold star on the best mean held-out value."""
+    ax.scatter([x], [y], marker="*", s=260, color="gold", edgecolor="black", zorder=5, label=f"best {held}: {label}")
 
 
-def _draw_bars(ax: Axes, table: pd.DataFrame, best: pd.Series | None) -> None:
+def _draw_bars(ax: Axes, table: pd.DataFrame, best: pd.Series | None, held: str = "test") -> None:
     configs = list(dict.fromkeys(table["x"]))
     positions = {config: i for i, config in enumerate(configs)}
-    colors = dict(zip(SPLITS, sns.color_palette("colorblind", 2)))
+    colors = dict(zip(("train", held), sns.color_palette("colorblind", 2)))
     width = 0.38
-    offsets = {"train": -width / 2, "test": width / 2}
-    for split in SPLITS:
+    offsets = {"train": -width / 2, held: width / 2}
+    for split in ("train", held):
         bars = table[table["split"] == split]
         ax.bar(
             [positions[c] + offsets[split] for c in bars["x"]],
@@ -413,7 +427,7 @@ def _draw_bars(ax: Axes, table: pd.DataFrame, best: pd.Series | None) -> None:
             label=split,
         )
     if best is not None:
-        _mark_best(ax, positions[best["x"]] + offsets["test"], best["mean"], str(best["x"]).replace("\n", ", "))
+        _mark_best(ax, positions[best["x"]] + offsets[held], best["mean"], str(best["x"]).replace("\n", ", "), held)
     # Multi-line labels (one setting per line) stay upright; long single lines tilt.
     tilt = len(configs) > 3 and not any("\n" in str(c) for c in configs)
     ax.set_xticks(

@@ -29,10 +29,11 @@ __all__ = [
 ]
 
 PARAM_PREFIX = "param_"
-IDENTITY_COLUMNS = ("search", "trial_id", "phase", "repeat", "seed", "status", "reason")
+IDENTITY_COLUMNS = ("search", "trial_id", "phase", "repeat", "seed", "fold", "status", "reason")
 METRIC_COLUMNS = (
     "train_accuracy",
     "test_accuracy",
+    "val_accuracy",
     "gap",
     "train_loss",
     "test_loss",
@@ -48,7 +49,7 @@ METRIC_COLUMNS = (
 CONFIG_COLUMNS = ("search", "phase", "trial_id")
 COUNT_COLUMNS = ("n_runs", "n_failed", "n_diverged")
 DIRECTIONS = ("max", "min")
-_INT_COLUMNS = ("repeat", "seed", "best_epoch", "epochs_run")
+_INT_COLUMNS = ("repeat", "seed", "fold", "best_epoch", "epochs_run")
 _FLOAT_COLUMNS = tuple(c for c in METRIC_COLUMNS if c not in _INT_COLUMNS + ("diverged",))
 
 
@@ -179,14 +180,16 @@ def summary_frame(
 
 
 def _rank(summary: pd.DataFrame, objective: str, direction: str, metrics: list[str]) -> pd.Series:
-    """Ranks by mean objective; ties are broken by the lower mean test loss.
+    """Ranks by mean objective; ties are broken by the lower mean loss on the objective's rows.
 
-    Accuracy on a few dozen test rows takes few distinct values, so ties are
-    common; the loss separates them. Equal on both, configurations share a rank.
+    Accuracy on a few dozen rows takes few distinct values, so ties are
+    common; the loss on the same rows (``val_loss`` for ``val_accuracy``)
+    separates them, and rows that do not select never break a tie. Equal on
+    both, configurations share a rank.
     """
     columns = [f"mean_{objective}"]
-    tie_breaker = "test_loss" if objective != "test_loss" else "val_loss"
-    if tie_breaker in metrics:
+    tie_breaker = tie_breaker_of(objective)
+    if tie_breaker is not None and tie_breaker in metrics:
         columns.append(f"mean_{tie_breaker}")
     ordered = summary.sort_values(
         columns, ascending=[direction == "min"] + [True] * (len(columns) - 1), na_position="last", kind="stable"
@@ -196,6 +199,12 @@ def _rank(summary: pd.DataFrame, objective: str, direction: str, metrics: list[s
     position = pd.Series(np.arange(1, len(ordered) + 1), index=ordered.index)
     ranks = position.groupby(key.to_numpy()).transform("min") if len(ordered) else position
     return ranks.reindex(summary.index).astype(int)
+
+
+def tie_breaker_of(objective: str) -> str | None:
+    """The loss on the objective's own rows (``val_loss`` for ``val_accuracy``); None for a loss objective."""
+    loss = f"{objective.split('_', 1)[0]}_loss"
+    return None if loss == objective else loss
 
 
 def best_configuration(summary: pd.DataFrame, objective: str | None = None) -> dict[str, Any]:

@@ -17,17 +17,36 @@ from regsearch.report.plots import (
     plot_learning_curves,
     plot_optimization_history,
 )
-from regsearch.report.tables import format_params, summary_frame, trials_frame
+from regsearch.evaluation import compare
+from regsearch.report.tables import best_configuration, format_params, summary_frame, trials_frame
 
 __all__ = ["REPORT_FILES", "best_history", "write_report"]
 
 REPORT_FILES = (
     "trials.csv",
     "summary.csv",
+    "comparison.csv",
     "summary.md",
     "accuracy_vs_strength.png",
     "learning_curves.png",
 )
+
+
+#: What the validation curve of a learning-curve plot measured, by protocol.
+VALIDATION_ROWS = {"holdout": "held-out training rows", "kfold": "held-out fold", "tutorial": "test data"}
+
+
+def answer_of(trials: pd.DataFrame, summary: pd.DataFrame,
+              protocol: str) -> tuple[str | None, compare.Assessment | None]:
+    """The one-line answer and the assessment of the selected configuration; None when nothing completed."""
+    try:
+        best = best_configuration(summary)
+    except Exception:  # noqa: BLE001 - SearchFailedError: every run failed, the page says so
+        return None, None
+    varying = [c for c in summary.columns if c.startswith("param_") and summary[c].nunique(dropna=False) > 1]
+    named = {k: v for k, v in best["params"].items() if f"param_{k}" in varying} or best["params"]
+    assessment = compare.assess(trials, best, protocol)
+    return compare.answer_line(assessment, format_params(named)), assessment
 
 
 def best_history(
@@ -77,8 +96,9 @@ def write_report(
     definition_text: str | None = None,
     x: str = "param_strength",
     hue: str | None = None,
+    protocol: str = "tutorial",
 ) -> list[Path]:
-    """Writes trials.csv, summary.csv, summary.md and the plots, each atomically.
+    """Writes trials.csv, summary.csv, comparison.csv, summary.md and the plots, each atomically.
 
     Bayesian searches also get ``optimization_history.png``.
 
@@ -97,6 +117,8 @@ def write_report(
         definition_text: The search definition (TOML), copied into summary.md.
         x: The parameter column on the accuracy plot's x axis.
         hue: The parameter column that splits its lines (default: the varying ones).
+        protocol: The evaluation protocol the runs followed (``holdout``, ``kfold``, ``tutorial``):
+            what the page says selected and what assessed, and which rows the plot shows.
 
     Returns:
         The written files, in the order of ``REPORT_FILES``.
@@ -105,26 +127,31 @@ def write_report(
         SettingError: For an unknown objective or direction (nothing is written).
     """
     folder = Path(out_dir)
-    trials = trials_frame(records)
+    everything = trials_frame(records)
+    trials = compare.selection_rows(everything)  # kfold's refit assesses; it does not compete
     summary = summary_frame(trials, objective, direction)
+    comparison = compare.paired_differences(everything, objective)
     written = [
-        write_csv_atomic(trials, folder / "trials.csv"),
+        write_csv_atomic(everything, folder / "trials.csv"),
         write_csv_atomic(summary, folder / "summary.csv"),
     ]
+    if not comparison.empty:
+        written.append(write_csv_atomic(comparison, folder / "comparison.csv"))
+    answer, assessment = answer_of(everything, summary, protocol)
 
     figures: list[Path] = []
     plotted = (
         trials[["train_accuracy", "test_accuracy", "train_loss", "test_loss"]].notna().any(axis=1)
     )
     if (plotted & (trials["status"].astype(str) != "failed")).any():
-        ax = plot_accuracy_vs_strength(trials, x=x, hue=hue)
+        ax = plot_accuracy_vs_strength(trials, x=x, hue=hue, held_out="test" if protocol == "tutorial" else "val")
         figures.append(
             save_figure_atomic(ax.get_figure(), folder / "accuracy_vs_strength.png", dpi=DPI)
         )
     found = best_history(trials, summary, histories)
     if found is not None:
         history, title = found
-        axes = plot_learning_curves(history, title=title)
+        axes = plot_learning_curves(history, title=title, validation=VALIDATION_ROWS[protocol])
         figures.append(
             save_figure_atomic(axes[0].get_figure(), folder / "learning_curves.png", dpi=DPI)
         )
@@ -142,6 +169,9 @@ def write_report(
         definition_text=definition_text,
         objective=objective,
         figures=[path.name for path in figures],
+        answer=answer,
+        assessment=assessment,
+        comparison=comparison,
     )
     written.append(write_text_atomic(folder / "summary.md", text))
     return written + figures

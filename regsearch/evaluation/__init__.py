@@ -1,0 +1,14 @@
+"""Selection apart from assessment: how runs are split, and whether regularization helped.
+
+- :mod:`.splits`: the protocols (``holdout``, ``kfold``, ``tutorial``) and the
+  folds they cut from the training rows; the test rows are never among them;
+- :mod:`.compare`: pure functions over the trials table: which runs are the
+  unregularized baseline, paired differences to it with a confidence
+  interval, the selected configuration's test score, and the one-line answer;
+- :mod:`.refit`: ``kfold``'s last step, the chosen configuration (and the
+  baseline) retrained on every training row and scored once on the test rows.
+"""
+
+from regsearch.evaluation.splits import PROTOCOLS, Fold, Protocol, make_folds
+
+__all__ = ["PROTOCOLS", "Fold", "Protocol", "make_folds"]
