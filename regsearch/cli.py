@@ -433,7 +433,7 @@ def _report(results: Path, names: list[str], *, quiet: bool) -> int:
 
 def _rebuild(folder: Path, name: str) -> dict[str, Any]:
     """Rewrites one search's report from its saved runs; returns its row of the index."""
-    from regsearch.evaluation.compare import selection_rows
+    from regsearch.evaluation.compare import selection_rows, verdict
     from regsearch.report import best_configuration, summary_frame, trials_frame, write_report
     from regsearch.report.write import answer_of
 
@@ -457,9 +457,10 @@ def _rebuild(folder: Path, name: str) -> dict[str, Any]:
     except SearchFailedError:
         best = None
     description = definition.description if definition else None
-    answer, _ = answer_of(trials, summary, protocol)
+    answer, assessment = answer_of(trials, summary, protocol)
     return {"search": name, "best": best, "link": f"{name}/summary.md", "description": description,
-            "answer": answer}
+            "answer": answer, "claim": definition.report.get("claim") if definition else None,
+            "verdict": None if assessment is None else verdict(assessment)}
 
 
 def saved_runs(folder: Path) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:

@@ -153,7 +153,7 @@ class RowCounting(fake.FakeHyperModel):
         result = super().run(hp, model, x, y, **kwargs)
         validation = kwargs["validation_data"]
         result.metrics = {**result.metrics, "val_loss": float(len(x)), "train_loss": float(len(validation[0])),
-                          "best_epoch": float(validation[1].sum())}
+                          "best_epoch": float(validation[1].sum()), "epochs_run": float(y.sum())}
         return result
 
 
@@ -171,7 +171,7 @@ def test_a_tuner_trains_every_seed_on_every_fold_with_that_folds_rows(tmp_path: 
     for record in records:
         fold = folds[record["fold"]]
         assert record["val_loss"] == len(fold.train) and record["train_loss"] == len(fold.validation)
-        assert record["best_epoch"] == Y[fold.validation].sum()
+        assert record["best_epoch"] == Y[fold.validation].sum() and record["epochs_run"] == Y[fold.train].sum()
         assert math.isnan(record["test_accuracy"])  # a fold run has no test score: the held-out fold is not test
     assert sorted(histories) == sorted(["grid-0000/0", "grid-0000/1"] +
                                        [f"grid-0000/{r}/{f}" for r in (0, 1) for f in range(1, 5)])
@@ -200,6 +200,24 @@ def test_a_configuration_identical_to_the_baseline_has_a_ci_containing_zero() ->
     table = compare.paired_differences(trials, "val_accuracy").set_index("trial_id")
     assert table.loc["grid-1", "ci_low"] <= 0 <= table.loc["grid-1", "ci_high"]
     assert table.loc["grid-1", "n_pairs"] == 5 and bool(table.loc["grid-0", "baseline"])
+    # A HyperModel without a regularizer leaves the kind empty: that is the baseline too.
+    unnamed = trials_frame([{**r, "param_kind": None} for r in runs("none", "grid-0", base)] +
+                           runs("l2", "grid-1", [b + 0.1 for b in base], 1e-3))
+    table = compare.paired_differences(unnamed, "val_accuracy").set_index("trial_id")
+    assert table.loc["grid-1", "difference"] == pytest.approx(0.1) and bool(table.loc["grid-0", "baseline"])
+
+
+def test_ties_of_validation_accuracy_are_broken_by_validation_loss_never_by_test_loss() -> None:
+    from regsearch.report import summary_frame
+
+    a = runs("l2", "grid-0", [0.8, 0.8], 1e-3)
+    b = runs("l2", "grid-1", [0.8, 0.8], 1e-2)
+    for record in a:
+        record.update(val_loss=0.30, test_loss=0.90)
+    for record in b:
+        record.update(val_loss=0.40, test_loss=0.10)
+    summary = summary_frame(trials_frame(a + b), "val_accuracy", "max")
+    assert list(summary["trial_id"]) == ["grid-0", "grid-1"] and list(summary["rank"]) == [1, 2]
 
 
 def test_the_paired_interval_is_students_t_over_seeds_and_pairs_by_seed() -> None:
@@ -287,3 +305,22 @@ def test_shuffling_the_test_labels_changes_no_selection(tmp_path: Path, monkeypa
             folds = a[(a["trial_id"] == trial_id) & (a["phase"] != "refit")]
             assert set(group["epochs_run"]) == {round(float((folds["best_epoch"] + 1).mean()))}
         assert refit["test_accuracy"].notna().all() and a.loc[a["phase"] != "refit", "test_accuracy"].isna().all()
+
+
+def test_the_results_index_checks_each_articles_claim_against_the_answer() -> None:
+    from regsearch.report import index_markdown
+
+    base = [0.70, 0.80, 0.75, 0.90, 0.60]
+    cases = {"beats": [b + 0.03 + 0.005 * i for i, b in enumerate(base)], "indistinguishable": base[::-1],
+             "worse": [b - 0.05 for b in base]}
+    rows = []
+    for expected, values in cases.items():
+        trials = trials_frame(runs("none", "grid-0", base) + runs("l2", "grid-1", values, 1e-3))
+        assert compare.verdict(compare.assess(trials, best_of(trials, "grid-1"), "holdout")) == expected
+        rows.append({"search": expected, "best": None, "claim": "The article: it helps.", "verdict": expected})
+    trials = trials_frame(runs("none", "grid-0", base))
+    assert compare.verdict(compare.assess(trials, best_of(trials, "grid-0"), "holdout")) == "baseline"
+    page = index_markdown(rows)
+    assert "The article: it helps. Supported" in page
+    assert "The article: it helps. **Not supported**: no configuration beats no regularization beyond seed" in page
+    assert "The article: it helps. **Contradicted**" in page

@@ -115,7 +115,8 @@ class SearchDefinition:
         epochs: Maximum epochs per run.
         batch_size: Minibatch size.
         early_stopping: ``keras.callbacks.EarlyStopping`` arguments, or None for none.
-        report: Plot settings: ``x`` (the param column on the x axis).
+        report: Plot settings: ``x`` (the param column on the x axis), ``hue``; ``claim``:
+            what the search's article says, shown in the results index beside the answer.
         evaluation: The protocol that validates and selects, and whether the baseline runs
             (:class:`regsearch.evaluation.Protocol`; ``holdout`` unless ``[evaluation]`` says otherwise).
     """
@@ -273,7 +274,7 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
             early_stopping["baseline"] = _number("early_stopping.baseline", early_stopping["baseline"], where)
 
     report = _table(raw, "report", where)
-    _known_keys("report", report, {"x", "hue"}, where)
+    _known_keys("report", report, {"x", "hue", "claim"}, where)
     evaluation = _evaluation(_table(raw, "evaluation", where), where)
     if objective is not None and objective.startswith("test_") and not evaluation.selects_on_test:
         raise SettingError("search.objective", f"a validation or training metric under protocol "

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["REGULARIZATION_PARAMS", "Assessment", "assess", "baseline_mask", "context_columns",
-           "paired_differences", "answer_line", "selection_rows", "REFIT_PHASE"]
+           "paired_differences", "answer_line", "verdict", "selection_rows", "REFIT_PHASE"]
 
 #: The ``param_*`` columns that say how a configuration regularizes; the others (optimizer,
 #: learning rate, patience) are its context, shared with the baseline it is paired with.
@@ -195,23 +195,37 @@ def assess(trials: pd.DataFrame, best: dict[str, Any], protocol: str) -> Assessm
     )
 
 
+def verdict(assessment: Assessment) -> str:
+    """Whether the selected configuration helped, in a word: ``beats``, ``worse``, ``indistinguishable``,
+    ``baseline`` (no regularization was selected), ``one seed`` or ``no baseline``."""
+    d = assessment.difference
+    if assessment.is_baseline:
+        return "baseline"
+    if d.pairs == 0:
+        return "no baseline"
+    if d.pairs < 2:
+        return "one seed"
+    if not d.distinguishable:
+        return "indistinguishable"
+    return "beats" if (d.mean > 0) == assessment.metric.endswith("accuracy") else "worse"
+
+
 def answer_line(assessment: Assessment, configuration: str) -> str:
     """The report's first line: whether the selected configuration beats no regularization beyond seed noise."""
     words = assessment.metric.replace("_", " ")
     d = assessment.difference
-    higher_better = assessment.metric.endswith("accuracy")
-    if assessment.is_baseline:
-        return (f"No regularization was selected: no configuration scored better than the baseline "
-                f"({words} {assessment.test[0]:.3f}).")
-    if d.pairs == 0:
+    found = verdict(assessment)
+    if found == "baseline":
+        return (f"No regularization was selected: no configuration scored better than the baseline by "
+                f"{assessment.selection_metric.replace('_', ' ')} (the baseline's {words}: {assessment.test[0]:.3f}).")
+    if found == "no baseline":
         return f"{configuration} was selected ({words} {assessment.test[0]:.4g}); there is no baseline to compare with."
-    if d.pairs < 2:
+    if found == "one seed":
         return (f"{configuration} differs from no regularization by {d.mean:+.3f} {words} on one seed: "
                 "run at least two seeds to tell a difference from seed noise.")
     interval = f"(95% CI {d.low:+.3f} to {d.high:+.3f}, {d.pairs} seeds)"
-    if not d.distinguishable:
+    if found == "indistinguishable":
         return (f"No configuration is distinguishable from no regularization: the selected {configuration} "
                 f"differs by {d.mean:+.3f} {words} {interval}.")
-    better = (d.mean > 0) == higher_better
-    verb = "beats" if better else "is worse than"
+    verb = "beats" if found == "beats" else "is worse than"
     return f"{configuration} {verb} no regularization by {d.mean:+.3f} {words} {interval}."

@@ -164,7 +164,8 @@ def index_markdown(rows: Sequence[Mapping[str, Any]], *, title: str = "Results")
         rows: One mapping per search: ``search`` (name), ``best`` (the dict
             from ``best_configuration``, or None if every run failed) and
             optionally ``link`` (path of the search's summary.md, relative to
-            the index), ``description`` and ``answer`` (one line each).
+            the index), ``description`` and ``answer`` (one line each), ``claim`` (what the
+            search's article says) with ``verdict`` (:func:`regsearch.evaluation.compare.verdict`).
         title: The page title.
 
     Returns:
@@ -179,6 +180,8 @@ def index_markdown(rows: Sequence[Mapping[str, Any]], *, title: str = "Results")
             cells["what"] = str(row["description"])
         if row.get("answer"):
             cells["answer"] = str(row["answer"])
+        if row.get("claim"):
+            cells["the article"] = f"{row['claim']} {_CLAIM_CHECK.get(row.get('verdict'), '')}".strip()
         if best is None:
             cells.update(
                 {
@@ -229,6 +232,15 @@ _PROTOCOL_TEXT = {
 }
 
 
+#: What a search's answer says of its article's claim that the technique helps, by verdict.
+_CLAIM_CHECK = {
+    "beats": "Supported: see the answer.",
+    "indistinguishable": "**Not supported**: no configuration beats no regularization beyond seed noise.",
+    "worse": "**Contradicted**: the selected configuration does worse than no regularization.",
+    "baseline": "**Not supported**: no configuration did better than no regularization.",
+}
+
+
 def _assessment_section(assessment: Assessment) -> list[str]:
     """Selection apart from assessment: what chose, what the test rows say, and the difference."""
     rows = [
@@ -254,8 +266,8 @@ def _comparison_section(comparison: pd.DataFrame, summary: pd.DataFrame, objecti
     shown = pd.DataFrame({"rank": table["rank"]})
     for column in varying:
         shown[column.removeprefix(PARAM_PREFIX)] = [format_value(v) for v in table[column]]
-    shown["difference"] = [f"{v:+.3f}" if not _missing(v) else "" for v in table["difference"]]
-    shown["95% CI"] = ["" if _missing(lo) else f"{lo:+.3f} to {hi:+.3f}" for lo, hi in
+    shown["difference"] = [f"{v:+.4f}" if not _missing(v) else "" for v in table["difference"]]
+    shown["95% CI"] = ["" if _missing(lo) else f"{lo:+.4f} to {hi:+.4f}" for lo, hi in
                        zip(table["ci_low"], table["ci_high"])]
     shown["seeds"] = table["n_pairs"].astype(int).astype(str)
     shown["beyond seed noise"] = ["yes" if (not _missing(lo) and (lo > 0 or hi < 0)) else "no"
