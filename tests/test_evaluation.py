@@ -324,3 +324,20 @@ def test_the_results_index_checks_each_articles_claim_against_the_answer() -> No
     assert "The article: it helps. Supported" in page
     assert "The article: it helps. **Not supported**: no configuration beats no regularization beyond seed" in page
     assert "The article: it helps. **Contradicted**" in page
+
+
+def test_the_plot_marks_the_baseline_when_it_ranks_first_and_the_point_otherwise() -> None:
+    from regsearch.report import plot_accuracy_vs_strength
+
+    def labels(baseline: float, loss: float) -> list[str]:
+        records = runs("none", "grid-0", [baseline] * 2) + runs("l2", "grid-1", [0.8] * 2, 1e-3) + \
+            runs("l2", "grid-2", [0.7] * 2, 1e-2)
+        for record in records:
+            record.update(val_accuracy=record["test_accuracy"], val_loss=loss if record["param_kind"] == "none"
+                          else 0.5, train_accuracy=1.0)
+        return plot_accuracy_vs_strength(trials_frame(records), held_out="val").get_legend_handles_labels()[1]
+
+    assert "validation: no strength (best)" in labels(0.9, 0.5) and not any("best validation" in x
+                                                                           for x in labels(0.9, 0.5))
+    assert "validation: no strength (best)" in labels(0.8, 0.4)  # a tie, broken by the lower validation loss
+    assert "best validation: 0.001" in labels(0.8, 0.6) and "validation: no strength" in labels(0.8, 0.6)

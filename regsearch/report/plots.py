@@ -103,6 +103,7 @@ def accuracy_vs_strength_data(
     has_x = values.gt(0) if values is not None else pd.Series(False, index=runs.index)
     categorical = values is None or values[has_x].nunique() < 2
     baseline: dict[str, float] = {}
+    baseline_ties: dict[str, float] = {}  # their mean loss on the same rows, which breaks ties
     if categorical:
         curve = runs
         varying = [c for c in param_columns(runs) if runs[c].nunique(dropna=False) > 1]
@@ -120,9 +121,12 @@ def accuracy_vs_strength_data(
         hue_names = _hue_columns(curve, x, hue, where)
         labels = _labels(runs, hue_names)
         rest = runs.loc[~has_x, columns[held]]
+        tie_losses = runs.loc[~has_x, f"{held_out}_loss"] if f"{held_out}_loss" in runs else rest * np.nan
         for label, group in rest.groupby(labels[rest.index], sort=False):
             if group.notna().any():
-                baseline[label or f"no {x.removeprefix(PARAM_PREFIX)}"] = float(group.mean())
+                name = label or f"no {x.removeprefix(PARAM_PREFIX)}"
+                baseline[name] = float(group.mean())
+                baseline_ties[name] = float(tie_losses[group.index].mean())
 
     long = pd.concat(
         [
@@ -160,6 +164,7 @@ def accuracy_vs_strength_data(
         else ", ".join(c.removeprefix(PARAM_PREFIX) for c in varying) or "trial",
         "hue_names": hue_names,
         "baseline": baseline,
+        "baseline_ties": baseline_ties,
         "search": _search_name(trials),
         "held": held,
     }
@@ -201,6 +206,8 @@ def plot_accuracy_vs_strength(
     metric = info["metric"]
     held = info["held"]
     best = _best_point(table, metric, held)
+    if best is not None and not info["categorical"] and _baseline_wins(best, info, metric):
+        best = None  # the runs without a strength rank first: their line is marked instead
 
     if info["categorical"]:
         _draw_bars(ax, table, best, held)
@@ -383,8 +390,10 @@ def _draw_lines(
                 capsize=3,
                 label=f"{split}: {label}" if label else split,
             )
+    winner = None if best is not None else _best_baseline(info, info["metric"])
     for label, value in info["baseline"].items():
-        ax.axhline(value, color="gray", linestyle=":", label=f"{info['held']}: {label}")
+        ax.axhline(value, color="gray", linestyle=":", linewidth=2.5 if label == winner else 1.5,
+                   label=f"{info['held']}: {label}" + (" (best)" if label == winner else ""))
     if best is not None:
         label = format_value(best["x"]) + (f" ({best['label']})" if best["label"] else "")
         _mark_best(ax, best["x"], best["mean"], label, info["held"])
@@ -400,6 +409,29 @@ def _best_point(table: pd.DataFrame, metric: str, held: str = "test") -> pd.Seri
     keys = ["mean", "tie_loss"] if "tie_loss" in test else ["mean"]
     ascending = [False, True][: len(keys)]
     return test.sort_values(keys, ascending=ascending, kind="stable", na_position="last").iloc[0]
+
+
+def _best_baseline(info: dict[str, Any], metric: str) -> str | None:
+    """The baseline line that ranks first (by mean, then by the lower loss on the same rows)."""
+    if not info["baseline"]:
+        return None
+    sign = -1 if metric == "accuracy" else 1
+    return min(info["baseline"], key=lambda k: (sign * info["baseline"][k], _or_inf(info["baseline_ties"].get(k))))
+
+
+def _baseline_wins(best: pd.Series, info: dict[str, Any], metric: str) -> bool:
+    """True if a line without a strength ranks before the best point, as the ranked table would order them."""
+    name = _best_baseline(info, metric)
+    if name is None:
+        return False
+    sign = -1 if metric == "accuracy" else 1
+    line = (sign * info["baseline"][name], _or_inf(info["baseline_ties"].get(name)))
+    point = (sign * float(best["mean"]), _or_inf(best.get("tie_loss")))
+    return line < point
+
+
+def _or_inf(value: Any) -> float:
+    return math.inf if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
 def _mark_best(ax: Axes, x: float, y: float, label: str, held: str = "test") -> None:
