@@ -341,3 +341,25 @@ def test_the_plot_marks_the_baseline_when_it_ranks_first_and_the_point_otherwise
                                                                            for x in labels(0.9, 0.5))
     assert "validation: no strength (best)" in labels(0.8, 0.4)  # a tie, broken by the lower validation loss
     assert "best validation: 0.001" in labels(0.8, 0.6) and "validation: no strength" in labels(0.8, 0.6)
+
+
+@pytest.mark.parametrize(("protocol", "sentence"), [
+    ("holdout", "Selected by the validation score on a held-out split"),
+    ("tutorial", "Selection saw the test set"),
+])
+def test_the_page_puts_the_answer_first_and_shows_test_scores_only_where_they_may_be_read(
+        tmp_path: Path, protocol: str, sentence: str) -> None:
+    from regsearch.report import write_report
+
+    base = [0.70, 0.80, 0.75, 0.90, 0.60]
+    records = runs("none", "grid-0", base) + runs("l2", "grid-1", [b + 0.05 for b in base], 1e-3)
+    for record in records:
+        record.update(train_accuracy=1.0, val_loss=0.3, test_loss=0.4)
+    objective = "test_accuracy" if protocol == "tutorial" else "val_accuracy"
+    write_report(tmp_path, records, {}, search_name="s", rerun_command="x", objective=objective, protocol=protocol)
+    page = (tmp_path / "summary.md").read_text()
+    assert page.splitlines()[2].startswith("**kind=l2, strength=0.001 beats no regularization by +0.050 test accuracy")
+    assert sentence in page
+    ranked = page.split("## All configurations, ranked")[1].split("## Search definition")[0]
+    assert ("| test accuracy |" in ranked) == (protocol == "tutorial")
+    assert (tmp_path / "comparison.csv").is_file()

@@ -28,6 +28,7 @@ __all__ = ["index_markdown", "markdown_table", "mean_std", "summary_markdown"]
 
 # Metrics shown in the ranked table, after the objective, when they hold values.
 SHOWN_METRICS = (
+    "val_accuracy",
     "test_accuracy",
     "train_accuracy",
     "gap",
@@ -144,11 +145,14 @@ def summary_markdown(
         "## All configurations, ranked",
         "",
         f"Mean ± standard deviation over repeated runs (population std, 0 for one run); "
-        f"ranked by mean {_words(objective)} (ties: lower {_words(tie_breaker_of(objective) or objective)} first), "
+        + ("" if assessment is None or assessment.protocol == "tutorial" else
+           "the test rows' scores are left out here: they assess the selected configuration only (above); ")
+        + f"ranked by mean {_words(objective)} (ties: lower {_words(tie_breaker_of(objective) or objective)} first), "
         "configurations without a result last."
         + (f" Every configuration has {_fixed_settings(summary)}." if _fixed_settings(summary) else ""),
         "",
-        markdown_table(_ranked_table(summary, objective)),
+        markdown_table(_ranked_table(summary, objective, show_test=assessment is None
+                                     or assessment.protocol == "tutorial")),
         "",
     ]
     if definition_text:
@@ -287,7 +291,8 @@ def _best_table(best: Mapping[str, Any], objective: str) -> pd.DataFrame:
     return pd.DataFrame([r for r in rows if r[1]], columns=["metric", "mean ± std"])
 
 
-def _ranked_table(summary: pd.DataFrame, objective: str) -> pd.DataFrame:
+def _ranked_table(summary: pd.DataFrame, objective: str, show_test: bool = True) -> pd.DataFrame:
+    """The ranked configurations; without ``show_test`` the test rows' scores stay out (they assess only the chosen one)."""
     table = pd.DataFrame(
         {"rank": summary["rank"], "phase": summary["phase"], "trial": summary["trial_id"]}
     )
@@ -295,6 +300,8 @@ def _ranked_table(summary: pd.DataFrame, objective: str) -> pd.DataFrame:
     for column in _varying(summary):
         table[column.removeprefix(PARAM_PREFIX)] = [format_value(v) for v in summary[column]]
     metrics = [objective] + [m for m in SHOWN_METRICS if m != objective]
+    if not show_test:
+        metrics = [m for m in metrics if not m.startswith("test_") and m != "gap"]
     for metric in metrics:
         mean, std = f"mean_{metric}", f"std_{metric}"
         if mean in summary.columns and summary[mean].notna().any():
