@@ -86,17 +86,20 @@ def test_own_model_and_csv_run_end_to_end_and_write_every_output(project: Path) 
                  "best_model.keras", "search.toml"):
         assert (folder / name).is_file(), name
     trials = pd.read_csv(folder / "trials.csv")
-    assert set(trials["phase"]) == {"coarse", "fine"}
+    assert set(trials["phase"]) == {"coarse", "fine", "baseline"}
     assert (trials["status"] == "completed").all()
     assert set(trials["param_layers"]) == {"dense_1, dense_2"}
     assert sorted(trials.loc[trials["phase"] == "coarse", "param_strength"]) == [1e-3, 1e-2, 1e-1]
     regularized = "sorted(l.name for l in m.layers if getattr(l, 'kernel_regularizer', None) is not None)"
-    assert load_without_regsearch(folder / "best_model.keras", regularized) == "['dense_1', 'dense_2']"
+    # The saved model is the selected configuration's: L2 on both layers, or none where the baseline won.
+    best = pd.read_csv(folder / "summary.csv").iloc[0]
+    expected = "[]" if best["phase"] == "baseline" else "['dense_1', 'dense_2']"
+    assert load_without_regsearch(folder / "best_model.keras", regularized) == expected
     assert "cancer.csv" in (folder / "search.toml").read_text()
     assert json.loads((folder / "tuner" / "settings.json").read_text())["model.file"] == "my_model.keras"
 
 
-def test_a_regression_table_ranks_by_test_loss(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_regression_table_ranks_by_validation_loss(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from sklearn.datasets import load_diabetes
 
     load_diabetes(as_frame=True).frame.iloc[:120].to_csv(tmp_path / "diabetes.csv", index=False)
@@ -109,8 +112,8 @@ def test_a_regression_table_ranks_by_test_loss(tmp_path: Path, capsys: pytest.Ca
     )
     assert main([str(tmp_path / "regression.toml"), "--results", str(tmp_path / "out"), "--epochs", "2", "--quiet"]) == 0
     summary = pd.read_csv(tmp_path / "out" / "regression" / "summary.csv")
-    assert "mean_test_accuracy" not in summary and summary["mean_test_loss"].is_monotonic_increasing
-    assert "by mean test loss (lower is better)" in (tmp_path / "out" / "regression" / "summary.md").read_text()
+    assert "mean_test_accuracy" not in summary and summary["mean_val_loss"].is_monotonic_increasing
+    assert "by mean val loss (lower is better)" in (tmp_path / "out" / "regression" / "summary.md").read_text()
     model = keras.saving.load_model(tmp_path / "out" / "regression" / "best_model.keras")
     assert model.loss == "mean_squared_error"  # uncompiled source: the task's loss
 

@@ -47,7 +47,7 @@ def test_the_own_data_search_file_example_is_valid(tmp_path):
     path.write_text(code_block("### From a search file", "toml"), encoding="utf-8")
     definition = load_definition(path)
     assert definition.hypermodel == "Regularize" and definition.model["layers"] == ["dense_1", "dense_2"]
-    assert definition.data["features"] == ["age", "bmi"] and definition.objective == "test_accuracy"
+    assert definition.data["features"] == ["age", "bmi"] and definition.objective == "val_accuracy"
 
 
 def test_the_regularize_example_runs(tmp_path):

@@ -87,6 +87,14 @@ def _difference(values: np.ndarray) -> Difference:
     return Difference(mean, mean - half, mean + half, n)
 
 
+def _paired(own: pd.Series, reference: pd.Series) -> Difference:
+    """``own - reference`` over the (context, seed) keys both have; no pairs when either has no runs."""
+    if own.empty or reference.empty:
+        return _difference(np.zeros(0))
+    shared = own.index.intersection(reference.index)
+    return _difference((own[shared] - reference[shared]).to_numpy(dtype=float))
+
+
 def paired_differences(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Each configuration's ``metric`` minus its baseline's, paired by seed, with a 95% t interval.
 
@@ -107,9 +115,7 @@ def paired_differences(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
     reference = reference.groupby(level=list(range(reference.index.nlevels))).mean()  # one baseline per context
     rows = []
     for (phase, trial_id), config in runs.groupby(["phase", "trial_id"], sort=False):
-        own = _per_seed(config, metric, context)
-        shared = own.index.intersection(reference.index)
-        found = _difference((own[shared] - reference[shared]).to_numpy(dtype=float))
+        found = _paired(_per_seed(config, metric, context), reference)
         first = config.iloc[0]
         rows.append({"phase": phase, "trial_id": trial_id,
                      **{c: first[c] for c in runs.columns if c.startswith("param_")},
@@ -182,8 +188,7 @@ def assess(trials: pd.DataFrame, best: dict[str, Any], protocol: str) -> Assessm
         if parts:
             reference = pd.concat(parts)
             reference = reference.groupby(level=list(range(reference.index.nlevels))).mean()
-    shared = own.index.intersection(reference.index)
-    difference = _difference((own[shared] - reference[shared]).to_numpy(dtype=float))
+    difference = _paired(own, reference)
     values = own.to_numpy(dtype=float)
     return Assessment(
         protocol=protocol, metric=metric, selection_metric=objective,

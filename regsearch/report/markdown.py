@@ -279,7 +279,8 @@ def _comparison_section(comparison: pd.DataFrame, summary: pd.DataFrame, objecti
     return ["## Compared with no regularization", "",
             f"Each configuration's {_words(objective)} minus the baseline's (same model without penalty, constraint "
             "or noise), paired by seed (folds averaged within a seed first); 95% confidence interval from Student's "
-            "t over the seeds' differences.", "", markdown_table(shown.reset_index(drop=True)), ""]
+            "t over the seeds' differences, each on its own: with many configurations, some cross zero by chance "
+            "(no correction for multiple comparisons).", "", markdown_table(shown.reset_index(drop=True)), ""]
 
 
 def _best_table(best: Mapping[str, Any], objective: str) -> pd.DataFrame:
