@@ -255,8 +255,9 @@ def test_refuses_mixed_structures_and_bad_modes() -> None:
 def grid_hypermodel():
     from regsearch import Dropout, RegularizedMLP, Regularizer
 
-    # XLA on both sides: TensorFlow's XLA and graph kernels draw different random numbers from one seed.
-    return RegularizedMLP((2,), hidden=[16], learning_rate=1e-2, jit_compile=True,
+    # A plain graph on both sides: TensorFlow's XLA and graph kernels draw different random numbers from one
+    # seed, and on a CPU a population with random layers runs as a graph (XLA's random kernels are slow there).
+    return RegularizedMLP((2,), hidden=[16], learning_rate=1e-2, jit_compile=False,
                           regularizer=Regularizer("l2", [1e-1, 1e-4]),
                           dropout=Dropout("dropout", [0.1, 0.3]))
 
@@ -342,3 +343,18 @@ def test_what_a_population_cannot_train_falls_back_once_with_a_warning(tmp_path)
                     "(the sequential engine)."]
     records, _ = read_runs(tuner)
     assert [r["status"] for r in records] == ["completed", "completed"]
+
+
+def test_random_layers_run_as_a_plain_graph_on_a_cpu_and_other_models_under_xla() -> None:
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the TensorFlow backend's choice")
+    from regsearch.population import _tensorflow
+
+    def backend(*extra):
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(4), *extra, keras.layers.Dense(1)])
+        model.compile("adam", "mse")
+        return _tensorflow.Backend(model, lambda row: None)
+
+    assert backend().xla is True
+    assert backend(keras.layers.Dropout(0.2)).xla is False
+    assert backend(keras.layers.GaussianNoise(0.2)).xla is False

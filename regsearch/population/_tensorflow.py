@@ -5,6 +5,11 @@ assigns the member's weights, optimizer and metric state to the model's
 variables, calls ``model.train_step`` and reads them back, all inside one
 ``tf.function`` (XLA where it compiles). Members run one after another in a
 ``tf.while_loop``, so a stopped member costs nothing.
+
+A model with random layers (dropout, noise) runs as a plain graph: XLA's
+random-number kernels on the CPU made an epoch of the moons model with one
+Dropout about 12x slower than the graph (12 ms against 1 ms per
+member-epoch, ``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ _XLA_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.
 class Backend:
     def __init__(self, model: keras.Model, set_row: Callable[[Any], None]) -> None:
         self.model, self.bind_numbers = model, set_row
+        # XLA's CPU random-number kernels are slow; random layers keep the plain graph there.
+        random = any(getattr(layer, "_seed_generators", None) for layer in model._flatten_layers())
+        self.xla = not (random and not tf.config.list_physical_devices("GPU"))
         self.groups = (list(model.trainable_variables), list(model.non_trainable_variables),
                        list(model.optimizer.variables), list(model.metrics_variables))
 
@@ -97,7 +105,7 @@ class Backend:
             return a if a.shape.num_elements() == 0 else tf.tensor_scatter_nd_update(a, [[k]], [b])
 
         graph = tf.function(population, autograph=False)
-        xla = None if once else tf.function(population, jit_compile=True, autograph=False)
+        xla = None if once or not self.xla else tf.function(population, jit_compile=True, autograph=False)
 
         def run(*args: Any) -> Any:
             nonlocal xla
