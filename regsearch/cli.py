@@ -327,6 +327,7 @@ def _write_outputs(folder: Path, result: Any) -> None:
         direction=definition.direction,
         definition_text=definition.text,
         protocol=definition.evaluation.kind,
+        baseline=definition.evaluation.baseline,
         **_plot_settings(definition.report),
     )
     if result.best_model is not None:
@@ -385,7 +386,7 @@ def _print_best(console: Any, folder: Path, definition: Any, seconds: float) -> 
 
     summary.attrs = {"objective": definition.objective, "direction": definition.direction}
     answer, _ = answer_of(trials_frame(pd.read_csv(folder / "trials.csv").to_dict("records")), summary,
-                          definition.evaluation.kind)
+                          definition.evaluation.kind, definition.evaluation.baseline)
     if answer:
         console.print(answer)
     console.print(f"{len(summary)} configurations in {seconds:.1f} s; results in {folder}/")
@@ -442,13 +443,14 @@ def _rebuild(folder: Path, name: str) -> dict[str, Any]:
     objective, direction = (definition.objective, definition.direction) if definition else (None, None)
     # Runs saved before [evaluation] existed (no "fold" column) followed the articles' protocol.
     protocol = definition.evaluation.kind if definition and any("fold" in r for r in records) else "tutorial"
+    baseline = definition.evaluation.baseline if definition else True
     if objective is None:  # the default depends on the task: accuracy unless the runs have none (regression)
         prefix = "test" if protocol == "tutorial" else "val"
         scored = any(math.isfinite(r.get("train_accuracy", math.nan)) for r in records)
         objective, direction = (f"{prefix}_accuracy", "max") if scored else (f"{prefix}_loss", "min")
     write_report(folder, records, histories, search_name=name, rerun_command=f"python -m regsearch {name}",
                  objective=objective, direction=direction,
-                 definition_text=definition.text if definition else None, protocol=protocol,
+                 definition_text=definition.text if definition else None, protocol=protocol, baseline=baseline,
                  **_plot_settings(definition.report if definition else {}))
     trials = trials_frame(records)
     summary = summary_frame(selection_rows(trials), objective=objective, direction=direction)
@@ -457,7 +459,7 @@ def _rebuild(folder: Path, name: str) -> dict[str, Any]:
     except SearchFailedError:
         best = None
     description = definition.description if definition else None
-    answer, assessment = answer_of(trials, summary, protocol)
+    answer, assessment = answer_of(trials, summary, protocol, baseline)
     return {"search": name, "best": best, "link": f"{name}/summary.md", "description": description,
             "answer": answer, "claim": definition.report.get("claim") if definition else None,
             "verdict": None if assessment is None else verdict(assessment)}

@@ -363,3 +363,16 @@ def test_the_page_puts_the_answer_first_and_shows_test_scores_only_where_they_ma
     ranked = page.split("## All configurations, ranked")[1].split("## Search definition")[0]
     assert ("| test accuracy |" in ranked) == (protocol == "tutorial")
     assert (tmp_path / "comparison.csv").is_file()
+
+
+def test_a_search_without_a_baseline_compares_nothing(tmp_path: Path) -> None:
+    from regsearch.report import write_report
+
+    records = runs("none", "grid-0", [0.7, 0.8]) + runs("none", "grid-1", [0.9, 0.95])
+    for record, rate in zip(records, [1e-2, 1e-2, 1e-1, 1e-1]):
+        record.update(param_learning_rate=rate, train_accuracy=1.0, test_loss=0.4, val_loss=0.3)
+    write_report(tmp_path, records, {}, search_name="s", rerun_command="x", objective="test_accuracy",
+                 protocol="tutorial", baseline=False)
+    assert (tmp_path / "summary.md").read_text().splitlines()[2] == (
+        "**learning_rate=0.1 was selected (test accuracy 0.925); there is no baseline to compare with.**")
+    assert not (tmp_path / "comparison.csv").exists()

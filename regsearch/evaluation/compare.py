@@ -161,8 +161,11 @@ def _test_runs(trials: pd.DataFrame, protocol: str, phase: str, trial_id: str) -
     return trials[(trials["phase"].astype(str) == phase) & (trials["trial_id"] == trial_id)]
 
 
-def assess(trials: pd.DataFrame, best: dict[str, Any], protocol: str) -> Assessment:
-    """The selected configuration (``best``, a row of the summary) on the test rows, paired with the baseline's."""
+def assess(trials: pd.DataFrame, best: dict[str, Any], protocol: str, baseline: bool = True) -> Assessment:
+    """The selected configuration (``best``, a row of the summary) on the test rows, paired with the baseline's.
+
+    ``baseline=False`` (a search without one, ``[evaluation] baseline = false``): nothing is compared.
+    """
     metric = "test_accuracy" if trials["test_accuracy"].notna().any() else "test_loss"
     objective = best["objective"]
     runs = selection_rows(trials)
@@ -172,8 +175,8 @@ def assess(trials: pd.DataFrame, best: dict[str, Any], protocol: str) -> Assessm
     context = context_columns(runs)
     own = _per_seed(tested, metric, context)
     configs = runs.drop_duplicates(["phase", "trial_id"])
-    baselines = configs[baseline_mask(configs)]
-    is_baseline = bool(baseline_mask(chosen.iloc[:1]).all()) if len(chosen) else False
+    baselines = configs[baseline_mask(configs)] if baseline else configs.iloc[:0]
+    is_baseline = baseline and (bool(baseline_mask(chosen.iloc[:1]).all()) if len(chosen) else False)
     reference = pd.Series(dtype=float)
     if len(baselines):
         if len(context):

@@ -36,16 +36,19 @@ REPORT_FILES = (
 VALIDATION_ROWS = {"holdout": "held-out training rows", "kfold": "held-out fold", "tutorial": "test data"}
 
 
-def answer_of(trials: pd.DataFrame, summary: pd.DataFrame,
-              protocol: str) -> tuple[str | None, compare.Assessment | None]:
-    """The one-line answer and the assessment of the selected configuration; None when nothing completed."""
+def answer_of(trials: pd.DataFrame, summary: pd.DataFrame, protocol: str,
+              baseline: bool = True) -> tuple[str | None, compare.Assessment | None]:
+    """The one-line answer and the assessment of the selected configuration; None when nothing completed.
+
+    ``baseline=False``: the search has no unregularized baseline, and the answer compares nothing.
+    """
     try:
         best = best_configuration(summary)
     except Exception:  # noqa: BLE001 - SearchFailedError: every run failed, the page says so
         return None, None
     varying = [c for c in summary.columns if c.startswith("param_") and summary[c].nunique(dropna=False) > 1]
     named = {k: v for k, v in best["params"].items() if f"param_{k}" in varying} or best["params"]
-    assessment = compare.assess(trials, best, protocol)
+    assessment = compare.assess(trials, best, protocol, baseline)
     return compare.answer_line(assessment, format_params(named)), assessment
 
 
@@ -97,6 +100,7 @@ def write_report(
     x: str = "param_strength",
     hue: str | None = None,
     protocol: str = "tutorial",
+    baseline: bool = True,
 ) -> list[Path]:
     """Writes trials.csv, summary.csv, comparison.csv, summary.md and the plots, each atomically.
 
@@ -119,6 +123,7 @@ def write_report(
         hue: The parameter column that splits its lines (default: the varying ones).
         protocol: The evaluation protocol the runs followed (``holdout``, ``kfold``, ``tutorial``):
             what the page says selected and what assessed, and which rows the plot shows.
+        baseline: False for a search without an unregularized baseline: no comparison is written.
 
     Returns:
         The written files, in the order of ``REPORT_FILES``.
@@ -130,14 +135,14 @@ def write_report(
     everything = trials_frame(records)
     trials = compare.selection_rows(everything)  # kfold's refit assesses; it does not compete
     summary = summary_frame(trials, objective, direction)
-    comparison = compare.paired_differences(everything, objective)
+    comparison = compare.paired_differences(everything, objective) if baseline else pd.DataFrame()
     written = [
         write_csv_atomic(everything, folder / "trials.csv"),
         write_csv_atomic(summary, folder / "summary.csv"),
     ]
     if not comparison.empty:
         written.append(write_csv_atomic(comparison, folder / "comparison.csv"))
-    answer, assessment = answer_of(everything, summary, protocol)
+    answer, assessment = answer_of(everything, summary, protocol, baseline)
 
     figures: list[Path] = []
     plotted = (
