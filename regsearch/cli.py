@@ -461,7 +461,7 @@ def _rebuild(folder: Path, name: str) -> dict[str, Any]:
     description = definition.description if definition else None
     answer, assessment = answer_of(trials, summary, protocol, baseline)
     return {"search": name, "best": best, "link": f"{name}/summary.md", "description": description,
-            "answer": answer, "claim": definition.report.get("claim") if definition else None,
+            "answer": answer, "protocol": protocol, "claim": definition.report.get("claim") if definition else None,
             "verdict": None if assessment is None else verdict(assessment)}
 
 

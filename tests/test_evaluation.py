@@ -317,13 +317,15 @@ def test_the_results_index_checks_each_articles_claim_against_the_answer() -> No
     for expected, values in cases.items():
         trials = trials_frame(runs("none", "grid-0", base) + runs("l2", "grid-1", values, 1e-3))
         assert compare.verdict(compare.assess(trials, best_of(trials, "grid-1"), "holdout")) == expected
-        rows.append({"search": expected, "best": None, "claim": "The article: it helps.", "verdict": expected})
+        rows.append({"search": expected, "best": None, "claim": "The article: it helps.", "verdict": expected,
+                     "protocol": "tutorial"})
     trials = trials_frame(runs("none", "grid-0", base))
     assert compare.verdict(compare.assess(trials, best_of(trials, "grid-0"), "holdout")) == "baseline"
     page = index_markdown(rows)
     assert "The article: it helps. Supported" in page
     assert "The article: it helps. **Not supported**: no configuration beats no regularization beyond seed" in page
     assert "The article: it helps. **Contradicted**" in page
+    assert "| tutorial (selected on the test rows: optimistic) |" in page
 
 
 def test_the_plot_marks_the_baseline_when_it_ranks_first_and_the_point_otherwise() -> None:

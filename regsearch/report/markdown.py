@@ -168,7 +168,7 @@ def index_markdown(rows: Sequence[Mapping[str, Any]], *, title: str = "Results")
         rows: One mapping per search: ``search`` (name), ``best`` (the dict
             from ``best_configuration``, or None if every run failed) and
             optionally ``link`` (path of the search's summary.md, relative to
-            the index), ``description`` and ``answer`` (one line each), ``claim`` (what the
+            the index), ``description``, ``protocol`` and ``answer`` (one line each), ``claim`` (what the
             search's article says) with ``verdict`` (:func:`regsearch.evaluation.compare.verdict`).
         title: The page title.
 
@@ -182,6 +182,8 @@ def index_markdown(rows: Sequence[Mapping[str, Any]], *, title: str = "Results")
         cells = {"search": search}
         if row.get("description") is not None:
             cells["what"] = str(row["description"])
+        if row.get("protocol"):
+            cells["protocol"] = PROTOCOL_NAMES.get(row["protocol"], row["protocol"])
         if row.get("answer"):
             cells["answer"] = str(row["answer"])
         if row.get("claim"):
@@ -235,6 +237,10 @@ _PROTOCOL_TEXT = {
                 "test score of the selected configuration is an optimistic estimate.",
 }
 
+
+#: How the index names a protocol: the tutorial's selection saw the test rows.
+PROTOCOL_NAMES = {"tutorial": "tutorial (selected on the test rows: optimistic)", "holdout": "holdout",
+                  "kfold": "k-fold cross-validation"}
 
 #: What a search's answer says of its article's claim that the technique helps, by verdict.
 _CLAIM_CHECK = {
