@@ -244,11 +244,9 @@ def _refit(definition: SearchDefinition, hypermodel: Any, tuners: list[Any], rec
     summary = summary_frame(trials, objective=definition.objective, direction=definition.direction)
     best = best_configuration(summary)
     chosen = [(best["phase"], best["trial_id"])]
-    configs = summary[compare.baseline_mask(summary)]
-    context = compare.context_columns(summary)
-    for _, row in configs.iterrows():
-        same = all(_same(row[c], best["params"].get(c.removeprefix("param_"))) for c in context)
-        if same and (row["phase"], row["trial_id"]) not in chosen:
+    first = summary[(summary["phase"] == best["phase"]) & (summary["trial_id"] == best["trial_id"])].iloc[0]
+    for _, row in compare.baselines_of(summary, first).iterrows():
+        if (row["phase"], row["trial_id"]) not in chosen:
             chosen.append((row["phase"], row["trial_id"]))
             break
     candidates = []
@@ -262,11 +260,6 @@ def _refit(definition: SearchDefinition, hypermodel: Any, tuners: list[Any], rec
     return refit(candidates, split.x_train, split.y_train, split.x_test, split.y_test,
                  seeds=[definition.seed + r for r in range(definition.repeats)], batch_size=definition.batch_size,
                  search_name=definition.name)
-
-
-def _same(a: Any, b: Any) -> bool:
-    missing = [v is None or (isinstance(v, float) and math.isnan(v)) for v in (a, b)]
-    return all(missing) if any(missing) else a == b
 
 
 def fit_arguments(definition: SearchDefinition, split: Split) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["REGULARIZATION_PARAMS", "Assessment", "assess", "baseline_mask", "context_columns",
+__all__ = ["REGULARIZATION_PARAMS", "Assessment", "assess", "baseline_mask", "baselines_of", "context_columns",
            "paired_differences", "answer_line", "verdict", "selection_rows", "REFIT_PHASE"]
 
 #: The ``param_*`` columns that say how a configuration regularizes; the others (optimizer,
@@ -155,6 +155,17 @@ class Assessment:
         return self.selection[0] - self.test[0] if same else math.nan
 
 
+def baselines_of(configs: pd.DataFrame, configuration: pd.Series) -> pd.DataFrame:
+    """The baseline rows of ``configs`` that share ``configuration``'s context (optimizer, learning rate, ...)."""
+    baselines = configs[baseline_mask(configs)]
+    context = [c for c in context_columns(configs) if c in configuration.index]
+    if not context or baselines.empty:
+        return baselines
+    same = baselines[context].astype(object).where(baselines[context].notna(), "")
+    mine = configuration[context].astype(object).where(configuration[context].notna(), "")
+    return baselines[(same == mine.to_numpy()).all(axis=1)]
+
+
 def _test_runs(trials: pd.DataFrame, protocol: str, phase: str, trial_id: str) -> pd.DataFrame:
     if protocol == "kfold":
         return trials[(trials["phase"].astype(str) == REFIT_PHASE) & (trials["trial_id"] == trial_id)]
@@ -175,16 +186,10 @@ def assess(trials: pd.DataFrame, best: dict[str, Any], protocol: str, baseline: 
     context = context_columns(runs)
     own = _per_seed(tested, metric, context)
     configs = runs.drop_duplicates(["phase", "trial_id"])
-    baselines = configs[baseline_mask(configs)] if baseline else configs.iloc[:0]
     is_baseline = baseline and (bool(baseline_mask(chosen.iloc[:1]).all()) if len(chosen) else False)
     reference = pd.Series(dtype=float)
-    if len(baselines):
-        if len(context):
-            mine = chosen.iloc[0][context] if len(chosen) else None
-            same = baselines[context].astype(object).where(baselines[context].notna(), "")
-            if mine is not None:
-                mine = mine.astype(object).where(mine.notna(), "")
-                baselines = baselines[(same == mine.to_numpy()).all(axis=1)]
+    if baseline and len(chosen):
+        baselines = baselines_of(configs, chosen.iloc[0])
         parts = [_per_seed(_test_runs(trials, protocol, row["phase"], row["trial_id"]), metric, context)
                  for _, row in baselines.iterrows()]
         parts = [p for p in parts if not p.empty]
