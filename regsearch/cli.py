@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from regsearch.definition.schema import RUNG_STRATEGIES
 from regsearch.errors import SearchFailedError, SettingError
 
 __all__ = ["build_parser", "main"]
@@ -185,6 +186,9 @@ def _run(args: argparse.Namespace) -> int:
             raise SettingError("--repeats", "an integer >= 1", args.repeats, "command line")
         definition = dataclasses.replace(definition, repeats=args.repeats)
     _check_distributed_options(args)
+    if (args.chief or args.worker) and definition.strategy in RUNG_STRATEGIES:
+        raise SettingError("--chief" if args.chief else "--worker", "a grid, coarse_to_fine or bayesian search "
+                           "(a rung strategy's brackets train in one process)", definition.strategy, "command line")
     folder = Path(args.results) / definition.name
     check_writable(folder)
     created = [p for p in (folder, *folder.parents) if not p.exists()]
@@ -328,6 +332,7 @@ def _write_outputs(folder: Path, result: Any) -> None:
         definition_text=definition.text,
         protocol=definition.evaluation.kind,
         baseline=definition.evaluation.baseline,
+        rungs=result.rungs,
         **_plot_settings(definition.report),
     )
     if result.best_model is not None:
@@ -451,7 +456,7 @@ def _rebuild(folder: Path, name: str) -> dict[str, Any]:
     write_report(folder, records, histories, search_name=name, rerun_command=f"python -m regsearch {name}",
                  objective=objective, direction=direction,
                  definition_text=definition.text if definition else None, protocol=protocol, baseline=baseline,
-                 **_plot_settings(definition.report if definition else {}))
+                 rungs=saved_rungs(folder), **_plot_settings(definition.report if definition else {}))
     trials = trials_frame(records)
     summary = summary_frame(selection_rows(trials), objective=objective, direction=direction)
     try:
@@ -463,6 +468,13 @@ def _rebuild(folder: Path, name: str) -> dict[str, Any]:
     return {"search": name, "best": best, "link": f"{name}/summary.md", "description": description,
             "answer": answer, "protocol": protocol, "claim": definition.report.get("claim") if definition else None,
             "verdict": None if assessment is None else verdict(assessment)}
+
+
+def saved_rungs(folder: Path) -> list[dict]:
+    """Every run's score at every rung, from the runs.json files of a search with rungs (else none)."""
+    from regsearch.runs import RUNS_FILE, load_rungs
+
+    return [row for path in sorted(folder.glob(f"tuner/*/trial_*/{RUNS_FILE}")) for row in load_rungs(path)]
 
 
 def saved_runs(folder: Path) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RECORD_METRICS", "RUNS_FILE", "failed_trial_record", "load_runs"]
+__all__ = ["RECORD_METRICS", "RUNS_FILE", "failed_trial_record", "load_runs", "load_rungs"]
 
 RUNS_FILE = "runs.json"
 # Keys of RunResult.metrics copied into a run's record.
@@ -28,6 +28,20 @@ def load_runs(path: Path) -> tuple[list[dict], dict[str, dict[str, list[float]]]
     records = saved["runs"]
     histories = {f"{records[0]['trial_id']}/{repeat}": history for repeat, history in saved["histories"].items()}
     return records, histories
+
+
+def load_rungs(path: Path) -> list[dict]:
+    """One trial's rung scores: a row per run and rung (trial_id, phase, repeat, seed, fold, rung, budget,
+    epochs, score, kept); none for a trial trained without rungs."""
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    rows = []
+    for record in saved["runs"]:
+        fold = record.get("fold")
+        history_key = str(record["repeat"]) if fold in (None, 0) else f"{record['repeat']}/{fold}"
+        for score in saved.get("rungs", {}).get(history_key, []):
+            rows.append({key: record.get(key) for key in ("search", "trial_id", "phase", "repeat", "seed", "fold")}
+                        | {name: value for name, value in record.items() if name.startswith("param_")} | score)
+    return rows
 
 
 def failed_trial_record(search_name: str, phase: str, trial_id: str, values: dict[str, Any],

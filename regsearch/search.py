@@ -6,7 +6,12 @@ Strategies, all on Keras Tuner's own tuners (see :mod:`regsearch.tuners`):
 - ``coarse_to_fine``: a ``GridSearch`` over the declared strengths (decades),
   then a second ``GridSearch`` on ``fine_points`` log-spaced strengths strictly
   between the best decade's neighbours; both phases land in one table;
-- ``bayesian``: ``BayesianOptimization`` for ``max_trials`` trials.
+- ``bayesian``: ``BayesianOptimization`` for ``max_trials`` trials;
+- ``successive_halving``: every configuration of the grid in one population,
+  the best ``1/factor`` kept at each rung (``min_epochs * factor**k`` epochs)
+  and trained on, the others stopped there (:class:`regsearch.tuners.SuccessiveHalving`);
+- ``hyperband``: Keras Tuner's brackets of successive halving, bracket ``b``
+  a seeded sample of the grid starting at rung ``b`` (phases ``bracket0``, ...).
 
 The ``[evaluation]`` protocol (:mod:`regsearch.evaluation`) says which rows
 validate: a holdout split or the folds of the training rows (the tuners train
@@ -36,10 +41,11 @@ import numpy as np
 
 from regsearch.datasets import Split
 from regsearch.definition import NOTHING, SearchDefinition
-from regsearch.definition.build import load_data, make_folds, make_hypermodel
+from regsearch.definition.build import Bracket, brackets, load_data, make_folds, make_hypermodel
 from regsearch.errors import SearchFailedError, SettingError
 
-__all__ = ["SearchResult", "run_search", "fine_strengths", "plan_size", "phases", "evaluation_options"]
+__all__ = ["SearchResult", "run_search", "fine_strengths", "plan_size", "phases", "evaluation_options", "brackets",
+           "Bracket"]
 
 TUNER_FOLDER = "tuner"
 SETTINGS_FILE = "settings.json"
@@ -53,6 +59,7 @@ class SearchResult:
     records: list[dict[str, Any]]
     histories: dict[str, dict[str, list[float]]]
     best_model: Any = None  # keras.Model of the best configuration's first run
+    rungs: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # every run's score at every rung
 
 
 def fine_strengths(best: float, decades: list[float], points: int) -> list[float]:
@@ -72,29 +79,9 @@ def fine_strengths(best: float, decades: list[float], points: int) -> list[float
 
 def plan_size(hypermodel: Any) -> int:
     """The number of combinations a ``GridSearch`` over this HyperModel visits."""
-    import keras_tuner as kt
+    from regsearch.oracles import grid_configurations
 
-    hp = kt.HyperParameters()
-    hypermodel.declare_hyperparameters(hp)
-    _declare_only(hypermodel, hp)
-    size = 1
-    for parameter in hp.space:
-        if isinstance(parameter, kt.engine.hyperparameters.Choice):
-            size *= len(parameter.values)
-        elif isinstance(parameter, kt.engine.hyperparameters.Boolean):
-            size *= 2
-        else:
-            size *= len(list(parameter.values))
-    return size
-
-
-def _declare_only(hypermodel: Any, hp: Any) -> None:
-    """Declares the HyperModel's hyperparameters without building a model."""
-    describe = getattr(hypermodel, "describe", None)
-    if describe is not None:
-        describe(hp)
-    else:  # pragma: no cover - foreign HyperModels
-        hypermodel.build(hp)
+    return len(grid_configurations(hypermodel))
 
 
 def run_search(
@@ -128,6 +115,10 @@ def run_search(
     split = load_data(definition)
     hypermodel = make_hypermodel(definition, split)
     evaluation = evaluation_options(definition, split)
+    planned_brackets = brackets(definition, hypermodel)
+    if planned_brackets and engine != "population":
+        raise SettingError("--engine", f"'population' for strategy '{definition.strategy}' (its rungs stop members "
+                           "inside a population)", engine, where="command line")
     check_fits_in_memory(definition, hypermodel, split)
     tuner_dir = results_dir / TUNER_FOLDER
     if overwrite and tuner_dir.exists():
@@ -136,11 +127,12 @@ def run_search(
     arguments = fit_arguments(definition, split)
     records: list[dict] = []
     histories: dict[str, dict[str, list[float]]] = {}
+    rung_rows: list[dict] = []
     tuners = []
 
-    def search(phase: str, hm: Any, planned: int) -> list[dict]:
+    def search(phase: str, hm: Any, planned: int, **options: Any) -> list[dict]:
         tuner = _make_tuner(definition, hm, phase, tuner_dir, on_run,
-                            {"engine": engine, **evaluation, **(tuner_options or {})})
+                            {"engine": engine, **evaluation, **(tuner_options or {}), **options})
         if on_phase is not None:
             on_phase(phase, planned)
         if on_run is not None:  # a resumed search: count the runs an earlier process finished
@@ -151,6 +143,10 @@ def run_search(
         else:
             serve(tuner, phase)
         phase_records, phase_histories = _read_runs(tuner)
+        if "rungs" in options:
+            from regsearch.tuners import read_rungs
+
+            rung_rows.extend(read_rungs(tuner))
         records.extend(phase_records)
         histories.update(phase_histories)
         tuners.append(tuner)
@@ -160,6 +156,10 @@ def run_search(
         search("grid", hypermodel, plan_size(hypermodel))
     elif definition.strategy == "bayesian":
         search("bayesian", hypermodel, definition.max_trials)
+    elif planned_brackets:
+        for bracket in planned_brackets:
+            search(bracket.phase, hypermodel, len(bracket.configurations), configurations=bracket.configurations,
+                   rungs=bracket.rungs)
     else:
         coarse = search("coarse", hypermodel, plan_size(hypermodel))
         _check_some_completed(definition, records, histories)
@@ -167,7 +167,7 @@ def run_search(
         if fine is not None:
             fine_hypermodel = make_hypermodel(fine, split)
             search("fine", fine_hypermodel, plan_size(fine_hypermodel))
-    if "baseline" in phases(definition):
+    if "baseline" in phases(definition, hypermodel):
         baseline_hypermodel = make_hypermodel(baseline_definition(definition), split)
         search("baseline", baseline_hypermodel, plan_size(baseline_hypermodel))
 
@@ -178,12 +178,20 @@ def run_search(
         write_refit(tuner_dir, refit_records)
         records.extend(refit_records)
         best_model = models[0] if models else None
-    return SearchResult(definition, records, histories, best_model)
+    return SearchResult(definition, records, histories, best_model, rung_rows)
 
 
-def phases(definition: SearchDefinition) -> list[str]:
-    """The definition's phases in the order they run (the distributed chief serves them so)."""
-    order = {"grid": ["grid"], "bayesian": ["bayesian"]}.get(definition.strategy, ["coarse", "fine"])
+def phases(definition: SearchDefinition, hypermodel: Any = None) -> list[str]:
+    """The definition's phases in the order they run (the distributed chief serves them so).
+
+    ``successive_halving`` and ``hyperband`` need the ``hypermodel``: their brackets depend on the grid's size.
+    """
+    if definition.strategy in ("successive_halving", "hyperband"):
+        if hypermodel is None:
+            raise ValueError(f"phases: strategy '{definition.strategy}' needs the hypermodel (its grid's size)")
+        order = [bracket.phase for bracket in brackets(definition, hypermodel)]
+    else:
+        order = {"grid": ["grid"], "bayesian": ["bayesian"]}.get(definition.strategy, ["coarse", "fine"])
     if definition.evaluation.baseline and not _space_holds_baseline(definition):
         order.append("baseline")
     return order
@@ -191,8 +199,8 @@ def phases(definition: SearchDefinition) -> list[str]:
 
 def _space_holds_baseline(definition: SearchDefinition) -> bool:
     """True when a grid over the space visits the configuration without penalty, constraint or noise."""
-    if definition.strategy == "bayesian":
-        return False  # it may never propose it
+    if definition.strategy in ("bayesian", "successive_halving", "hyperband"):
+        return False  # it may never propose it, or stop it at a rung
     return all("none" in definition.space.get(piece, {}).get("kinds", ["none"])
                for piece in ("regularizer", "constraint", "dropout"))
 
@@ -402,6 +410,10 @@ def _make_tuner(definition: SearchDefinition, hypermodel: Any, phase: str, direc
     )
     # Keras Tuner prints "Reloading Tuner from ..." on stdout; the CLI's progress already counts resumed runs.
     with contextlib.redirect_stdout(io.StringIO()):
+        if "rungs" in options:
+            del common["engine"]
+            common.pop("batch", None)
+            return tuners.SuccessiveHalving(hypermodel, **common)
         if phase == "bayesian":
             return tuners.BayesianOptimization(hypermodel, max_trials=definition.max_trials, **common)
         return tuners.GridSearch(hypermodel, **common)

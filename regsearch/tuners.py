@@ -21,6 +21,7 @@ is left as it was for every other use in the process.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -37,10 +38,13 @@ from regsearch.atomic import write_text_atomic
 from regsearch.errors import SettingError, one_of
 from regsearch.evaluation import Fold
 from regsearch.hypermodels.base import FIT_OPTIONS, evaluate_rows
+from regsearch.oracles import PlannedOracle, grid_configurations
 from regsearch.population import memory
+from regsearch.population.rungs import Rungs
 from regsearch.runs import RECORD_METRICS, RUNS_FILE, failed_trial_record, load_runs
 
-__all__ = ["GridSearch", "BayesianOptimization", "RUNS_FILE", "read_runs", "failed_trial_record"]
+__all__ = ["GridSearch", "BayesianOptimization", "SuccessiveHalving", "RUNS_FILE", "read_runs", "read_rungs",
+           "failed_trial_record"]
 
 
 #: ``sequential``: each run its own compiled loop; ``population``: a batch of trials' runs trained together.
@@ -53,13 +57,13 @@ SEARCH_ARGUMENTS = ("epochs", "batch_size", "verbose", "callbacks", "early_stopp
 class _RecordingTuner:
     """The part shared by both tuners: repeats, records, failure handling and atomic state files."""
 
-    def __init__(self, hypermodel: kt.HyperModel, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         with kt_internals.atomic_keras_tuner_state():  # building may reload, and a later version may save
-            super().__init__(hypermodel, **kwargs)
+            super().__init__(*args, **kwargs)
 
     def _setup(self, repeats: int, seed: int, phase: str, search_name: str, on_run: Callable[[dict], None] | None,
                engine: str = "sequential", batch: int = 1, folds: Sequence[Fold] | None = None,
-               test_data: tuple | None = None) -> None:
+               test_data: tuple | None = None, rungs: Rungs | None = None) -> None:
         where = type(self).__name__
         if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
             raise ValueError(f"{where}: 'repeats' must be an integer >= 1; got {repeats!r}.")
@@ -75,6 +79,10 @@ class _RecordingTuner:
         if test_data is not None and (not isinstance(test_data, (tuple, list)) or len(test_data) != 2):
             raise SettingError("test_data", "a tuple (x_test, y_test)", type(test_data).__name__, where)
         self.folds, self.test_data = (None if folds is None else list(folds)), test_data
+        if rungs is not None and self.folds is not None and len(self.folds) > 1:
+            raise SettingError("folds", "one validation split (holdout or tutorial): rungs compare one "
+                               "population at a time", f"{len(self.folds)} folds", where)
+        self.rungs = rungs
         #: Every trial's runs: (repeat, fold), seeds outermost.
         self.runs = [(repeat, fold) for repeat in range(repeats) for fold in (self.folds or [None])]
         self._warned = False  # that the population engine falls back, said once
@@ -96,6 +104,9 @@ class _RecordingTuner:
             reason = f"a {type(self.hypermodel).__name__} (it has no run_population)"
         else:
             reason = self.hypermodel.population_reason(kwargs, kwargs.get("callbacks"))
+        if reason is not None and self.rungs is not None:
+            raise SettingError("engine", "a population: rungs stop members inside one", reason,
+                               type(self).__name__)
         if reason is not None:
             if not self._warned:
                 warnings.warn(f"{type(self).__name__}: the population engine cannot train {reason}; "
@@ -128,7 +139,7 @@ class _RecordingTuner:
         while pending:
             runs: list[tuple] = []
             owners: list[tuple] = []
-            while pending and (fit is None or len(runs) < fit):
+            while pending and (fit is None or len(runs) < fit or self.rungs is not None):
                 trial, repeat, fold = pending.pop(0)
                 seed = self.base_seed + repeat
                 keras.utils.set_random_seed(seed)
@@ -152,8 +163,10 @@ class _RecordingTuner:
                 members = [i for i, owner in enumerate(owners) if owner[2] is fold]
                 args, kwargs = self._fold_arguments(fold, fit_args, fit_kwargs)
                 start = time.perf_counter()
+                rungs = {} if self.rungs is None else {"rungs": self.rungs}
                 results = self.hypermodel.run_population([runs[i] for i in members], *args,
-                                                         early_stopping=_early_stopping(early_stopping), **kwargs)
+                                                         early_stopping=_early_stopping(early_stopping), **rungs,
+                                                         **kwargs)
                 seconds = (time.perf_counter() - start) / len(members)
                 for i, result in zip(members, results):
                     trial_id, repeat, _ = owners[i]
@@ -245,7 +258,7 @@ class _RecordingTuner:
         # Keras Tuner's own checkpoint callback, so that get_best_models() works as usual.
         checkpoint = kt_internals.best_epoch_checkpoint(self, trial.trial_id)
         params = {f"param_{key}": value for key, value in self.hypermodel.describe(hp).items()}
-        records, histories = [], {}
+        records, histories, rung_scores = [], {}, {}
         model = None
         trained = self._trained.pop(trial.trial_id, None)
         for repeat, fold in self.runs:
@@ -268,6 +281,8 @@ class _RecordingTuner:
                     )
                     self._assess(result, model)
                 metrics, histories[_history_key(repeat, fold)] = result.metrics, result.history
+                if result.rungs:
+                    rung_scores[_history_key(repeat, fold)] = [dataclasses.asdict(score) for score in result.rungs]
                 status, reason = ("diverged", "the loss became NaN or infinite") if result.diverged else ("completed", "")
                 if result.diverged and not _finite(metrics, "train_loss", "test_loss" if self.folds is None else
                                                    "val_loss"):
@@ -290,12 +305,16 @@ class _RecordingTuner:
                 "diverged": status == "diverged",
                 "seconds": round(time.perf_counter() - start, 4),
             }
+            if self.rungs is not None:  # the last rung the run reached, and its budget of epochs
+                reached = rung_scores.get(_history_key(repeat, fold), [{}])[-1]
+                record.update(rung=reached.get("rung", math.nan), budget=reached.get("budget", math.nan))
             records.append(record)
             if self.on_run is not None:
                 self.on_run(record)
         trial_dir = Path(self.get_trial_dir(trial.trial_id))
         # "tuner_id" says which process ran the trial (distributed workers: "<worker>@<phase>").
-        saved = {"runs": records, "histories": histories, "tuner_id": str(self.tuner_id)}
+        saved = {"runs": records, "histories": histories, "tuner_id": str(self.tuner_id),
+                 **({"rungs": rung_scores} if self.rungs is not None else {})}
         write_text_atomic(trial_dir / RUNS_FILE, json.dumps(saved, default=float))
         completed = [r for r in records if r["status"] == "completed"]
         if not completed:
@@ -383,6 +402,53 @@ class BayesianOptimization(_RecordingTuner, kt.BayesianOptimization):
         kwargs.setdefault("max_consecutive_failed_trials", 1_000_000)
         kwargs.setdefault("seed", seed)
         super().__init__(hypermodel, **kwargs)
+
+
+class SuccessiveHalving(_RecordingTuner, kt.Tuner):
+    """Successive halving inside one population: configurations compared at rungs, the weakest stopped there.
+
+    Every configuration (default: the whole grid of the HyperModel's values;
+    a Hyperband bracket passes its own sample) is trained as one population
+    with the population engine. At each of ``rungs.budgets`` but the last,
+    the best ``1/rungs.factor`` configurations by their seeds' mean score
+    train on from where they stand, and the others stop
+    (:mod:`regsearch.population.rungs`). Each run's record says the last rung
+    it reached (``rung``) and its budget (``budget``); its score at every
+    rung is in runs.json (:func:`read_rungs`).
+
+    Args:
+        hypermodel: A regsearch HyperModel.
+        rungs: The budgets, factor and score of the comparisons.
+        configurations: Hyperparameter values, one dict per configuration; None: the whole grid.
+        repeats, seed, phase, search_name, on_run, folds, test_data: As :class:`GridSearch`'s
+            (``folds``: one split at most).
+        **kwargs: ``keras_tuner.Tuner``'s and ``keras_tuner.Oracle``'s (objective, directory, ...).
+    """
+
+    def __init__(self, hypermodel: kt.HyperModel, *, rungs: Rungs, configurations: Sequence[dict] | None = None,
+                 repeats: int = 1, seed: int = 0, phase: str = "rungs", search_name: str = "",
+                 on_run: Callable[[dict], None] | None = None, folds: Sequence[Fold] | None = None,
+                 test_data: tuple | None = None, objective: Any = None, **kwargs: Any) -> None:
+        if not isinstance(rungs, Rungs):
+            raise SettingError("rungs", "a regsearch.population.rungs.Rungs", type(rungs).__name__,
+                               type(self).__name__)
+        self._setup(repeats, seed, phase, search_name, on_run, "population", 1_000_000, folds, test_data, rungs)
+        oracle = PlannedOracle(grid_configurations(hypermodel) if configurations is None else configurations,
+                               objective=objective, seed=seed,
+                               max_consecutive_failed_trials=kwargs.pop("max_consecutive_failed_trials", 1_000_000))
+        super().__init__(oracle, hypermodel=hypermodel, **kwargs)
+
+
+def read_rungs(tuner: kt.engine.base_tuner.BaseTuner) -> list[dict]:
+    """Every run's score at every rung it reached, from the finished trials' runs.json (see ``load_rungs``)."""
+    from regsearch.runs import load_rungs
+
+    rows: list[dict] = []
+    for trial_id, trial in sorted(tuner.oracle.trials.items()):
+        path = Path(tuner.project_dir) / f"trial_{trial_id}" / RUNS_FILE
+        if trial.status == "COMPLETED" and path.is_file():
+            rows.extend(load_rungs(path))
+    return rows
 
 
 def read_runs(tuner: kt.engine.base_tuner.BaseTuner) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:

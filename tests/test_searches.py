@@ -15,7 +15,7 @@ import pytest
 
 from regsearch.cli import main
 from regsearch.definition import PACKAGED_SEARCHES, load_definition
-from regsearch.definition.build import make_hypermodel
+from regsearch.definition.build import brackets, make_hypermodel
 from regsearch.search import fine_strengths, phases, plan_size
 
 SEARCHES = sorted(path.stem for path in PACKAGED_SEARCHES.glob("*.toml"))
@@ -29,6 +29,7 @@ PLANNED = {
     "moons_constraints": 5,
     "moons_dropout": 15,  # 3 kinds x 5 rates
     "moons_early_stopping": 4,
+    "moons_hyperband": 44,  # 11 strengths x (no dropout, 3 rates); brackets sample it
     "moons_l1": 6,
     "moons_l1_l2": 6,
     "moons_l2": 6,
@@ -39,7 +40,7 @@ PLANNED = {
     "sequence_lstm": 15,  # 5 decades x 3 targets
 }
 BAYESIAN_TRIALS_IN_CI = 4
-EPOCHS_IN_CI = {"digits_cnn": 2, "sequence_lstm": 2}
+EPOCHS_IN_CI = {"digits_cnn": 2, "sequence_lstm": 2, "moons_hyperband": 150}  # its first rung: 150 epochs
 
 
 def test_every_packaged_search_is_in_the_contract() -> None:
@@ -93,10 +94,13 @@ def expected_rows(name: str) -> int:
     definition = load_definition(PACKAGED_SEARCHES / f"{name}.toml")
     if definition.strategy == "bayesian":
         configurations = BAYESIAN_TRIALS_IN_CI
+    elif definition.strategy in ("successive_halving", "hyperband"):
+        ci = definition.with_epochs(EPOCHS_IN_CI[name])
+        configurations = sum(len(b.configurations) for b in brackets(ci, make_hypermodel(ci)))
     else:
         fine = definition.fine_points - definition.fine_points % 2 if definition.strategy == "coarse_to_fine" else 0
         configurations = PLANNED[name] + fine
-    configurations += "baseline" in phases(definition)
+    configurations += "baseline" in phases(definition, make_hypermodel(definition))
     return configurations * definition.evaluation.runs_per_seed
 
 

@@ -30,11 +30,12 @@ def load_definition(name_or_path: str | Path) -> SearchDefinition:
         SettingError: For malformed TOML (with line and column), unknown keys
             (with the nearest known key), wrong types and out-of-range values.
     """
-    from regsearch.definition.build import load_data, make_folds, make_hypermodel, resolve_objective
+    from regsearch.definition.build import brackets, load_data, make_folds, make_hypermodel, resolve_objective
 
     definition = read_definition(name_or_path)
     split = load_data(definition)
     definition = resolve_objective(definition, split)
-    make_hypermodel(definition, split)
+    hypermodel = make_hypermodel(definition, split)
     make_folds(definition, split)
+    brackets(definition, hypermodel)
     return definition

@@ -1,4 +1,4 @@
-"""From a checked definition to what a search trains: the data split and the HyperModel.
+"""From a checked definition to what a search trains: the data split, the HyperModel, folds and brackets.
 
 Errors of the objects built here (a negative strength, a missing column, a
 model whose output does not fit the task) come back as one-line
@@ -8,16 +8,20 @@ model whose output does not fit the task) come back as one-line
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from pathlib import Path
 from typing import Any
 
 from regsearch.datasets import Split, load_dataset
-from regsearch.definition.schema import OBJECTIVES, SearchDefinition
+import numpy as np
+
+from regsearch.definition.schema import OBJECTIVES, RUNG_STRATEGIES, SearchDefinition
 from regsearch.errors import SettingError
 from regsearch.evaluation import Fold
 
-__all__ = ["load_data", "load_model_file", "make_folds", "make_hypermodel", "resolve_objective"]
+__all__ = ["Bracket", "brackets", "load_data", "load_model_file", "make_folds", "make_hypermodel",
+           "resolve_objective"]
 
 # Which TOML table a space piece's settings come from, by the class that raised.
 _PIECE_KEYS = {"Regularizer": "space.regularizer", "Constraint": "space.constraint", "Dropout": "space.dropout",
@@ -151,3 +155,58 @@ def load_model_file(path: Path, split: Split, where: str) -> Any:
         raise SettingError("model.file", f"a model with one output of {allowed} units for the task {task}",
                            f"{path.name} with output units {units}", where)
     return model
+
+
+@dataclasses.dataclass(frozen=True)
+class Bracket:
+    """One successive-halving phase: its configurations and their rungs."""
+
+    phase: str
+    configurations: list[dict[str, Any]]
+    rungs: Any  # regsearch.population.rungs.Rungs
+
+
+def brackets(definition: SearchDefinition, hypermodel: Any) -> list[Bracket]:
+    """The brackets of ``successive_halving`` (one, the whole grid) or ``hyperband``; none for other strategies.
+
+    Rungs sit at ``min_epochs * factor**k`` epochs below ``epochs``, then at
+    ``epochs``. Hyperband's bracket ``b`` starts at rung ``b`` with as many
+    configurations as Keras Tuner's Hyperband gives it (at most the grid),
+    drawn without replacement from the grid with seed ``seed + b``.
+
+    Raises:
+        SettingError: ``min_epochs`` above ``epochs``, or rungs that would keep no
+            configuration (fewer than ``factor ** halvings`` in the space).
+    """
+    from regsearch.oracles import grid_configurations
+    from regsearch.population.rungs import Rungs, hyperband_brackets, rung_budgets
+    from regsearch.report.tables import history_key, tie_breaker_of
+
+    if definition.strategy not in RUNG_STRATEGIES:
+        return []
+    grid = grid_configurations(hypermodel)
+    factor, epochs, where = definition.factor, definition.epochs, str(definition.path)
+    halvings = max(0, int(math.floor(math.log(len(grid), factor) + 1e-9)))
+    min_epochs = definition.min_epochs or max(1, math.ceil(epochs / factor**halvings))
+    if min_epochs > epochs:
+        raise SettingError("search.min_epochs", f"an integer from 1 to training.epochs ({epochs})", min_epochs, where)
+    budgets = rung_budgets(min_epochs, factor, epochs)
+    if len(grid) < factor ** (len(budgets) - 1):
+        raise SettingError(
+            "search.min_epochs", f"rungs the space's {len(grid)} configurations can fill: rungs at "
+            f"{', '.join(map(str, budgets))} epochs need {factor ** (len(budgets) - 1)} configurations for the last "
+            f"to keep one ({definition.repeats} members, its seeds); raise min_epochs or factor, or widen the space",
+            min_epochs, where)
+    objective = definition.objective or "val_accuracy"
+    tie_breaker = tie_breaker_of(objective)
+    rungs = Rungs(budgets, factor, history_key(objective), definition.direction == "min",
+                  None if tie_breaker is None else history_key(tie_breaker))
+    if definition.strategy == "successive_halving":
+        return [Bracket("rungs", grid, rungs)]
+    planned = []
+    for b, size in enumerate(hyperband_brackets(len(budgets), factor)):
+        chosen = np.sort(np.random.default_rng(definition.seed + b).choice(len(grid), min(size, len(grid)),
+                                                                             replace=False))
+        planned.append(Bracket(f"bracket{b}", [grid[i] for i in chosen],
+                               dataclasses.replace(rungs, budgets=budgets[b:])))
+    return planned

@@ -23,7 +23,7 @@ strengths = { decades = [1e-1, 1e-6] }   # or a list, or { log_range = [1e-6, 1e
 target = "kernel"
 
 [search]
-strategy = "coarse_to_fine"  # grid | coarse_to_fine | bayesian
+strategy = "coarse_to_fine"  # grid | coarse_to_fine | bayesian | successive_halving | hyperband
 
 [training]
 epochs = 4000
@@ -67,7 +67,9 @@ class _Nothing:
 
 
 NOTHING = _Nothing()
-STRATEGIES = ("grid", "coarse_to_fine", "bayesian")
+STRATEGIES = ("grid", "coarse_to_fine", "bayesian", "successive_halving", "hyperband")
+#: Strategies that compare configurations at rungs inside one population.
+RUNG_STRATEGIES = ("successive_halving", "hyperband")
 HYPERMODELS = ("RegularizedMLP", "RegularizedCNN", "RegularizedLSTM")
 SCALES = ("none", "standard")
 DATASET_KEYS = {"dataset", "train_size", "n_samples", "noise", "random_state"}
@@ -102,7 +104,7 @@ class SearchDefinition:
             ``layers`` for Regularize; ``layers`` for the built-in ones too).
         space: The searched pieces as constructor arguments: ``regularizer``,
             ``constraint``, ``dropout`` (dicts) and ``placement``.
-        strategy: ``grid``, ``coarse_to_fine`` or ``bayesian``.
+        strategy: ``grid``, ``coarse_to_fine``, ``bayesian``, ``successive_halving`` or ``hyperband``.
         objective: The metric that ranks configurations (default ``test_accuracy``,
             ``test_loss`` for regression data; None until the data is known); ``direction``
             says which way is better.
@@ -110,6 +112,9 @@ class SearchDefinition:
         batch: Trials the population engine asks the oracle for at once; None: a
             grid phase's every trial, 8 for a Bayesian search.
         fine_points: Values of the fine grid of ``coarse_to_fine``.
+        factor: ``successive_halving`` and ``hyperband`` keep the best ``1/factor`` at each rung.
+        min_epochs: Their first rung's budget (rungs at ``min_epochs * factor**k``, then
+            ``epochs``); None: the smallest budget whose rungs the space's configurations fill.
         repeats: Training runs per configuration, with seeds ``seed``, ``seed + 1``, ...
         seed: The first seed.
         epochs: Maximum epochs per run.
@@ -142,6 +147,8 @@ class SearchDefinition:
     early_stopping: dict[str, Any] | None
     report: dict[str, Any] = field(default_factory=dict)
     evaluation: Protocol = field(default_factory=Protocol)
+    factor: int = 3
+    min_epochs: int | None = None
 
     def with_epochs(self, epochs: int) -> SearchDefinition:
         """The same definition trained for at most ``epochs`` epochs (quick looks)."""
@@ -233,8 +240,16 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
         space["placement"] = _strings("space.placement", space_table["placement"], where)
 
     search = _table(raw, "search", where)
-    _known_keys("search", search, {"strategy", "objective", "max_trials", "batch", "fine_points", "repeats", "seed"}, where)
+    _known_keys("search", search, {"strategy", "objective", "max_trials", "batch", "fine_points", "repeats", "seed",
+                                   "factor", "min_epochs"}, where)
     strategy = _choice("search.strategy", search.get("strategy", "grid"), STRATEGIES, where)
+    for key in ("factor", "min_epochs"):
+        if key in search and strategy not in RUNG_STRATEGIES:
+            raise SettingError(f"search.{key}", f"left out unless strategy is {one_of(RUNG_STRATEGIES)}", strategy,
+                               where)
+    if strategy in RUNG_STRATEGIES and "batch" in search:
+        raise SettingError("search.batch", f"left out for strategy '{strategy}': its rungs compare every "
+                           "configuration of a bracket in one population", search["batch"], where)
     objective = _choice("search.objective", search["objective"], OBJECTIVES, where) if "objective" in search else None
     if strategy == "coarse_to_fine" and not _has_strength_grid(space):
         raise SettingError(
@@ -276,6 +291,9 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
     report = _table(raw, "report", where)
     _known_keys("report", report, {"x", "hue", "claim"}, where)
     evaluation = _evaluation(_table(raw, "evaluation", where), where)
+    if strategy in RUNG_STRATEGIES and evaluation.kind == "kfold":
+        raise SettingError("evaluation.protocol", f"'holdout' or 'tutorial' for strategy '{strategy}' (its rungs "
+                           "compare configurations on one validation split)", evaluation.kind, where)
     if objective is not None and objective.startswith("test_") and not evaluation.selects_on_test:
         raise SettingError("search.objective", f"a validation or training metric under protocol "
                            f"'{evaluation.kind}' (the test rows never choose; protocol 'tutorial' lets them)",
@@ -296,6 +314,9 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
         max_trials=_integer("search.max_trials", search.get("max_trials", 20), where, low=1),
         batch=_integer("search.batch", search["batch"], where, low=1) if "batch" in search else None,
         fine_points=_integer("search.fine_points", search.get("fine_points", 7), where, low=1),
+        factor=_integer("search.factor", search.get("factor", 3), where, low=2),
+        min_epochs=_integer("search.min_epochs", search["min_epochs"], where, low=1) if "min_epochs" in search
+        else None,
         repeats=_integer("search.repeats", search.get("repeats", 1), where, low=1),
         seed=_integer("search.seed", search.get("seed", 0), where, low=0),
         epochs=_integer("training.epochs", training.get("epochs", 100), where, low=1),

@@ -23,6 +23,7 @@ from regsearch.engine import fit as engine_fit
 from regsearch.engine import split_validation
 from regsearch.errors import SettingError, one_of
 from regsearch.population.memory import EVALUATION_BATCH
+from regsearch.population.rungs import Rungs, RungScore
 from regsearch.rewrite import regularized
 from regsearch.space import (
     Constraint,
@@ -66,11 +67,14 @@ class RunResult:
             has no number.
         history: The engine's per-epoch history.
         diverged: True if the loss went NaN or infinite and training stopped.
+        rungs: With rungs (:mod:`regsearch.population.rungs`), the run's score at
+            each rung it reached; the last says where it stopped.
     """
 
     metrics: dict[str, float]
     history: dict[str, list[float]] = field(default_factory=dict)
     diverged: bool = False
+    rungs: list[RungScore] = field(default_factory=list)
 
 
 class RegularizedHyperModel(kt.HyperModel):
@@ -433,6 +437,7 @@ class RegularizedHyperModel(kt.HyperModel):
         batch_size: int | None = 32,
         early_stopping: keras.callbacks.EarlyStopping | None = None,
         mode: str | None = None,
+        rungs: Rungs | None = None,
         **fit_options: Any,
     ) -> list[RunResult | BaseException]:
         """``run`` for many (hp, model, seed, callbacks) at once: members of one structure train together.
@@ -440,8 +445,12 @@ class RegularizedHyperModel(kt.HyperModel):
         Each model holds its seed's initial weights (as for ``run``); the result
         of a member equals ``run``'s for it (see :mod:`regsearch.population`).
         A group that fails gives its error in place of each of its results.
+        With ``rungs`` (:mod:`regsearch.population.rungs`), runs of one
+        configuration (equal hyperparameter values) are compared with the others
+        at each rung and the weakest stop there (``RunResult.rungs``).
         """
-        from regsearch.population import group_by_structure, train_population
+        from regsearch.population import group_by_structure, open_populations
+        from regsearch.population.rungs import successive_halving
 
         where = type(self).__name__
         batch_size = 32 if batch_size is None else batch_size
@@ -456,25 +465,54 @@ class RegularizedHyperModel(kt.HyperModel):
         for index, plan in enumerate(plans):
             rule = None if plan.early_stopping is None else _rule_key(plan.early_stopping)
             by_rule.setdefault(rule, []).append(index)
-        for indices in by_rule.values():
-            for group in group_by_structure([models[i] for i in indices]):
-                members = [indices[i] for i in group]
-                rule = plans[members[0]].early_stopping
+        groups = [[indices[i] for i in group] for indices in by_rule.values()
+                  for group in group_by_structure([models[i] for i in indices])]
+
+        def opened(members: list[int]) -> Any:
+            rule = plans[members[0]].early_stopping
+            return open_populations(
+                [models[i] for i in members], data, validation, epochs=first.epochs, batch_size=batch_size,
+                validation_batch_size=fit_options.get("validation_batch_size"),
+                shuffle=bool(fit_options.get("shuffle", True)), early_stopping=rule,
+                patiences=[None if plans[i].early_stopping is None else plans[i].early_stopping.patience
+                           for i in members],
+                seeds=[runs[i][2] for i in members], mode=mode, evaluate=True)
+
+        def conclude(members: list[int], outcomes: list[Any], rung_scores: list[list[Any]]) -> None:
+            for i, outcome, scores in zip(members, outcomes, rung_scores):
+                results[i] = self._concluded(models[i], outcome.history, outcome.diverged, outcome.best_epoch,
+                                             plans[i], batch_size, 0, outcome.scores)
+                results[i].rungs = scores
+
+        if rungs is None:  # group after group, slice after slice: one in memory at a time
+            for members in groups:
                 try:
-                    outcomes = train_population(
-                        [models[i] for i in members], data, validation, epochs=first.epochs, batch_size=batch_size,
-                        validation_batch_size=fit_options.get("validation_batch_size"),
-                        shuffle=bool(fit_options.get("shuffle", True)), early_stopping=rule,
-                        patiences=[None if plans[i].early_stopping is None else plans[i].early_stopping.patience
-                                   for i in members],
-                        seeds=[runs[i][2] for i in members], mode=mode, evaluate=True,
-                    )
-                    for i, outcome in zip(members, outcomes):
-                        results[i] = self._concluded(models[i], outcome.history, outcome.diverged, outcome.best_epoch,
-                                                     plans[i], batch_size, 0, outcome.scores)
+                    start = 0
+                    for population in opened(members):
+                        population.advance()
+                        part = members[start:start + len(population.models)]
+                        conclude(part, population.finish(), [[] for _ in part])
+                        start += len(part)
                 except Exception as error:  # noqa: BLE001 - reported per run by the tuner
                     for i in members:
-                        results[i] = error
+                        if not isinstance(results[i], RunResult):
+                            results[i] = error
+            return results
+        # Rungs compare every configuration of the batch: all its populations train side by side.
+        try:
+            populations, owners = [], []
+            for members in groups:
+                start = 0
+                for population in opened(members):
+                    populations.append(population)
+                    owners.append(members[start:start + len(population.models)])
+                    start += len(population.models)
+            names = [[_configuration(runs[i][0]) for i in part] for part in owners]
+            scores = successive_halving(populations, names, rungs)
+            for part, population, part_scores in zip(owners, populations, scores):
+                conclude(part, population.finish(), part_scores)
+        except Exception as error:  # noqa: BLE001 - reported per run by the tuner
+            results = [error if not isinstance(r, RunResult) else r for r in results]
         return results
 
     def fit(
@@ -510,6 +548,11 @@ class _Plan:
     users: list[keras.callbacks.Callback]
     train_rows: tuple
     validation_rows: tuple
+
+
+def _configuration(hp: kt.HyperParameters) -> tuple:
+    """A configuration's name for rungs: its hyperparameter values (its seeds share them)."""
+    return tuple(sorted((key, repr(value)) for key, value in hp.values.items()))
 
 
 def _rule_key(callback: keras.callbacks.EarlyStopping) -> tuple:

@@ -21,7 +21,7 @@ import math
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -32,7 +32,7 @@ from regsearch.population import numbers as _numbers
 from regsearch.population import stopping
 from regsearch.population.loop import Layout, Settings, member_chunk, member_scores
 
-__all__ = ["Outcome", "train_population", "group_by_structure", "seed_random_layers", "MODES"]
+__all__ = ["Outcome", "Population", "Standing", "train_population", "open_populations", "group_by_structure", "seed_random_layers", "MODES"]
 
 MODES = ("loop", "vmap")
 #: Epochs per compiled call: the history buffer holds this many rows per member.
@@ -130,93 +130,187 @@ def train_population(
     The compiled program is kept for the next population of the same
     structure, settings and data shapes (a later phase of a search, the
     next batch of a Bayesian search): it is traced and compiled once.
+    More members than memory holds train in slices, one after another.
 
     Raises:
         ValueError: models of different structures, or a bad setting (named).
     """
+    outcomes: list[Outcome] = []
+    for population in open_populations(models, data, validation, epochs=epochs, batch_size=batch_size,
+                                       validation_batch_size=validation_batch_size, shuffle=shuffle,
+                                       early_stopping=early_stopping, patiences=patiences, seeds=seeds, mode=mode,
+                                       evaluate=evaluate, initial_epoch=initial_epoch):
+        population.advance()
+        outcomes.extend(population.finish())
+    return outcomes
+
+
+def open_populations(models: Sequence[keras.Model], data: Any, validation: Any | None, *, epochs: int,
+                     batch_size: int, seeds: Sequence[int | None], patiences: Sequence[int] | None = None,
+                     **settings: Any) -> Iterator[Population]:
+    """``train_population``'s members as :class:`Population` slices that memory holds, each opened when asked for.
+
+    Arguments as :func:`train_population`'s. Raises ValueError as it does, before the first slice opens.
+    """
     models = list(models)
     if not models:
-        return []
+        return iter(())
     if len(seeds) != len(models):
         raise ValueError(f"train_population: 'seeds' must give one seed per model ({len(models)}); got {len(seeds)}.")
+    mode = settings.get("mode")
     if mode is not None and mode not in MODES:
         raise ValueError(f"train_population: 'mode' must be one of {', '.join(MODES)} or None; got {mode!r}.")
-    structures = {_numbers.structure_of(model) for model in models}
-    if len(structures) != 1:
+    if len({_numbers.structure_of(model) for model in models}) != 1:
         raise ValueError("train_population: every model must have one structure (group them with group_by_structure).")
     n_rows = int(tree.flatten(data)[0].shape[0])
-    batch_size = min(batch_size, n_rows)
     n_val = 0 if validation is None else int(tree.flatten(validation)[0].shape[0])
-    val_batch_size = 0 if validation is None else min(validation_batch_size or batch_size, n_val)
-    fit = _memory.members_that_fit(models[0], _memory.step_rows(max(batch_size, val_batch_size), n_rows, n_val),
-                                   "train_population")
-    if len(models) > fit:  # in slices that fit, one after another
-        settings = dict(epochs=epochs, batch_size=batch_size, validation_batch_size=validation_batch_size,
-                        shuffle=shuffle, early_stopping=early_stopping, mode=mode, evaluate=evaluate,
-                        initial_epoch=initial_epoch)
-        patiences = list(patiences) if patiences is not None else [None] * len(models)
-        return [outcome for start in range(0, len(models), fit) for outcome in train_population(
-            models[start:start + fit], data, validation, patiences=patiences[start:start + fit],
-            seeds=seeds[start:start + fit], **settings)]
-    data = tree.map_structure(_to_backend, data)
-    val = None if validation is None else tree.map_structure(_to_backend, validation)
-    first_batch = tree.map_structure(lambda t: t[:batch_size], data)
-    for model in models:
-        if not model.built:
-            model._symbolic_build(data_batch=first_batch)  # as model.fit builds it
-        if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
-    rule = None if early_stopping is None else stopping.StoppingRule.from_callback(early_stopping, models[0])
-    default_patience = 0 if early_stopping is None else int(early_stopping.patience)
-    patiences = [default_patience if p is None else int(p) for p in (patiences or [None] * len(models))]
-    table = _numbers.Table([_numbers.numbers_of(model) for model in models])
-    size = _padded(len(models))
-    chunk = max(1, min(CHUNK, epochs - initial_epoch))
-    program = _program(models[0], structures.pop(), table.keys, data, val, first_batch, size=size, mode=mode, epochs=epochs,
-                       chunk=chunk, batch_size=batch_size, val_batch_size=val_batch_size, shuffle=bool(shuffle), rule=rule)
-    if rule is not None and program.settings.monitor is None:
-        warnings.warn(f"Early stopping conditioned on metric `{rule.monitor}` which is not available. "
-                      f"Available metrics are: {','.join(program.settings.layout.names)}", stacklevel=2)
+    step_batch = max(min(batch_size, n_rows), 0 if validation is None else min(
+        settings.get("validation_batch_size") or batch_size, n_val))
+    fit = _memory.members_that_fit(models[0], _memory.step_rows(step_batch, n_rows, n_val), "train_population")
+    patiences = list(patiences) if patiences is not None else [None] * len(models)
+    return (Population(models[start:start + fit], data, validation, epochs=epochs, batch_size=batch_size,
+                       seeds=list(seeds[start:start + fit]), patiences=patiences[start:start + fit], **settings)
+            for start in range(0, len(models), fit))
 
-    shuffle_seeds = [seed_random_layers(model, seed) for model, seed in zip(models, seeds)]
-    restore = rule is not None and rule.restore_best_weights
-    padding = [models[0]] * (size - len(models))
 
-    def stacked(pick: Any) -> Any:
-        per_member = [pick(model) for model in models + padding]
-        return tree.map_structure(lambda *leaves: _to_backend(np.stack(leaves)), *per_member)
+class Population:
+    """Members of one structure in training: advanced to an epoch, some dropped, then finished.
 
-    alive = np.zeros(size, bool)
-    alive[: len(models)] = epochs > initial_epoch
-    rows = np.asarray(table.rows, np.float32).reshape(len(models), len(table))
-    members = {
-        "model": stacked(lambda m: (_values(m.trainable_variables), _values(m.non_trainable_variables),
-                                    _values(m.optimizer.variables))),
-        "stopping": stacked(lambda m: tree.map_structure(keras.ops.convert_to_numpy, stopping.initial_state(
-            (_values(m.trainable_variables), _values(m.non_trainable_variables)) if restore else ([], [])))),
-        "epoch": _to_backend(np.full(size, initial_epoch, np.int32)),
-        "alive": _to_backend(alive),
-        "diverged": _to_backend(np.zeros(size, bool)),
-        "done": _to_backend(np.zeros(size, np.int32)),
-        "numbers": _to_backend(np.concatenate([rows, np.repeat(rows[:1], len(padding), axis=0)])),
-        "patience": _to_backend(np.asarray(patiences + patiences[:1] * len(padding), np.int32)),
-        "seed": _to_backend(np.asarray(shuffle_seeds + shuffle_seeds[:1] * len(padding), np.int32)),
-    }
-    histories: list[list[np.ndarray]] = [[] for _ in models]
-    while bool(np.any(keras.ops.convert_to_numpy(members["alive"]))):
-        members, chunk_rows = program.train(members, data, val, program.metrics_init)
-        done = keras.ops.convert_to_numpy(members["done"])
-        chunk_rows = keras.ops.convert_to_numpy(chunk_rows)
-        for k in range(len(models)):
-            histories[k].append(chunk_rows[k, : done[k]])
-    final = tree.map_structure(keras.ops.convert_to_numpy, members)
-    weights = _trained_weights(final, restore)
-    scores = program.scores(weights, final["numbers"], data, val) if evaluate else [None] * size
-    if not any(program is kept for kept in _PROGRAMS.values()):
-        program.keep.close()
-    return [_finish(k, model, final, weights, rule, program.settings.layout, histories[k], scores[k],
-                    initial_epoch)
-            for k, model in enumerate(models)]
+    :func:`train_population` advances every member to ``epochs`` at once; a
+    search with rungs (:mod:`.rungs`) advances to each rung's budget, reads
+    every member's :meth:`standing`, and drops the weakest, which never
+    train again. A member carried on continues from where it stands: the
+    same weights, optimizer state and early-stopping state.
+    """
+
+    def __init__(self, models: Sequence[keras.Model], data: Any, validation: Any | None, *, epochs: int,
+                 batch_size: int, validation_batch_size: int | None = None, shuffle: bool = True,
+                 early_stopping: keras.callbacks.EarlyStopping | None = None,
+                 patiences: Sequence[int | None] | None = None, seeds: Sequence[int | None],
+                 mode: str | None = None, evaluate: bool = False, initial_epoch: int = 0) -> None:
+        self.models = models = list(models)
+        self.epochs, self.initial_epoch, self.evaluate = int(epochs), int(initial_epoch), evaluate
+        n_rows = int(tree.flatten(data)[0].shape[0])
+        batch_size = min(batch_size, n_rows)
+        n_val = 0 if validation is None else int(tree.flatten(validation)[0].shape[0])
+        val_batch_size = 0 if validation is None else min(validation_batch_size or batch_size, n_val)
+        self.data = data = tree.map_structure(_to_backend, data)
+        self.val = val = None if validation is None else tree.map_structure(_to_backend, validation)
+        first_batch = tree.map_structure(lambda t: t[:batch_size], data)
+        for model in models:
+            if not model.built:
+                model._symbolic_build(data_batch=first_batch)  # as model.fit builds it
+            if not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+        self.rule = rule = (None if early_stopping is None
+                            else stopping.StoppingRule.from_callback(early_stopping, models[0]))
+        default_patience = 0 if early_stopping is None else int(early_stopping.patience)
+        patiences = [default_patience if p is None else int(p) for p in (patiences or [None] * len(models))]
+        table = _numbers.Table([_numbers.numbers_of(model) for model in models])
+        size = _padded(len(models))
+        chunk = max(1, min(CHUNK, epochs - initial_epoch))
+        self.program = program = _program(
+            models[0], _numbers.structure_of(models[0]), table.keys, data, val, first_batch, size=size, mode=mode,
+            chunk=chunk, batch_size=batch_size, val_batch_size=val_batch_size, shuffle=bool(shuffle), rule=rule)
+        if rule is not None and program.settings.monitor is None:
+            warnings.warn(f"Early stopping conditioned on metric `{rule.monitor}` which is not available. "
+                          f"Available metrics are: {','.join(program.settings.layout.names)}", stacklevel=3)
+
+        shuffle_seeds = [seed_random_layers(model, seed) for model, seed in zip(models, seeds)]
+        self.restore = restore = rule is not None and rule.restore_best_weights
+        padding = [models[0]] * (size - len(models))
+
+        def stacked(pick: Any) -> Any:
+            per_member = [pick(model) for model in models + padding]
+            return tree.map_structure(lambda *leaves: _to_backend(np.stack(leaves)), *per_member)
+
+        #: Members that may train on: padding never does, nor a dropped one.
+        self.open = np.zeros(size, bool)
+        self.open[: len(models)] = True
+        rows = np.asarray(table.rows, np.float32).reshape(len(models), len(table))
+        self.members = {
+            "model": stacked(lambda m: (_values(m.trainable_variables), _values(m.non_trainable_variables),
+                                        _values(m.optimizer.variables))),
+            "stopping": stacked(lambda m: tree.map_structure(keras.ops.convert_to_numpy, stopping.initial_state(
+                (_values(m.trainable_variables), _values(m.non_trainable_variables)) if restore else ([], [])))),
+            "epoch": _to_backend(np.full(size, initial_epoch, np.int32)),
+            "until": _to_backend(np.full(size, initial_epoch, np.int32)),
+            "alive": _to_backend(np.zeros(size, bool)),
+            "ended": _to_backend(np.zeros(size, bool)),
+            "diverged": _to_backend(np.zeros(size, bool)),
+            "done": _to_backend(np.zeros(size, np.int32)),
+            "numbers": _to_backend(np.concatenate([rows, np.repeat(rows[:1], len(padding), axis=0)])),
+            "patience": _to_backend(np.asarray(patiences + patiences[:1] * len(padding), np.int32)),
+            "seed": _to_backend(np.asarray(shuffle_seeds + shuffle_seeds[:1] * len(padding), np.int32)),
+        }
+        self.rows: list[list[np.ndarray]] = [[] for _ in models]
+
+    def advance(self, until: int | None = None) -> None:
+        """Trains every open member until its next epoch is ``until`` (at most ``epochs``), or it stops or diverges."""
+        until = self.epochs if until is None else min(int(until), self.epochs)
+        epoch = keras.ops.convert_to_numpy(self.members["epoch"])
+        ended = keras.ops.convert_to_numpy(self.members["ended"])
+        alive = self.open & ~ended & (epoch < until)
+        self.members = {**self.members, "until": _to_backend(np.full(len(alive), until, np.int32)),
+                        "alive": _to_backend(alive)}
+        while bool(np.any(keras.ops.convert_to_numpy(self.members["alive"]))):
+            self.members, chunk_rows = self.program.train(self.members, self.data, self.val,
+                                                          self.program.metrics_init)
+            done = keras.ops.convert_to_numpy(self.members["done"])
+            chunk_rows = keras.ops.convert_to_numpy(chunk_rows)
+            for k in range(len(self.models)):
+                self.rows[k].append(chunk_rows[k, : done[k]])
+
+    def drop(self, members: Sequence[int]) -> None:
+        """Members that never train again; they finish as they stand now."""
+        self.open[list(members)] = False
+
+    def standing(self) -> list[Standing]:
+        """Each member's history so far, best epoch so far (as :class:`Outcome` counts it) and whether it ended."""
+        members = tree.map_structure(keras.ops.convert_to_numpy,
+                                     {key: self.members[key] for key in ("stopping", "epoch", "ended")})
+        layout = self.program.settings.layout
+        return [Standing(history=layout.history(_joined(self.rows[k], layout)),
+                         epoch=int(members["epoch"][k]),
+                         best_epoch=_best_epoch(tree.map_structure(lambda a: a[k], members["stopping"]), self.rule,
+                                                int(members["epoch"][k])),
+                         ended=bool(members["ended"][k]))
+                for k in range(len(self.models))]
+
+    def finish(self) -> list[Outcome]:
+        """Writes each member's final (or best) state into its model; one Outcome per member."""
+        final = tree.map_structure(keras.ops.convert_to_numpy, self.members)
+        weights = _trained_weights(final, self.restore)
+        program = self.program
+        scores = (program.scores(weights, final["numbers"], self.data, self.val) if self.evaluate
+                  else [None] * len(final["epoch"]))
+        if not any(program is kept for kept in _PROGRAMS.values()):
+            program.keep.close()
+        return [_finish(k, model, final, weights, self.rule, program.settings.layout, self.rows[k], scores[k],
+                        self.initial_epoch)
+                for k, model in enumerate(self.models)]
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where a member stands between two :meth:`Population.advance` calls."""
+
+    history: dict[str, list[Any]]
+    #: The next epoch it would train.
+    epoch: int
+    best_epoch: int
+    #: Stopped early or diverged: it trains no more.
+    ended: bool
+
+
+def _joined(rows: list[np.ndarray], layout: Layout) -> np.ndarray:
+    return np.concatenate(rows) if rows else np.zeros((0, layout.width), np.float32)
+
+
+def _best_epoch(es: dict[str, Any], rule: stopping.StoppingRule | None, end: int) -> int:
+    """The epoch whose weights a member ends with: early stopping's best, else its last."""
+    has_best = rule is not None and bool(es["has_best"])
+    return int(es["best_epoch"]) if has_best else max(end - 1, 0)
 
 
 def _padded(size: int) -> int:
@@ -281,14 +375,14 @@ KEEP = 8
 
 
 def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: Any, val: Any | None, first_batch: Any, *, size: int,
-             mode: str | None, epochs: int, chunk: int, batch_size: int, val_batch_size: int, shuffle: bool,
+             mode: str | None, chunk: int, batch_size: int, val_batch_size: int, shuffle: bool,
              rule: stopping.StoppingRule | None) -> _Program:
     """The compiled program for this structure, settings and data shapes: kept from before, or traced now."""
     def spec(rows: Any) -> Any:
         return None if rows is None else tree.map_structure(lambda t: (tuple(t.shape), str(t.dtype)), rows)
 
     specs = (spec(data), spec(val))
-    key = (keras.backend.backend(), structure, keys, specs, size, mode, epochs, chunk, batch_size,
+    key = (keras.backend.backend(), structure, keys, specs, size, mode, chunk, batch_size,
            val_batch_size, shuffle, rule)
     if key in _PROGRAMS:
         _PROGRAMS.move_to_end(key)
@@ -313,7 +407,7 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
         "test_step", (*weights, metrics_init), tree.map_structure(lambda t: t[:val_batch_size], val))
     specs = list(train_specs.items()) + [(f"val_{n}", s) for n, s in test_specs.items()]
     layout = Layout(tuple(n for n, _ in specs), tuple(s for _, s in specs))
-    settings = Settings(epochs=epochs, chunk=chunk, batch_size=batch_size, val_batch_size=val_batch_size,
+    settings = Settings(chunk=chunk, batch_size=batch_size, val_batch_size=val_batch_size,
                         shuffle=shuffle, rule=rule, layout=layout,
                         monitor=None if rule is None else layout.column(rule.monitor))
 
@@ -367,15 +461,12 @@ def _finish(k: int, model: keras.Model, members: dict[str, Any], weights: tuple[
             variable.assign(value)
     model.optimizer.finalize_variable_values(model.trainable_weights)
     end = int(members["epoch"][k])
-    epochs_run = end - initial_epoch
-    has_best = rule is not None and bool(es["has_best"])
-    history = np.concatenate(rows) if rows else np.zeros((0, layout.width), np.float32)
     return Outcome(
-        history=layout.history(history),
-        epochs_run=epochs_run,
+        history=layout.history(_joined(rows, layout)),
+        epochs_run=end - initial_epoch,
         stopped_epoch=int(es["stopped_epoch"]),
-        best_epoch=int(es["best_epoch"]) if has_best else max(end - 1, 0),
-        best=float(es["best"]) if has_best else None,
+        best_epoch=_best_epoch(es, rule, end),
+        best=float(es["best"]) if rule is not None and bool(es["has_best"]) else None,
         wait=int(es["wait"]),
         diverged=bool(members["diverged"][k]),
         scores=scores,

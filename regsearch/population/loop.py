@@ -64,7 +64,6 @@ def flat_logs(logs: dict[str, Any]) -> dict[str, Any]:
 class Settings:
     """What the traced program bakes in: shapes and the rules shared by the group."""
 
-    epochs: int
     chunk: int
     batch_size: int
     val_batch_size: int
@@ -99,8 +98,9 @@ def member_chunk(settings: Settings, backend: Any, member: dict[str, Any], data:
     """Runs up to ``settings.chunk`` epochs of one member; returns its new state and the chunk's log rows.
 
     ``member`` holds ``model`` (trainable, non-trainable, optimizer variables),
-    ``stopping`` (see :mod:`stopping`), ``epoch`` (the next one), ``alive``,
-    ``diverged``, ``done`` (epochs run in this chunk), ``numbers``,
+    ``stopping`` (see :mod:`stopping`), ``epoch`` (the next one), ``until``
+    (the epoch to pause before), ``alive``, ``ended`` (stopped early or
+    diverged), ``diverged``, ``done`` (epochs run in this chunk), ``numbers``,
     ``patience`` and ``seed``.
     """
     layout = settings.layout
@@ -133,9 +133,9 @@ def member_chunk(settings: Settings, backend: Any, member: dict[str, Any], data:
                                         (tv, ntv))
             stop = ops.logical_or(stop, stopped)
         epoch = m["epoch"] + 1
-        alive = ops.logical_and(ops.logical_not(stop), ops.less(epoch, settings.epochs))
+        alive = ops.logical_and(ops.logical_not(stop), ops.less(epoch, m["until"]))
         new = {**m, "model": (tv, ntv, ov), "stopping": es, "epoch": epoch, "alive": alive, "diverged": diverged,
-               "done": m["done"] + 1}
+               "ended": ops.logical_or(m["ended"], stop), "done": m["done"] + 1}
         return new, rows
 
     def keep_going(m: dict[str, Any], rows: Any) -> Any:

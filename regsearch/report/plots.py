@@ -40,6 +40,8 @@ __all__ = [
     "plot_accuracy_vs_strength",
     "plot_learning_curves",
     "plot_optimization_history",
+    "plot_rungs",
+    "rung_data",
 ]
 
 DPI = 120
@@ -364,6 +366,60 @@ def plot_optimization_history(
     ax.set_ylabel(f"mean {objective.replace('_', ' ')}")
     search = _search_name(trials)
     ax.set_title(f"{search}: optimization history" if search else "optimization history")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    return ax
+
+
+def rung_data(rungs: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration and rung: the seeds' mean ``score`` at that rung's ``budget``.
+
+    Columns: phase, trial_id, rung, budget, score, kept (the configuration trained on past this rung).
+    """
+    if rungs.empty:
+        return pd.DataFrame(columns=["phase", "trial_id", "rung", "budget", "score", "kept"])
+    return (rungs.groupby(["phase", "trial_id", "rung"], sort=False)
+            .agg(budget=("budget", "first"), score=("score", "mean"), kept=("kept", "all"))
+            .reset_index())
+
+
+def plot_rungs(rungs: pd.DataFrame, *, score: str, selected: tuple[str, str] | None = None,
+               ax: Axes | None = None) -> Axes:
+    """Each configuration's score at each rung against epochs: one line per configuration, ending where it stopped.
+
+    Args:
+        rungs: Rung rows (``rungs.csv``: phase, trial_id, repeat, rung, budget, score, kept).
+        score: The selection score the rungs compared, for the axis label (``val_accuracy``, say).
+        selected: ``(phase, trial_id)`` of the selected configuration, drawn in black.
+        ax: Axes to draw on; a new figure if None.
+
+    Returns:
+        The Axes.
+    """
+    data = rung_data(rungs)
+    ax = ax if ax is not None else new_axes()[0]
+    phases = list(dict.fromkeys(data["phase"].astype(str)))
+    colors = dict(zip(phases, sns.color_palette("colorblind", max(len(phases), 1))))
+    for (phase, trial_id), line in data.groupby(["phase", "trial_id"], sort=False):
+        line = line.sort_values("rung")
+        ax.plot(line["budget"], line["score"], color=colors[str(phase)], alpha=0.45, linewidth=1, marker="o",
+                markersize=3)
+        ax.scatter(line["budget"].iloc[-1:], line["score"].iloc[-1:], color=colors[str(phase)], marker="x", s=25)
+    for phase in phases:
+        ax.plot([], [], color=colors[phase], marker="o", markersize=3, label=f"{phase} configuration")
+    if selected is not None:
+        line = data[(data["phase"] == selected[0]) & (data["trial_id"] == selected[1])].sort_values("rung")
+        if not line.empty:
+            ax.plot(line["budget"], line["score"], color="black", linewidth=2.2, marker="o", label="selected")
+    ax.scatter([], [], color="gray", marker="x", label="last rung reached")
+    ax.set_xscale("log")
+    budgets = sorted(set(int(b) for b in data["budget"]))
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.minorticks_off()
+    ax.set_xlabel("epochs trained (rung budget)")
+    ax.set_ylabel(f"mean {score.replace('_', ' ')} over seeds")
+    search = _search_name(rungs)
+    ax.set_title(f"{search}: score at each rung (the weakest stop there)" if search else "score at each rung")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="best")
     return ax

@@ -19,6 +19,7 @@ import pandas as pd
 from regsearch.errors import SearchFailedError, SettingError, one_of
 
 __all__ = [
+    "history_key",
     "best_configuration",
     "format_params",
     "format_value",
@@ -185,17 +186,24 @@ def _rank(summary: pd.DataFrame, objective: str, direction: str, metrics: list[s
     Accuracy on a few dozen rows takes few distinct values, so ties are
     common; the loss on the same rows (``val_loss`` for ``val_accuracy``)
     separates them, and rows that do not select never break a tie. Equal on
-    both, configurations share a rank.
+    both, configurations share a rank. With rungs (a ``budget`` column), a
+    configuration stopped at a lower rung ranks below every one trained on.
     """
     columns = [f"mean_{objective}"]
     tie_breaker = tie_breaker_of(objective)
     if tie_breaker is not None and tie_breaker in metrics:
         columns.append(f"mean_{tie_breaker}")
-    ordered = summary.sort_values(
-        columns, ascending=[direction == "min"] + [True] * (len(columns) - 1), na_position="last", kind="stable"
-    )
-    values = ordered[columns].astype("float64").fillna(np.inf if direction == "min" else -np.inf)
-    key = values.apply(tuple, axis=1)
+    values = summary[columns].astype("float64")
+    values[columns[0]] = values[columns[0]].fillna(np.inf if direction == "min" else -np.inf)
+    values = values.fillna(np.inf)  # a missing tie-breaker breaks no tie
+    ascending = [direction == "min"] + [True] * (len(columns) - 1)
+    if "budget" in metrics:  # rungs: a configuration stopped at a rung ranks below every one trained on
+        # A run without rungs (the baseline) trained its whole budget.
+        budget = summary["mean_budget"].astype("float64")
+        values.insert(0, "budget", -budget.fillna(budget.max()))
+        ascending.insert(0, True)
+    ordered = values.sort_values(list(values.columns), ascending=ascending, kind="stable")
+    key = ordered.apply(tuple, axis=1)
     position = pd.Series(np.arange(1, len(ordered) + 1), index=ordered.index)
     ranks = position.groupby(key.to_numpy()).transform("min") if len(ordered) else position
     return ranks.reindex(summary.index).astype(int)
@@ -205,6 +213,16 @@ def tie_breaker_of(objective: str) -> str | None:
     """The loss on the objective's own rows (``val_loss`` for ``val_accuracy``); None for a loss objective."""
     loss = f"{objective.split('_', 1)[0]}_loss"
     return None if loss == objective else loss
+
+
+def history_key(metric: str) -> str:
+    """The per-epoch history's name for a recorded metric: ``val_accuracy`` for the tutorial's ``test_accuracy``.
+
+    A run's ``test_*`` are its restored model scored on the rows that validated it;
+    ``train_*`` are the history's plain ``accuracy`` and ``loss``.
+    """
+    rows, _, name = metric.partition("_")
+    return {"test": f"val_{name}", "val": metric}.get(rows, name)
 
 
 def best_configuration(summary: pd.DataFrame, objective: str | None = None) -> dict[str, Any]:

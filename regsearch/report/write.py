@@ -16,9 +16,15 @@ from regsearch.report.plots import (
     plot_accuracy_vs_strength,
     plot_learning_curves,
     plot_optimization_history,
+    plot_rungs,
 )
 from regsearch.evaluation import compare
-from regsearch.report.tables import best_configuration, format_params, summary_frame, trials_frame
+from regsearch.report.tables import (
+    best_configuration,
+    format_params,
+    summary_frame,
+    trials_frame,
+)
 
 __all__ = ["REPORT_FILES", "best_history", "write_report"]
 
@@ -101,6 +107,7 @@ def write_report(
     hue: str | None = None,
     protocol: str = "tutorial",
     baseline: bool = True,
+    rungs: Iterable[Mapping[str, Any]] | None = None,
 ) -> list[Path]:
     """Writes trials.csv, summary.csv, comparison.csv, summary.md and the plots, each atomically.
 
@@ -124,6 +131,8 @@ def write_report(
         protocol: The evaluation protocol the runs followed (``holdout``, ``kfold``, ``tutorial``):
             what the page says selected and what assessed, and which rows the plot shows.
         baseline: False for a search without an unregularized baseline: no comparison is written.
+        rungs: Each run's score at each rung (``successive_halving``, ``hyperband``): written
+            to ``rungs.csv`` and drawn in ``rungs.png``.
 
     Returns:
         The written files, in the order of ``REPORT_FILES``.
@@ -143,13 +152,21 @@ def write_report(
     if not comparison.empty:
         written.append(write_csv_atomic(comparison, folder / "comparison.csv"))
     answer, assessment = answer_of(everything, summary, protocol, baseline)
+    rung_rows = pd.DataFrame.from_records(list(rungs or []))
+    if not rung_rows.empty:
+        written.append(write_csv_atomic(rung_rows, folder / "rungs.csv"))
 
     figures: list[Path] = []
     plotted = (
         trials[["train_accuracy", "test_accuracy", "train_loss", "test_loss"]].notna().any(axis=1)
     )
+    shown = trials
+    if "budget" in trials.columns:  # only runs trained to the whole budget compare on one axis
+        budget = pd.to_numeric(trials["budget"], errors="coerce")
+        whole = budget.isna() | (budget == budget.max())
+        plotted, shown = plotted & whole, trials[whole]
     if (plotted & (trials["status"].astype(str) != "failed")).any():
-        ax = plot_accuracy_vs_strength(trials, x=x, hue=hue, held_out="test" if protocol == "tutorial" else "val")
+        ax = plot_accuracy_vs_strength(shown, x=x, hue=hue, held_out="test" if protocol == "tutorial" else "val")
         figures.append(
             save_figure_atomic(ax.get_figure(), folder / "accuracy_vs_strength.png", dpi=DPI)
         )
@@ -160,6 +177,11 @@ def write_report(
         figures.append(
             save_figure_atomic(axes[0].get_figure(), folder / "learning_curves.png", dpi=DPI)
         )
+    if not rung_rows.empty:
+        best = best_configuration(summary) if summary[f"mean_{objective}"].notna().any() else None
+        ax = plot_rungs(rung_rows, score=objective,
+                        selected=None if best is None else (best["phase"], best["trial_id"]))
+        figures.append(save_figure_atomic(ax.get_figure(), folder / "rungs.png", dpi=DPI))
     if (trials["phase"].astype(str) == "bayesian").any() and trials[objective].notna().any():
         # A Bayesian search is read by how fast it found its best: optuna's history plot.
         ax = plot_optimization_history(trials, objective=objective, direction=direction)

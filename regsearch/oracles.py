@@ -1,0 +1,72 @@
+"""A Keras Tuner oracle that hands out a list of configurations known up front.
+
+Keras Tuner's ``GridSearchOracle`` works out the next grid point when a
+trial ends; a phase whose configurations are all known before it starts (a
+bracket of successive halving, compared at every rung) hands them out with
+:class:`PlannedOracle`, through Keras Tuner's public ``Oracle.populate_space``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Sequence
+
+import keras_tuner as kt
+
+__all__ = ["PlannedOracle", "grid_configurations"]
+
+
+def grid_configurations(hypermodel: Any) -> list[dict[str, Any]]:
+    """Every combination of the HyperModel's declared values, the last hyperparameter varying fastest."""
+    hp = kt.HyperParameters()
+    describe = getattr(hypermodel, "describe", None)
+    (describe or hypermodel.build)(hp)
+    names, choices = [], []
+    for parameter in hp.space:
+        names.append(parameter.name)
+        if isinstance(parameter, kt.engine.hyperparameters.Boolean):
+            choices.append([True, False])
+        elif isinstance(parameter, kt.engine.hyperparameters.Fixed):
+            choices.append([parameter.value])
+        else:
+            choices.append(list(parameter.values))
+    return [dict(zip(names, values)) for values in itertools.product(*choices)]
+
+
+class PlannedOracle(kt.Oracle):
+    """Hands out each of ``configurations`` once, in order, then stops.
+
+    A configuration counts as handed out while its trial runs in this
+    process or once its trial ended; one whose process was killed mid-trial
+    is handed out again after a reload.
+
+    Args:
+        configurations: Hyperparameter values, one dict per trial.
+        **kwargs: ``keras_tuner.Oracle``'s (objective, seed, ...); the list says how many trials run.
+    """
+
+    def __init__(self, configurations: Sequence[dict[str, Any]], **kwargs: Any) -> None:
+        if kwargs.get("max_trials") is not None:
+            raise ValueError("PlannedOracle: 'max_trials' is the number of configurations; leave it out.")
+        super().__init__(**kwargs)
+        self.configurations = [dict(values) for values in configurations]
+
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        """The first configuration no trial holds: Keras Tuner's documented extension point."""
+        held = [trial.hyperparameters.values for trial in self.trials.values()
+                if trial.status in ("COMPLETED", "FAILED", "INVALID") or trial.trial_id in self.ongoing_trials_ids()]
+        for values in self.configurations:
+            if values not in held:
+                return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
+        return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+
+    def ongoing_trials_ids(self) -> set[str]:
+        """Trials handed out by this process and not yet ended."""
+        return {trial.trial_id for trial in self.ongoing_trials.values()}
+
+    def get_state(self) -> dict[str, Any]:
+        return {**super().get_state(), "configurations": self.configurations}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        self.configurations = state["configurations"]
