@@ -279,3 +279,43 @@ def test_rungs_refuse_several_folds_and_arguments_a_population_cannot_train(tmp_
                               project_name="y")
     with pytest.raises(SettingError, match="'engine'.*class_weight"):
         tuner.search(*TRAIN, validation_data=VALIDATION, epochs=6, class_weight={0: 1.0, 1: 2.0}, verbose=0)
+
+
+def test_a_rung_scores_each_member_at_its_best_epoch_so_far_as_early_stopping_restores(tmp_path: Path) -> None:
+    rungs = Rungs((6, 30), 3, "val_loss", minimize=True)
+    tuner = SuccessiveHalving(hypermodel(), rungs=rungs, repeats=2, seed=5,
+                              objective=kt.Objective("val_loss", "min"), directory=str(tmp_path),
+                              project_name="rungs")
+    tuner.search(*TRAIN, validation_data=VALIDATION, epochs=30, batch_size=8, verbose=0,
+                 early_stopping=dict(monitor="val_loss", patience=2, restore_best_weights=True))
+    records, histories = read_runs(tuner)
+    runs = trials_frame(records)
+    scores = pd.DataFrame(read_rungs(tuner)).sort_values("rung").groupby(["trial_id", "repeat"]).last()
+    restored_earlier = 0
+    for _, run in runs.iterrows():
+        history = histories[f"{run['trial_id']}/{run['repeat']}"]["val_loss"]
+        score = scores.loc[(run["trial_id"], run["repeat"]), "score"]
+        assert score == pytest.approx(history[int(run["best_epoch"])], rel=1e-6)
+        restored_earlier += history[int(run["best_epoch"])] != pytest.approx(history[-1], rel=1e-6)
+    assert restored_earlier > 0  # the best epoch is not the last for some members: the check can tell
+    # A run's budget is its last rung's, not the epochs it trained before early stopping ended it.
+    by_run = runs.set_index(["trial_id", "repeat"])
+    last = scores.loc[by_run.index]
+    assert by_run["budget"].astype(int).tolist() == last["budget"].astype(int).tolist()
+    assert by_run["rung"].astype(int).tolist() == last["rung"].astype(int).tolist()
+    assert (runs["epochs_run"] < runs["budget"]).any()
+
+
+def test_plots_compare_runs_of_the_whole_budget_each_once() -> None:
+    from regsearch.report.tables import whole_budget_runs
+
+    trials = trials_frame([
+        {"phase": "bracket0", "trial_id": "b0-1", "repeat": 0, "param_strength": 0.1, "budget": 4, "status": "completed"},
+        {"phase": "bracket0", "trial_id": "b0-2", "repeat": 0, "param_strength": 0.2, "budget": 12, "status": "completed"},
+        {"phase": "bracket1", "trial_id": "b1-1", "repeat": 0, "param_strength": 0.2, "budget": 12, "status": "completed"},
+        {"phase": "bracket1", "trial_id": "b1-1", "repeat": 1, "param_strength": 0.2, "budget": 12, "status": "completed"},
+        {"phase": "bracket1", "trial_id": "b1-2", "repeat": 0, "param_strength": 0.1, "budget": 12, "status": "completed"},
+        {"phase": "baseline", "trial_id": "x-1", "repeat": 0, "status": "completed"},
+    ])
+    assert whole_budget_runs(trials).tolist() == [False, True, False, True, True, True]
+    assert whole_budget_runs(trials.drop(columns="budget")).all()

@@ -20,6 +20,7 @@ from regsearch.errors import SearchFailedError, SettingError, one_of
 
 __all__ = [
     "history_key",
+    "whole_budget_runs",
     "best_configuration",
     "format_params",
     "format_value",
@@ -213,6 +214,21 @@ def tie_breaker_of(objective: str) -> str | None:
     """The loss on the objective's own rows (``val_loss`` for ``val_accuracy``); None for a loss objective."""
     loss = f"{objective.split('_', 1)[0]}_loss"
     return None if loss == objective else loss
+
+
+def whole_budget_runs(trials: pd.DataFrame) -> pd.Series:
+    """Which runs trained the whole budget, each once: with rungs, those that reached the last.
+
+    Hyperband may train one configuration to the end in two brackets: the same
+    seeds, the same runs, counted once. Without a ``budget`` column, every run.
+    """
+    if "budget" not in trials.columns:
+        return pd.Series(True, index=trials.index)
+    budget = pd.to_numeric(trials["budget"], errors="coerce")
+    whole = budget.isna() | (budget == budget.max())  # no budget: a run without rungs (the baseline)
+    same_run = [c for c in trials.columns if c.startswith(PARAM_PREFIX)] + ["repeat", "fold"]
+    whole[whole] = ~trials.loc[whole, same_run].astype(str).duplicated().to_numpy()
+    return whole
 
 
 def history_key(metric: str) -> str:

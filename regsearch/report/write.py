@@ -23,6 +23,7 @@ from regsearch.report.tables import (
     best_configuration,
     format_params,
     summary_frame,
+    whole_budget_runs,
     trials_frame,
 )
 
@@ -160,11 +161,8 @@ def write_report(
     plotted = (
         trials[["train_accuracy", "test_accuracy", "train_loss", "test_loss"]].notna().any(axis=1)
     )
-    shown = trials
-    if "budget" in trials.columns:  # only runs trained to the whole budget compare on one axis
-        budget = pd.to_numeric(trials["budget"], errors="coerce")
-        whole = budget.isna() | (budget == budget.max())
-        plotted, shown = plotted & whole, trials[whole]
+    whole = whole_budget_runs(trials)
+    plotted, shown = plotted & whole, trials[whole]
     if (plotted & (trials["status"].astype(str) != "failed")).any():
         ax = plot_accuracy_vs_strength(shown, x=x, hue=hue, held_out="test" if protocol == "tutorial" else "val")
         figures.append(
