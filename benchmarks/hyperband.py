@@ -1,7 +1,7 @@
 """The full grid, regsearch's Hyperband and successive halving (rungs inside the population) and Keras Tuner's
 Hyperband, side by side.
 
-    python benchmarks/hyperband.py [--epochs 1350] [--patience 60] [--min-epochs 50] [--repeats 3]
+    python benchmarks/hyperband.py [--epochs 1350] [--patience 60] [--min-epochs 50] [--repeats 3] [--space l2]
 
 Same space (``moons_hyperband``: 11 L2 strengths x no dropout or dropout 0.1,
 0.3, 0.5), same data and the same protocol (the tutorial's: the test rows
@@ -34,8 +34,9 @@ PARAMS = ["param_strength", "param_dropout_kind", "param_dropout_rate"]
 
 def definition(args: argparse.Namespace, strategy: str):  # noqa: ANN201 - a SearchDefinition
     base = load_definition("moons_hyperband")
+    space = base.space if args.space == "l2+dropout" else {"regularizer": base.space["regularizer"]}
     return dataclasses.replace(
-        base, strategy=strategy, epochs=args.epochs, min_epochs=args.min_epochs, repeats=args.repeats,
+        base, strategy=strategy, space=space, epochs=args.epochs, min_epochs=args.min_epochs, repeats=args.repeats,
         early_stopping={**base.early_stopping, "patience": args.patience},
         evaluation=dataclasses.replace(base.evaluation, baseline=False))
 
@@ -86,6 +87,8 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=60)
     parser.add_argument("--min-epochs", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--space", choices=("l2+dropout", "l2"), default="l2+dropout",
+                        help="moons_hyperband's space, or its L2 strengths alone (moons_l2's question)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="regsearch-hyperband-"))
     objective, direction = definition(args, "grid").objective, definition(args, "grid").direction
@@ -126,7 +129,7 @@ def main() -> None:
             f"grid {objective}": round(float(row[f"mean_{objective}"]), 4), "grid rank": int(row["rank"]),
         })
     table = pd.DataFrame(rows)
-    print(f"moons_hyperband space, {len(grid)} configurations, {args.epochs} epochs, early stopping patience "
+    print(f"moons_hyperband space ({args.space}), {len(grid)} configurations, {args.epochs} epochs, early stopping patience "
           f"{args.patience}, rungs from {args.min_epochs} epochs, factor {definition(args, 'grid').factor}")
     print(table.to_string(index=False))
     print(f"keras-tuner trains one seed per trial (executions_per_trial=1); regsearch {args.repeats} seeds each.")

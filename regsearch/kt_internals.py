@@ -14,7 +14,6 @@ keras-tuner global only while a regsearch tuner works and put it back after.
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import json
 import threading
@@ -136,30 +135,6 @@ def is_worker(tuner: Any) -> bool:
     return tuner._is_worker()
 
 
-def restore_grid_walk(oracle: Any) -> None:
-    """Rebuilds ``_ordered_ids`` and ``_populate_next`` of a reloaded ``GridSearchOracle``.
-
-    keras-tuner keeps its walk through the grid in memory only: a resumed grid
-    raises KeyError after retrying the trial a kill interrupted, or stops early
-    when the kill fell between trials. A single walk visits a prefix of the grid
-    in order, so ordering the saved trials by the oracle's own ``_compare`` gives
-    back its ``LinkedList``; every trial that ended (not the ones in ``_retry_queue``
-    or ``ongoing_trials``) may propose its successor, and the oracle skips those
-    whose successor already exists.
-    """
-    from keras_tuner.src.tuners.gridsearch import LinkedList
-
-    def compare(a: str, b: str) -> int:
-        return oracle._compare(oracle.trials[a].hyperparameters.values, oracle.trials[b].hyperparameters.values)
-
-    ordered = sorted(oracle.trials, key=functools.cmp_to_key(compare))
-    oracle._ordered_ids = LinkedList()
-    for trial_id in ordered:
-        oracle._ordered_ids.insert(trial_id)
-    waiting = set(oracle._retry_queue) | {t.trial_id for t in oracle.ongoing_trials.values()}
-    oracle._populate_next = [trial_id for trial_id in ordered if trial_id not in waiting]
-
-
 def retry_ongoing_trials(oracle: Any) -> None:
     """Moves the oracle's running trials to its retry queue; relies on ``Oracle._retry_queue`` (a list of trial ids).
 
@@ -206,19 +181,3 @@ def chief_may_exit(oracle: Any) -> bool:
     from keras_tuner.src.distribute.oracle_chief import exit_chief
 
     return exit_chief(oracle)
-
-
-def walk_grid_ahead(oracle: Any, trial: Any) -> None:
-    """Lets ``GridSearchOracle`` hand out the combination after ``trial`` while ``trial`` still runs.
-
-    The oracle steps its grid from finished trials only (``_populate_next``),
-    except for the first trial, which it queues at once "for multiple
-    workers"; a batch of trials needs the same for every trial it holds. The
-    oracle queues the trial again when it ends and then skips the combination
-    already handed out. Checked on keras-tuner 1.4.8.
-    """
-    queue = getattr(oracle, "_populate_next", None)
-    import keras_tuner
-
-    if isinstance(oracle, keras_tuner.oracles.GridSearchOracle) and isinstance(queue, list) and trial.trial_id not in queue:
-        queue.append(trial.trial_id)

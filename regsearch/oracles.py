@@ -1,9 +1,12 @@
 """A Keras Tuner oracle that hands out a list of configurations known up front.
 
-Keras Tuner's ``GridSearchOracle`` works out the next grid point when a
-trial ends; a phase whose configurations are all known before it starts (a
-bracket of successive halving, compared at every rung) hands them out with
-:class:`PlannedOracle`, through Keras Tuner's public ``Oracle.populate_space``.
+Keras Tuner's ``GridSearchOracle`` works out the next grid point only when
+a trial ends, and keeps its walk in memory only. A grid is known before it
+starts: regsearch's grid phases (and each bracket of successive halving,
+compared at every rung) hand their configurations out with
+:class:`PlannedOracle`, through Keras Tuner's public ``Oracle.populate_space``,
+so that a batch, or every free distributed worker, gets the next one at once,
+and a resumed search finds its place from the saved trials alone.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ import keras_tuner as kt
 __all__ = ["PlannedOracle", "grid_configurations"]
 
 
-def grid_configurations(hypermodel: Any) -> list[dict[str, Any]]:
-    """Every combination of the HyperModel's declared values, the last hyperparameter varying fastest."""
-    hp = kt.HyperParameters()
+def grid_configurations(hypermodel: Any, hyperparameters: kt.HyperParameters | None = None) -> list[dict[str, Any]]:
+    """Every combination of the HyperModel's declared values, in ``GridSearchOracle``'s order (the last fastest).
+
+    ``hyperparameters`` (Keras Tuner's argument of that name) fix or add values first.
+    """
+    hp = kt.HyperParameters() if hyperparameters is None else hyperparameters.copy()
     describe = getattr(hypermodel, "describe", None)
     (describe or hypermodel.build)(hp)
     names, choices = [], []
@@ -34,11 +40,12 @@ def grid_configurations(hypermodel: Any) -> list[dict[str, Any]]:
 
 
 class PlannedOracle(kt.Oracle):
-    """Hands out each of ``configurations`` once, in order, then stops.
+    """Hands out each of ``configurations`` once, in order; stops once the last trial has ended.
 
     A configuration counts as handed out while its trial runs in this
     process or once its trial ended; one whose process was killed mid-trial
-    is handed out again after a reload.
+    is handed out again after a reload (Keras Tuner retries it under its id).
+    The list is the constructor's, not saved: a resumed search gives it again.
 
     Args:
         configurations: Hyperparameter values, one dict per trial.
@@ -58,15 +65,10 @@ class PlannedOracle(kt.Oracle):
         for values in self.configurations:
             if values not in held:
                 return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
+        if self.ongoing_trials:  # the phase ends when its last trial does: ask again (Keras Tuner's "idle")
+            return {"status": kt.engine.trial.TrialStatus.IDLE, "values": None}
         return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
 
     def ongoing_trials_ids(self) -> set[str]:
         """Trials handed out by this process and not yet ended."""
         return {trial.trial_id for trial in self.ongoing_trials.values()}
-
-    def get_state(self) -> dict[str, Any]:
-        return {**super().get_state(), "configurations": self.configurations}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        super().set_state(state)
-        self.configurations = state["configurations"]

@@ -1,8 +1,8 @@
 """Keras Tuner's own tuners, keeping every training run instead of only the mean.
 
 ``executions_per_trial`` averages the runs of a trial and throws the runs away
-(keras-tuner #526, #702). These subclasses of ``GridSearch`` and
-``BayesianOptimization`` train each configuration ``repeats`` times with seeds
+(keras-tuner #526, #702). These tuners (a grid on :class:`~regsearch.oracles.PlannedOracle`,
+``keras_tuner.BayesianOptimization``, successive halving) train each configuration ``repeats`` times with seeds
 ``seed, seed + 1, ...``, write every run (metrics, per-epoch history, status)
 to ``runs.json`` in the trial's folder, and report the mean over the runs that
 completed to the oracle. A run that raises or diverges is recorded with its
@@ -115,7 +115,6 @@ class _RecordingTuner:
             return
         batch = [trial]
         for i in range(1, self.batch):
-            kt_internals.walk_grid_ahead(self.oracle, batch[-1])
             extra = self.oracle.create_trial(f"{self.tuner_id}+{i}")
             if extra.status != kt.engine.trial.TrialStatus.RUNNING:
                 break
@@ -281,7 +280,7 @@ class _RecordingTuner:
                     )
                     self._assess(result, model)
                 metrics, histories[_history_key(repeat, fold)] = result.metrics, result.history
-                if result.rungs:
+                if getattr(result, "rungs", None):  # a HyperModel of its own may return less
                     rung_scores[_history_key(repeat, fold)] = [dataclasses.asdict(score) for score in result.rungs]
                 status, reason = ("diverged", "the loss became NaN or infinite") if result.diverged else ("completed", "")
                 if result.diverged and not _finite(metrics, "train_loss", "test_loss" if self.folds is None else
@@ -346,8 +345,13 @@ class _RecordingTuner:
         return model
 
 
-class GridSearch(_RecordingTuner, kt.GridSearch):
-    """``keras_tuner.GridSearch`` with repeated runs and every run kept.
+class GridSearch(_RecordingTuner, kt.Tuner):
+    """Keras Tuner's grid search with repeated runs and every run kept.
+
+    The grid is every combination of the HyperModel's declared values, in
+    ``keras_tuner.GridSearch``'s order, handed out by :class:`~regsearch.oracles.PlannedOracle`:
+    all of a phase is known up front, so a population batch or each free
+    distributed worker gets the next configuration at once.
 
     Args:
         hypermodel: A regsearch HyperModel (it has ``run`` and ``describe``).
@@ -365,26 +369,29 @@ class GridSearch(_RecordingTuner, kt.GridSearch):
             no ``validation_data``. None: ``search``'s own validation data, as in Keras Tuner.
         test_data: ``(x, y)`` rows that neither train nor validate, scoring each restored model
             (``test_*``; with ``folds`` only).
-        **kwargs: Passed to ``keras_tuner.GridSearch`` (objective, directory, ...).
+        configurations: The configurations to visit (hyperparameter values, one dict each);
+            None: the whole grid. ``max_trials`` keeps the first ones, as in ``keras_tuner.GridSearch``.
+        **kwargs: ``keras_tuner.Tuner``'s and ``keras_tuner.Oracle``'s (objective, max_trials,
+            directory, project_name, ...).
     """
 
     def __init__(self, hypermodel: kt.HyperModel, *, repeats: int = 1, seed: int = 0, phase: str = "grid",
                  search_name: str = "", on_run: Callable[[dict], None] | None = None, engine: str = "sequential",
                  batch: int = 1_000_000, folds: Sequence[Fold] | None = None, test_data: tuple | None = None,
-                 **kwargs: Any) -> None:
-        self._setup(repeats, seed, phase, search_name, on_run, engine, batch, folds, test_data)
-        kwargs.setdefault("max_consecutive_failed_trials", 1_000_000)
-        super().__init__(hypermodel, **kwargs)
+                 configurations: Sequence[dict] | None = None, rungs: Rungs | None = None, **kwargs: Any) -> None:
+        self._setup(repeats, seed, phase, search_name, on_run, engine, batch, folds, test_data, rungs)
+        options = {key: kwargs.pop(key) for key in _ORACLE_OPTIONS if key in kwargs}
+        options.setdefault("max_consecutive_failed_trials", 1_000_000)
+        if configurations is None:
+            configurations = grid_configurations(hypermodel, options.get("hyperparameters"))
+        max_trials = options.pop("max_trials", None)
+        oracle = PlannedOracle(list(configurations)[:max_trials], seed=seed, **options)
+        super().__init__(oracle, hypermodel=hypermodel, **kwargs)
 
-    def reload(self) -> None:
-        """Keras Tuner's reload, plus the grid walk that ``GridSearchOracle`` keeps only in memory.
 
-        Without it a resumed grid raises KeyError after retrying the trial a kill
-        interrupted, or stops early when the kill fell between trials.
-        """
-        super().reload()
-        if not kt_internals.is_worker(self) and isinstance(self.oracle, kt.oracles.GridSearchOracle):
-            kt_internals.restore_grid_walk(self.oracle)
+#: ``keras_tuner.Oracle``'s arguments, which a tuner built on an oracle passes to it.
+_ORACLE_OPTIONS = ("objective", "max_trials", "hyperparameters", "allow_new_entries", "tune_new_entries",
+                   "max_retries_per_trial", "max_consecutive_failed_trials")
 
 
 class BayesianOptimization(_RecordingTuner, kt.BayesianOptimization):
@@ -404,7 +411,7 @@ class BayesianOptimization(_RecordingTuner, kt.BayesianOptimization):
         super().__init__(hypermodel, **kwargs)
 
 
-class SuccessiveHalving(_RecordingTuner, kt.Tuner):
+class SuccessiveHalving(GridSearch):
     """Successive halving inside one population: configurations compared at rungs, the weakest stopped there.
 
     Every configuration (default: the whole grid of the HyperModel's values;
@@ -420,23 +427,18 @@ class SuccessiveHalving(_RecordingTuner, kt.Tuner):
         hypermodel: A regsearch HyperModel.
         rungs: The budgets, factor and score of the comparisons.
         configurations: Hyperparameter values, one dict per configuration; None: the whole grid.
-        repeats, seed, phase, search_name, on_run, folds, test_data: As :class:`GridSearch`'s
-            (``folds``: one split at most).
-        **kwargs: ``keras_tuner.Tuner``'s and ``keras_tuner.Oracle``'s (objective, directory, ...).
+        **kwargs: As :class:`GridSearch`'s (``folds``: one split at most); the engine is the population.
     """
 
-    def __init__(self, hypermodel: kt.HyperModel, *, rungs: Rungs, configurations: Sequence[dict] | None = None,
-                 repeats: int = 1, seed: int = 0, phase: str = "rungs", search_name: str = "",
-                 on_run: Callable[[dict], None] | None = None, folds: Sequence[Fold] | None = None,
-                 test_data: tuple | None = None, objective: Any = None, **kwargs: Any) -> None:
+    def __init__(self, hypermodel: kt.HyperModel, *, rungs: Rungs, phase: str = "rungs", **kwargs: Any) -> None:
         if not isinstance(rungs, Rungs):
             raise SettingError("rungs", "a regsearch.population.rungs.Rungs", type(rungs).__name__,
                                type(self).__name__)
-        self._setup(repeats, seed, phase, search_name, on_run, "population", 1_000_000, folds, test_data, rungs)
-        oracle = PlannedOracle(grid_configurations(hypermodel) if configurations is None else configurations,
-                               objective=objective, seed=seed,
-                               max_consecutive_failed_trials=kwargs.pop("max_consecutive_failed_trials", 1_000_000))
-        super().__init__(oracle, hypermodel=hypermodel, **kwargs)
+        for name in ("engine", "batch"):
+            if name in kwargs:
+                raise SettingError(name, "left out: rungs train every configuration in one population",
+                                   kwargs[name], type(self).__name__)
+        super().__init__(hypermodel, rungs=rungs, phase=phase, engine="population", **kwargs)
 
 
 def read_rungs(tuner: kt.engine.base_tuner.BaseTuner) -> list[dict]:

@@ -320,24 +320,10 @@ def test_keras_tuners_callbacks_and_tuner_helpers() -> None:
     check(parameters(BaseTuner._is_worker) == [], "BaseTuner._is_worker()")
 
 
-def test_keras_tuners_grid_walk_and_retry_queue(tmp_path: Path) -> None:
-    from keras_tuner.src.tuners.gridsearch import GridSearchOracle, LinkedList
-
-    check(GridSearchOracle is kt.oracles.GridSearchOracle, "keras_tuner.oracles.GridSearchOracle")
-    oracle = GridSearchOracle(objective=kt.Objective("score", "max"))
-    check(isinstance(getattr(oracle, "_ordered_ids", None), LinkedList),
-          "GridSearchOracle._ordered_ids (a LinkedList)")
-    check(isinstance(getattr(oracle, "_populate_next", None), list), "GridSearchOracle._populate_next (a list)")
-    check(parameters(getattr(oracle, "_compare", None) or (lambda: None)) == ["a", "b"],
-          "GridSearchOracle._compare(a, b)")
+def test_keras_tuners_retry_queue() -> None:
+    oracle = kt.Oracle(objective=kt.Objective("score", "max"))
     check(isinstance(getattr(oracle, "_retry_queue", None), list), "Oracle._retry_queue (a list)")
     check(isinstance(oracle.ongoing_trials, dict), "Oracle.ongoing_trials")
-    check(parameters(LinkedList.insert) == ["data", "data_pre"] and parameters(LinkedList.next) == ["data"],
-          "LinkedList.insert(data, data_pre) and next(data)")
-    walk = LinkedList()
-    walk.insert("00")
-    walk.insert("01")
-    check(walk.next("00") == "01" and walk.next("01") is None, "LinkedList's order")
 
 
 def test_keras_tuners_distributed_chief() -> None:

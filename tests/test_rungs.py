@@ -170,8 +170,13 @@ def test_the_grid_and_the_planned_oracle_agree_with_keras_tuners_grid(tmp_path: 
     planned = PlannedOracle(grid[3:6], objective=kt.Objective("score", "max"), hyperparameters=hp)
     planned._set_project_dir(str(tmp_path), "planned")
     handed = [planned.create_trial(f"t{i}") for i in range(4)]
-    assert [t.hyperparameters.values for t in handed[:3]] == grid[3:6]
-    assert handed[3].status == "STOPPED"
+    assert [t.hyperparameters.values for t in handed[:3]] == grid[3:6]  # all at once, none ended yet
+    assert handed[3].status == "IDLE"  # all handed out, some still running: a worker asks again later
+    for trial in handed[:3]:
+        planned.update_trial(trial.trial_id, {"score": 1.0})
+        trial.status = "COMPLETED"
+        planned.end_trial(trial)
+    assert planned.create_trial("t9").status == "STOPPED"
 
 
 MOONS = """
