@@ -25,6 +25,7 @@ def grid_configurations(hypermodel: Any, hyperparameters: kt.HyperParameters | N
     ``hyperparameters`` (Keras Tuner's argument of that name) fix or add values first.
     """
     hp = kt.HyperParameters() if hyperparameters is None else hyperparameters.copy()
+    hypermodel.declare_hyperparameters(hp)
     describe = getattr(hypermodel, "describe", None)
     (describe or hypermodel.build)(hp)
     names, choices = [], []
