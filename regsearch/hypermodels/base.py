@@ -469,14 +469,19 @@ class RegularizedHyperModel(kt.HyperModel):
                   for group in group_by_structure([models[i] for i in indices])]
 
         def opened(members: list[int]) -> Any:
+            """The group's populations, each with the runs (indices into ``runs``) it holds, opened one by one."""
             rule = plans[members[0]].early_stopping
-            return open_populations(
+            populations = open_populations(
                 [models[i] for i in members], data, validation, epochs=first.epochs, batch_size=batch_size,
                 validation_batch_size=fit_options.get("validation_batch_size"),
                 shuffle=bool(fit_options.get("shuffle", True)), early_stopping=rule,
                 patiences=[None if plans[i].early_stopping is None else plans[i].early_stopping.patience
                            for i in members],
                 seeds=[runs[i][2] for i in members], mode=mode, evaluate=True)
+            start = 0
+            for population in populations:
+                yield members[start:start + len(population.models)], population
+                start += len(population.models)
 
         def conclude(members: list[int], outcomes: list[Any], rung_scores: list[list[Any]]) -> None:
             for i, outcome, scores in zip(members, outcomes, rung_scores):
@@ -487,12 +492,9 @@ class RegularizedHyperModel(kt.HyperModel):
         if rungs is None:  # group after group, slice after slice: one in memory at a time
             for members in groups:
                 try:
-                    start = 0
-                    for population in opened(members):
+                    for part, population in opened(members):
                         population.advance()
-                        part = members[start:start + len(population.models)]
                         conclude(part, population.finish(), [[] for _ in part])
-                        start += len(part)
                 except Exception as error:  # noqa: BLE001 - reported per run by the tuner
                     for i in members:
                         if not isinstance(results[i], RunResult):
@@ -500,13 +502,7 @@ class RegularizedHyperModel(kt.HyperModel):
             return results
         # Rungs compare every configuration of the batch: all its populations train side by side.
         try:
-            populations, owners = [], []
-            for members in groups:
-                start = 0
-                for population in opened(members):
-                    populations.append(population)
-                    owners.append(members[start:start + len(population.models)])
-                    start += len(population.models)
+            owners, populations = zip(*[pair for members in groups for pair in opened(members)])
             names = [[_configuration(runs[i][0]) for i in part] for part in owners]
             scores = successive_halving(populations, names, rungs)
             for part, population, part_scores in zip(owners, populations, scores):

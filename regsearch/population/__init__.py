@@ -32,7 +32,8 @@ from regsearch.population import numbers as _numbers
 from regsearch.population import stopping
 from regsearch.population.loop import Layout, Settings, member_chunk, member_scores
 
-__all__ = ["Outcome", "Population", "Standing", "train_population", "open_populations", "group_by_structure", "seed_random_layers", "MODES"]
+__all__ = ["Outcome", "Population", "Standing", "train_population", "open_populations", "group_by_structure",
+           "seed_random_layers", "MODES"]
 
 MODES = ("loop", "vmap")
 #: Epochs per compiled call: the history buffer holds this many rows per member.
@@ -162,11 +163,10 @@ def open_populations(models: Sequence[keras.Model], data: Any, validation: Any |
         raise ValueError(f"train_population: 'mode' must be one of {', '.join(MODES)} or None; got {mode!r}.")
     if len({_numbers.structure_of(model) for model in models}) != 1:
         raise ValueError("train_population: every model must have one structure (group them with group_by_structure).")
-    n_rows = int(tree.flatten(data)[0].shape[0])
-    n_val = 0 if validation is None else int(tree.flatten(validation)[0].shape[0])
-    step_batch = max(min(batch_size, n_rows), 0 if validation is None else min(
-        settings.get("validation_batch_size") or batch_size, n_val))
-    fit = _memory.members_that_fit(models[0], _memory.step_rows(step_batch, n_rows, n_val), "train_population")
+    n_rows, n_val, train_batch, val_batch = _batch_sizes(data, validation, batch_size,
+                                                         settings.get("validation_batch_size"))
+    fit = _memory.members_that_fit(models[0], _memory.step_rows(max(train_batch, val_batch), n_rows, n_val),
+                                   "train_population")
     patiences = list(patiences) if patiences is not None else [None] * len(models)
     return (Population(models[start:start + fit], data, validation, epochs=epochs, batch_size=batch_size,
                        seeds=list(seeds[start:start + fit]), patiences=patiences[start:start + fit], **settings)
@@ -190,10 +190,7 @@ class Population:
                  mode: str | None = None, evaluate: bool = False, initial_epoch: int = 0) -> None:
         self.models = models = list(models)
         self.epochs, self.initial_epoch, self.evaluate = int(epochs), int(initial_epoch), evaluate
-        n_rows = int(tree.flatten(data)[0].shape[0])
-        batch_size = min(batch_size, n_rows)
-        n_val = 0 if validation is None else int(tree.flatten(validation)[0].shape[0])
-        val_batch_size = 0 if validation is None else min(validation_batch_size or batch_size, n_val)
+        _, _, batch_size, val_batch_size = _batch_sizes(data, validation, batch_size, validation_batch_size)
         self.data = data = tree.map_structure(_to_backend, data)
         self.val = val = None if validation is None else tree.map_structure(_to_backend, validation)
         first_batch = tree.map_structure(lambda t: t[:batch_size], data)
@@ -301,6 +298,15 @@ class Standing:
     best_epoch: int
     #: Stopped early or diverged: it trains no more.
     ended: bool
+
+
+def _batch_sizes(data: Any, validation: Any | None, batch_size: int,
+                 validation_batch_size: int | None) -> tuple[int, int, int, int]:
+    """Training and validation rows, and the batch sizes a step uses on them (at most all the rows; 0 without)."""
+    n_rows = int(tree.flatten(data)[0].shape[0])
+    n_val = 0 if validation is None else int(tree.flatten(validation)[0].shape[0])
+    val_batch = 0 if validation is None else min(validation_batch_size or min(batch_size, n_rows), n_val)
+    return n_rows, n_val, min(batch_size, n_rows), val_batch
 
 
 def _joined(rows: list[np.ndarray], layout: Layout) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 if TYPE_CHECKING:
     from regsearch.population import Population, Standing
 
-__all__ = ["Rungs", "RungScore", "rung_budgets", "hyperband_brackets", "successive_halving"]
+__all__ = ["Rungs", "RungScore", "rung_budgets", "hyperband_brackets", "keep_count", "successive_halving"]
 
 
 @dataclass(frozen=True)
@@ -98,21 +98,20 @@ def successive_halving(populations: Sequence[Population], configurations: Sequen
     for rung, budget in enumerate(rungs.budgets):
         for population in populations:
             population.advance(budget)
+        # (population, member, its configuration, its standing, its score and tie-breaker), live configurations only
+        standing = [(p, k, name, member, _scores_at_best(member, rungs))
+                    for p, (names, population) in enumerate(zip(configurations, populations))
+                    for k, (name, member) in enumerate(zip(names, population.standing())) if name in alive]
         member_scores: dict[Hashable, list[tuple[float, float]]] = {}
-        standings = [population.standing() for population in populations]
-        for names, standing in zip(configurations, standings):
-            for name, member in zip(names, standing):
-                if name in alive:
-                    member_scores.setdefault(name, []).append(_scores_at_best(member, rungs))
+        for _, _, name, _, score in standing:
+            member_scores.setdefault(name, []).append(score)
         last = rung == len(rungs.budgets) - 1
         kept = set(member_scores) if last else set(_ranked(member_scores, rungs)[:keep_count(len(member_scores),
                                                                                              rungs.factor)])
-        for p, (names, standing) in enumerate(zip(configurations, standings)):
-            for k, (name, member) in enumerate(zip(names, standing)):
-                if name in member_scores:
-                    trained = member.epoch - populations[p].initial_epoch
-                    scores[p][k].append(RungScore(rung=rung, budget=budget, epochs=trained,
-                                                  score=_scores_at_best(member, rungs)[0], kept=name in kept))
+        for p, k, name, member, score in standing:
+            trained = member.epoch - populations[p].initial_epoch
+            scores[p][k].append(RungScore(rung=rung, budget=budget, epochs=trained, score=score[0], kept=name in kept))
+        for p, names in enumerate(configurations):
             populations[p].drop([k for k, name in enumerate(names) if name in alive and name not in kept])
         alive = kept
     return scores
