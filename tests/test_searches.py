@@ -174,6 +174,7 @@ def searches_on_jax(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dic
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("searches_on_jax")  # one process computes the fixture once
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 @pytest.mark.parametrize("name", ON_JAX)
 def test_each_code_path_runs_end_to_end_on_jax(name: str, searches_on_jax: tuple[Path, dict[str, int], str]) -> None:
