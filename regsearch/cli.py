@@ -26,6 +26,8 @@ from regsearch.errors import SearchFailedError, SettingError
 __all__ = ["build_parser", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+#: Ctrl-C: 128 + SIGINT, as a shell reports it.
+EXIT_INTERRUPTED = 130
 DEFINITION_COPY = "search.toml"
 BEST_MODEL = "best_model.keras"
 
@@ -97,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
                              help="a worker's id (default: $KERASTUNER_TUNER_ID or worker-HOST-PID)")
     distributed.add_argument("--workers", type=int, metavar="N",
                              help="the chief ends each phase only after N workers have finished it (default: 1)")
+    distributed.add_argument("--lease", type=float, metavar="SECONDS",
+                             help="the chief hands a trial out again when its worker has been silent this long "
+                                  "(default: 60)")
+    distributed.add_argument("--chief-timeout", type=float, metavar="SECONDS",
+                             help="a worker gives up when the chief has not answered for this long (default: 60)")
     return parser
 
 
@@ -120,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SearchFailedError as error:
         print(f"regsearch: search failed: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        # Every file is written whole or not at all: the same command resumes from the finished trials.
+        print("regsearch: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _list() -> int:
@@ -191,10 +202,10 @@ def _run(args: argparse.Namespace) -> int:
                            "(a rung strategy's brackets train in one process)", definition.strategy, "command line")
     folder = Path(args.results) / definition.name
     check_writable(folder)
+    if args.worker:  # the chief holds the lock, makes the folder and writes the report; workers only add trials
+        return _work(definition, folder, args)
     created = [p for p in (folder, *folder.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
-    if args.worker:  # the chief holds the lock and writes the report; workers only add trials
-        return _work(definition, folder, args)
     try:
         with ResultsLock(folder):
             _remove_stale_temporaries(folder)
@@ -247,7 +258,10 @@ def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) 
 
                 where = distributed.endpoint(args.oracle_ip, args.oracle_port)
                 console.print(f"{definition.name}: chief serving trials on {where}")
-                serve = distributed.become_chief(where, definition, workers=args.workers or 1, on_run=progress.run)
+                events = distributed.ChiefEvents(on_run=progress.run, on_flight=progress.in_flight,
+                                                 on_lost=console.print)
+                serve = distributed.become_chief(where, definition, workers=args.workers or 1, events=events,
+                                                 lease=args.lease or distributed.DEFAULT_LEASE_SECONDS)
             result = run_search(
                 definition, folder, overwrite=args.overwrite, on_phase=progress.phase, on_run=progress.run,
                 serve=serve, engine=args.engine,
@@ -276,7 +290,8 @@ def _check_distributed_options(args: argparse.Namespace) -> None:
     """Refuses distributed options that the process's role does not use, before anything runs."""
     role = "--chief" if args.chief else "--worker" if args.worker else None
     allowed = {"--oracle-ip": ("--chief", "--worker"), "--oracle-port": ("--chief", "--worker"),
-               "--tuner-id": ("--worker",), "--workers": ("--chief",)}
+               "--tuner-id": ("--worker",), "--workers": ("--chief",), "--lease": ("--chief",),
+               "--chief-timeout": ("--worker",)}
     for option, roles in allowed.items():
         value = getattr(args, option[2:].replace("-", "_"))
         if value is not None and role not in roles:
@@ -285,10 +300,14 @@ def _check_distributed_options(args: argparse.Namespace) -> None:
         raise SettingError("--overwrite", "left to the chief (a worker never deletes results)", True, "command line")
     if args.workers is not None and args.workers < 1:
         raise SettingError("--workers", "an integer >= 1", args.workers, "command line")
+    for option in ("--lease", "--chief-timeout"):
+        value = getattr(args, option[2:].replace("-", "_"))
+        if value is not None and not 0 < value < float("inf"):
+            raise SettingError(option, "a number of seconds > 0", value, "command line")
     if role is not None:
         from regsearch import distributed
 
-        distributed.endpoint(args.oracle_ip, args.oracle_port)
+        distributed.check_address(distributed.endpoint(args.oracle_ip, args.oracle_port), serve=bool(args.chief))
         if args.worker:
             distributed.worker_id(args.tuner_id)
 
@@ -300,7 +319,6 @@ def _work(definition: Any, folder: Path, args: argparse.Namespace) -> int:
     where = distributed.endpoint(args.oracle_ip, args.oracle_port)
     tuner_id = distributed.worker_id(args.tuner_id)
     console = _console(args.quiet)
-    console.print(f"{definition.name}: worker {tuner_id} asking the chief at {where} for trials")
     runs = []
 
     def on_run(record: dict) -> None:
@@ -309,8 +327,11 @@ def _work(definition: Any, folder: Path, args: argparse.Namespace) -> int:
         console.print(f"{record['trial_id']} run {record['repeat']}: {record['status']}, "
                       f"{definition.objective}={_cell(value)} ({record['seconds']:.1f} s)")
 
-    distributed.run_worker(definition, folder, where=where, tuner_id=tuner_id,
-                           on_phase=lambda phase: console.print(f"phase {phase}"), on_run=on_run)
+    distributed.run_worker(
+        definition, folder, where=where, tuner_id=tuner_id,
+        chief_timeout=args.chief_timeout or distributed.DEFAULT_CHIEF_TIMEOUT_SECONDS,
+        on_start=lambda: console.print(f"{definition.name}: worker {tuner_id} running trials of the chief at {where}"),
+        on_phase=lambda phase: console.print(f"phase {phase}"), on_run=on_run)
     console.print(f"worker {tuner_id}: {len(runs)} runs done; the chief writes the report")
     return EXIT_OK
 
@@ -526,7 +547,7 @@ class _Progress:
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-            console=console, transient=False,
+            TextColumn("{task.fields[flight]}"), console=console, transient=False,
         )
 
     def __enter__(self) -> _Progress:
@@ -540,7 +561,8 @@ class _Progress:
         if not self.progress.live.is_started:
             self.progress.__enter__()
         total = planned_trials * self.definition.repeats * self.definition.evaluation.runs_per_seed
-        self.task = self.progress.add_task(f"{self.definition.name} [{name}]", total=total, best=self._best_text())
+        self.task = self.progress.add_task(f"{self.definition.name} [{name}]", total=total, best=self._best_text(),
+                                           flight="")
 
     def run(self, record: dict) -> None:
         value = record.get(self.definition.objective)
@@ -549,6 +571,12 @@ class _Progress:
             self.best = value if better else self.best
         if self.task is not None:
             self.progress.update(self.task, advance=1, best=self._best_text())
+
+    def in_flight(self, trials: dict[str, str]) -> None:
+        """A distributed chief's trials in flight, by worker."""
+        if self.task is not None:
+            text = ", ".join(f"{worker}: {trial}" for worker, trial in sorted(trials.items()))
+            self.progress.update(self.task, flight=f"in flight {text}" if text else "")
 
     def _best_text(self) -> str:
         return "-" if self.best is None else f"{self.definition.objective}={self.best:.4f}"

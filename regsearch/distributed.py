@@ -26,15 +26,27 @@ What regsearch adds to Keras Tuner's protocol:
   never stops its server), then stops the server before the next phase.
 - Resuming: trials a previous chief had handed to workers that are gone are
   handed out again.
+- Leases. A worker renews its trial's lease with a heartbeat (Keras Tuner's
+  ``GetTrial`` call) every ``lease / 6`` seconds; a worker silent for
+  ``lease`` seconds is lost: its trial goes back to Keras Tuner's retry queue
+  under its own id, another worker takes it, and the phase no longer waits
+  for the lost worker.
+- Bounded waits. A worker's every call to the chief gives up after
+  ``chief_timeout`` seconds, and is interrupted by Ctrl-C: a worker with no
+  chief, or whose chief is gone, stops with one line instead of waiting
+  Keras Tuner's hour.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
 import socket
+import sys
+import threading
 import time
 from concurrent import futures
 from pathlib import Path
@@ -48,6 +60,8 @@ __all__ = [
     "DEFAULT_PORT",
     "Endpoint",
     "endpoint",
+    "check_address",
+    "Leases",
     "phases",
     "worker_id",
     "become_chief",
@@ -65,6 +79,16 @@ IDLE_WAIT_SECONDS = 1.0
 POLL_SECONDS = 0.5
 # Time in-flight requests get to complete when the chief stops a phase's server.
 STOP_GRACE_SECONDS = 5.0
+#: A worker silent this long is lost and its trial handed out again (the chief's ``--lease``).
+DEFAULT_LEASE_SECONDS = 60.0
+#: A worker gives up when the chief has not answered for this long (the worker's ``--chief-timeout``).
+DEFAULT_CHIEF_TIMEOUT_SECONDS = 60.0
+#: Heartbeats per lease: a worker renews its lease this many times before it would run out.
+BEATS_PER_LEASE = 6
+#: How long a worker whose chief is gone gives its main thread to stop before it exits anyway.
+EXIT_GRACE_SECONDS = 10.0
+#: Blocking waits are cut into slices this long, so that Ctrl-C is seen between them.
+WAIT_SLICE_SECONDS = 0.25
 WHERE = "command line"
 
 
@@ -96,6 +120,36 @@ def endpoint(ip: str | None = None, port: int | str | None = None) -> Endpoint:
     if isinstance(raw_port, bool) or not 1 <= number <= 65535:
         raise SettingError("--oracle-port", "an integer port in 1..65535 (or KERASTUNER_ORACLE_PORT)", raw_port, WHERE)
     return Endpoint(str(ip).strip(), number)
+
+
+def check_address(where: Endpoint, *, serve: bool) -> None:
+    """Refuses an address that does not resolve and, for a chief (``serve``), a port this machine cannot bind.
+
+    Called before anything is printed, locked or served.
+
+    Raises:
+        SettingError: Naming ``--oracle-ip`` or ``--oracle-port`` and what was received.
+    """
+    try:
+        addresses = socket.getaddrinfo(where.ip, where.port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise SettingError("--oracle-ip", "a host name or IP address that resolves", f"{where.ip} ({reason})",
+                           WHERE) from None
+    if not serve:
+        return
+    family, kind, protocol, _, address = addresses[0]
+    with socket.socket(family, kind, protocol) as probe:
+        # As gRPC binds: SO_REUSEADDR (a port left in TIME_WAIT is free), no SO_REUSEPORT (a listener is not).
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise SettingError("--oracle-port", f"a port free on {where.ip} (another process listens on it)",
+                                   where.port, WHERE) from None
+            raise SettingError("--oracle-ip", "an address of this machine for the chief to serve on",
+                               f"{where.ip} ({error.strerror})", WHERE) from None
 
 
 def worker_id(given: str | None = None) -> str:
@@ -140,21 +194,75 @@ def _set_role(tuner_id: str, where: Endpoint) -> None:
     os.environ["KERASTUNER_ORACLE_PORT"] = str(where.port)
 
 
-def become_chief(where: Endpoint, definition: Any, *, workers: int = 1,
-                 on_run: Callable[[dict], None] | None = None) -> Callable[[Any, str], None]:
-    """Makes this process the chief; returns what serves each phase (``run_search``'s ``serve``)."""
+@dataclasses.dataclass
+class ChiefEvents:
+    """What the chief reports as it serves: each finished run, the trials in flight, a lost worker."""
+
+    on_run: Callable[[dict], None] | None = None
+    on_flight: Callable[[dict[str, str]], None] | None = None
+    on_lost: Callable[[str], None] | None = None
+
+
+def become_chief(where: Endpoint, definition: Any, *, workers: int = 1, lease: float = DEFAULT_LEASE_SECONDS,
+                 events: ChiefEvents | None = None) -> Callable[[Any, str], None]:
+    """Makes this process the chief; returns what serves each phase (``run_search``'s ``serve``).
+
+    ``lease``: seconds a worker may stay silent before it counts as lost and its trial is handed out again.
+    """
     _set_role(CHIEF_ID, where)
     announcement = {"search": definition.name, "fingerprint": fingerprint(definition), "oracle": str(where),
-                    "phases": phases(definition), "chief_host": socket.gethostname(), "chief_pid": os.getpid()}
+                    "phases": phases(definition), "chief_host": socket.gethostname(), "chief_pid": os.getpid(),
+                    "lease_seconds": lease}
+    leases = Leases(lease)  # one for the whole search: a worker seen in one phase is awaited in the next
 
     def serve(tuner: Any, phase: str) -> None:
-        serve_phase(tuner, phase, where=where, order=phases(definition), workers=workers, on_run=on_run,
-                    announcement=announcement)
+        serve_phase(tuner, phase, where=where, order=phases(definition), workers=workers, events=events,
+                    announcement=announcement, leases=leases)
 
     return serve
 
 
 # --- the chief --------------------------------------------------------------
+
+
+class Leases:
+    """When each worker was last heard from, and which ones have been silent for longer than ``seconds``.
+
+    One for a whole search: a worker lost in one phase is not awaited in the next.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds, self.clock = seconds, clock
+        self.heard_at: dict[str, float] = {}
+        self.gone: set[str] = set()  # lost, and not heard from since
+        self.lock = threading.Lock()
+
+    def heard(self, worker: str) -> None:
+        """``worker`` asked for a trial or renewed its lease."""
+        with self.lock:
+            self.heard_at[worker] = self.clock()
+            self.gone.discard(worker)
+
+    def renew_all(self) -> None:
+        """Starts every known worker's lease afresh (a new phase: the chief did not listen in between)."""
+        with self.lock:
+            now = self.clock()
+            self.heard_at = dict.fromkeys(self.heard_at, now)
+
+    def lost(self) -> list[str]:
+        """The workers silent for longer than the lease, forgotten from now on (until heard again)."""
+        with self.lock:
+            now = self.clock()
+            gone = sorted(w for w, at in self.heard_at.items() if now - at > self.seconds)
+            for worker in gone:
+                del self.heard_at[worker]
+            self.gone.update(gone)
+        return gone
+
+
+def _worker_of(tuner_id: str) -> str:
+    """The worker's own id in a request's ``<worker>@<phase>`` (a plain Keras Tuner worker's id as it is)."""
+    return tuner_id.rpartition("@")[0] or tuner_id
 
 
 def _servicer_class() -> type:
@@ -163,15 +271,17 @@ def _servicer_class() -> type:
     class PhaseServicer(kt_internals.oracle_servicer_class()):
         """Keras Tuner's servicer for one phase; requests name their phase as ``<worker>@<phase>``."""
 
-        def __init__(self, oracle: Any, phase: str, order: list[str]) -> None:
+        def __init__(self, oracle: Any, phase: str, order: list[str], leases: Leases | None = None) -> None:
             super().__init__(oracle)
             self.phase, self.order = phase, order
+            self.leases = leases if leases is not None else Leases(DEFAULT_LEASE_SECONDS)
             self.stopped_workers: set[str] = set()
 
         def CreateTrial(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
             worker, _, phase = request.tuner_id.rpartition("@")
             if not worker:  # a plain Keras Tuner worker: this phase
                 worker, phase = request.tuner_id, self.phase
+            self.leases.heard(worker)
             if phase != self.phase:
                 later = phase in self.order and self.order.index(phase) > self.order.index(self.phase)
                 status = trial_module.TrialStatus.IDLE if later else trial_module.TrialStatus.STOPPED
@@ -183,6 +293,13 @@ def _servicer_class() -> type:
                     self.stopped_workers.add(worker)
             return kt_internals.oracle_service().CreateTrialResponse(trial=trial.to_proto())
 
+        def GetTrial(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
+            """Keras Tuner's call; from a regsearch worker also the heartbeat that renews its lease."""
+            for tuner_id, trial in list(self.oracle.ongoing_trials.items()):
+                if trial.trial_id == request.trial_id:
+                    self.leases.heard(_worker_of(tuner_id))
+            return super().GetTrial(request, context)
+
     return PhaseServicer
 
 
@@ -193,10 +310,11 @@ def serve_phase(
     where: Endpoint,
     order: list[str],
     workers: int = 1,
-    on_run: Callable[[dict], None] | None = None,
+    events: ChiefEvents | None = None,
     announcement: dict[str, Any] | None = None,
+    leases: Leases | None = None,
 ) -> None:
-    """Serves one phase's oracle until every trial has ended and ``workers`` workers were told to stop.
+    """Serves one phase's oracle until every trial has ended and ``workers`` workers were told to stop or lost.
 
     Args:
         tuner: The phase's regsearch tuner, built in a chief process (:func:`become_chief`).
@@ -204,11 +322,13 @@ def serve_phase(
         where: The address to serve on.
         order: Every phase of the search, in order.
         workers: How many workers must have asked for (and been refused) one more
-            trial before the phase ends; workers that connect later than that find
-            the chief gone.
-        on_run: Called with every run of a trial a worker finished, as it is seen.
+            trial, or have been lost, before the phase ends; workers that connect
+            later than that find the chief gone.
+        events: Where finished runs, trials in flight and lost workers are reported.
         announcement: Written to ``<tuner folder>/distributed.json`` before serving:
             workers check it to know that they share the chief's folder and search.
+        leases: The workers' leases (:class:`Leases`); a worker silent for longer
+            than its lease is lost and the trial it held is handed out again.
 
     Raises:
         SettingError: The port cannot be bound, or a finished trial's runs are not
@@ -216,12 +336,12 @@ def serve_phase(
     """
     # The servicer's threads make the oracle save its state while the phase is served.
     with kt_internals.atomic_keras_tuner_state():
-        _serve_phase(tuner, phase, where=where, order=order, workers=workers, on_run=on_run,
-                     announcement=announcement)
+        _serve_phase(tuner, phase, where=where, order=order, workers=workers, events=events or ChiefEvents(),
+                     announcement=announcement, leases=leases or Leases(DEFAULT_LEASE_SECONDS))
 
 
-def _serve_phase(tuner: Any, phase: str, *, where: Endpoint, order: list[str], workers: int,
-                 on_run: Callable[[dict], None] | None, announcement: dict[str, Any] | None) -> None:
+def _serve_phase(tuner: Any, phase: str, *, where: Endpoint, order: list[str], workers: int, events: ChiefEvents,
+                 announcement: dict[str, Any] | None, leases: Leases) -> None:
     import grpc
 
     oracle = tuner.oracle
@@ -232,7 +352,8 @@ def _serve_phase(tuner: Any, phase: str, *, where: Endpoint, order: list[str], w
         from regsearch.atomic import write_text_atomic
 
         write_text_atomic(Path(tuner.directory) / STATE_FILE, json.dumps({**announcement, "phase": phase}, indent=1))
-    servicer = _servicer_class()(oracle, phase, order)
+    leases.renew_all()
+    servicer = _servicer_class()(oracle, phase, order, leases)
     # Without so_reuseport a second server on the port is an error, not a silent load-balancer.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1), options=[("grpc.so_reuseport", 0)])
     kt_internals.add_oracle_servicer(servicer, server)
@@ -243,12 +364,19 @@ def _serve_phase(tuner: Any, phase: str, *, where: Endpoint, order: list[str], w
     if not bound:
         raise SettingError("--oracle-port", f"a port free on {where.ip}", where.port, WHERE)
     seen = _finished_trials(tuner)
+    flight: dict[str, str] = {}
     server.start()
     try:
         while True:
+            _hand_back_lost(oracle, phase, leases, events)
             done = (servicer.stop_triggered and kt_internals.chief_may_exit(oracle)
-                    and len(servicer.stopped_workers) >= workers)
-            seen = _report_new_runs(tuner, seen, on_run)
+                    and len(servicer.stopped_workers | leases.gone) >= workers)
+            seen = _report_new_runs(tuner, seen, events.on_run)
+            now_in_flight = {_worker_of(tuner_id): f"{phase}-{trial.trial_id}"
+                             for tuner_id, trial in list(oracle.ongoing_trials.items())}
+            if now_in_flight != flight and events.on_flight is not None:
+                events.on_flight(now_in_flight)
+            flight = now_in_flight
             if done:
                 break
             time.sleep(POLL_SECONDS)
@@ -256,6 +384,18 @@ def _serve_phase(tuner: Any, phase: str, *, where: Endpoint, order: list[str], w
         server.stop(STOP_GRACE_SECONDS).wait()
     tuner.save()
     _check_runs_visible(tuner)
+
+
+def _hand_back_lost(oracle: Any, phase: str, leases: Leases, events: ChiefEvents) -> None:
+    """Hands out again the trials of workers whose lease ran out, and stops waiting for those workers."""
+    for worker in leases.lost():
+        held = [tuner_id for tuner_id in list(oracle.ongoing_trials) if _worker_of(tuner_id) == worker]
+        requesters = [tuner_id for tuner_id in list(getattr(oracle, "tuner_ids", ())) if _worker_of(tuner_id) == worker]
+        trials = kt_internals.hand_back_trials(oracle, sorted(set(held) | set(requesters)))
+        if events.on_lost is not None:
+            what = (f"trial {', '.join(f'{phase}-{trial}' for trial in trials)} handed out again" if trials
+                    else "it held no trial")
+            events.on_lost(f"worker {worker} lost (silent for over {leases.seconds:g} s): {what}")
 
 
 def _requeue_abandoned(oracle: Any) -> None:
@@ -301,6 +441,8 @@ def run_worker(
     *,
     where: Endpoint,
     tuner_id: str,
+    chief_timeout: float = DEFAULT_CHIEF_TIMEOUT_SECONDS,
+    on_start: Callable[[], None] | None = None,
     on_phase: Callable[[str], None] | None = None,
     on_run: Callable[[dict], None] | None = None,
 ) -> None:
@@ -311,26 +453,131 @@ def run_worker(
         results_dir: The search's folder, shared with the chief.
         where: The chief's address.
         tuner_id: This worker's id (:func:`worker_id`).
+        chief_timeout: Seconds to wait for the chief, at the start and whenever it
+            stops answering, before giving up.
+        on_start: Called once the chief answered and shares this results folder.
         on_phase: Called with each phase's name as the worker starts asking for it.
         on_run: Called with each run's record as it finishes.
 
     Raises:
-        SettingError: The chief's folder is not this one, or serves another definition.
-        SearchFailedError: The coarse grid of ``coarse_to_fine`` has no completed run, or
-            the chief stopped answering (Keras Tuner's client waits an hour for it).
+        SettingError: No chief answered within ``chief_timeout``, or the chief's
+            folder is not this one, or it serves another definition.
+        SearchFailedError: The coarse grid of ``coarse_to_fine`` has no completed run,
+            or the chief stopped answering for ``chief_timeout`` seconds.
     """
     import grpc
 
+    link = ChiefLink(where, tuner_id, chief_timeout)
+    if not link.wait_for_chief():
+        raise SettingError("--oracle-ip/--oracle-port", f"the address of a running chief (none answered within "
+                           f"{chief_timeout:g} s, --chief-timeout)", str(where), WHERE)
+    tuner_dir = results_dir / _tuner_folder()
+    lease = _check_same_search(definition, tuner_dir, where)
+    if on_start is not None:
+        on_start()
     try:
-        _run_phases(definition, results_dir, where, tuner_id, on_phase, on_run)
-    except grpc.RpcError as error:
+        _run_phases(definition, results_dir, link, lease, on_phase, on_run)
+    except (grpc.RpcError, KeyboardInterrupt) as error:
+        if isinstance(error, KeyboardInterrupt) and link.lost is None:
+            raise
+        raise SearchFailedError(link.lost or link.gone_message(error)) from None
+    finally:
+        link.stop_beating()
+
+
+def _tuner_folder() -> str:
+    from regsearch.search import TUNER_FOLDER
+
+    return TUNER_FOLDER
+
+
+class ChiefLink:
+    """A worker's calls to the chief: bounded by ``timeout``, interruptible by Ctrl-C, and a heartbeat per trial."""
+
+    def __init__(self, where: Endpoint, tuner_id: str, timeout: float) -> None:
+        self.where, self.tuner_id, self.timeout = where, tuner_id, timeout
+        self.lost: str | None = None  # why the worker gave up on the chief, once it has
+        self._beating: threading.Event | None = None
+
+    def wait_for_chief(self, timeout: float | None = None) -> bool:
+        """Whether the chief's address accepts a connection within ``timeout`` (default: the link's)."""
+        import grpc
+
+        with grpc.insecure_channel(str(self.where)) as channel:
+            try:
+                self._wait(grpc.channel_ready_future(channel), self.timeout if timeout is None else timeout)
+            except grpc.FutureTimeoutError:
+                return False
+        return True
+
+    def call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        """Calls one gRPC method of the chief, waiting for it at most ``timeout`` seconds (default: the link's)."""
+        future = method.future(request, wait_for_ready=True, timeout=self.timeout if timeout is None else timeout)
+        return self._wait(future, None)
+
+    @staticmethod
+    def _wait(future: Any, timeout: float | None) -> Any:
+        import grpc
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    return future.result(timeout=WAIT_SLICE_SECONDS)
+                except grpc.FutureTimeoutError:
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise
+        except BaseException:
+            future.cancel()
+            raise
+
+    def gone_message(self, error: Any) -> str:
         code = error.code().name if hasattr(error, "code") else type(error).__name__
-        raise SearchFailedError(f"worker {tuner_id}: the chief at {where} did not answer ({code}); it has "
-                                "finished (start workers while it runs, or give the chief --workers N) "
-                                "or it is gone") from None
+        return (f"worker {self.tuner_id}: the chief at {self.where} did not answer within {self.timeout:g} s "
+                f"({code}); it has finished or it is gone (restart it: it resumes)")
+
+    def beat_while_running(self, stub: Any, trial_id: str, interval: float) -> None:
+        """Renews the lease on ``trial_id`` every ``interval`` seconds until :meth:`stop_beating`.
+
+        When the chief has not answered for ``timeout`` seconds, the worker gives
+        up: its main thread is interrupted and, if it does not stop within
+        ``EXIT_GRACE_SECONDS``, the process exits with code 1.
+        """
+        self.stop_beating()
+        stop = self._beating = threading.Event()
+        request = kt_internals.oracle_service().GetTrialRequest(trial_id=trial_id)
+
+        def beat() -> None:
+            import grpc
+
+            answered = time.monotonic()
+            while not stop.wait(interval):
+                try:
+                    self.call(stub.GetTrial, request, timeout=interval)
+                    answered = time.monotonic()
+                except grpc.RpcError as error:
+                    if time.monotonic() - answered > self.timeout and not stop.is_set():
+                        self._give_up(self.gone_message(error))
+                        return
+
+        threading.Thread(target=beat, name=f"regsearch-heartbeat-{trial_id}", daemon=True).start()
+
+    def stop_beating(self) -> None:
+        if self._beating is not None:
+            self._beating.set()
+            self._beating = None
+
+    def _give_up(self, message: str) -> None:
+        import _thread
+
+        self.lost = message
+        _thread.interrupt_main()
+        time.sleep(EXIT_GRACE_SECONDS)  # the main thread normally ends the process before this returns
+        print(f"regsearch: search failed: {message}", file=sys.stderr, flush=True)
+        os._exit(1)
 
 
-def _run_phases(definition: Any, results_dir: Path, where: Endpoint, tuner_id: str,
+def _run_phases(definition: Any, results_dir: Path, link: ChiefLink, lease: float,
                 on_phase: Callable[[str], None] | None, on_run: Callable[[dict], None] | None) -> None:
     from regsearch import search
     from regsearch.definition.build import load_data, make_hypermodel
@@ -340,7 +587,7 @@ def _run_phases(definition: Any, results_dir: Path, where: Endpoint, tuner_id: s
     evaluation = search.evaluation_options(definition, split)
     coarse_hypermodel = hypermodel = make_hypermodel(definition, split)
     tuner_dir = results_dir / search.TUNER_FOLDER
-    for index, phase in enumerate(phases(definition)):
+    for phase in phases(definition):
         if phase == "fine":
             coarse = _saved_records(tuner_dir / "coarse")
             fine = search.fine_definition(definition, coarse_hypermodel, coarse)
@@ -349,18 +596,16 @@ def _run_phases(definition: Any, results_dir: Path, where: Endpoint, tuner_id: s
             hypermodel = make_hypermodel(fine, split)
         elif phase == "baseline":
             hypermodel = make_hypermodel(search.baseline_definition(definition), split)
-        _set_role(f"{tuner_id}@{phase}", where)
+        _set_role(f"{link.tuner_id}@{phase}", link.where)
         tuner = search._make_tuner(definition, hypermodel, phase, tuner_dir, on_run, evaluation)
-        if index == 0:
-            tuner.oracle.get_space()  # waits for the chief
-            _check_same_search(definition, tuner_dir, where)
-        _follow_chief(tuner, tuner_id)
+        _follow_chief(tuner, link, lease)
         if on_phase is not None:
             on_phase(phase)
         tuner.search(split.x_train, split.y_train, verbose=0, **arguments)
 
 
-def _check_same_search(definition: Any, tuner_dir: Path, where: Endpoint) -> None:
+def _check_same_search(definition: Any, tuner_dir: Path, where: Endpoint) -> float:
+    """Refuses a folder the chief did not announce itself in, or another search; returns the chief's lease."""
     path = tuner_dir / STATE_FILE
     if not path.is_file():
         raise SettingError("--results", f"the chief's results folder (the chief at {where} wrote no {STATE_FILE} "
@@ -371,6 +616,7 @@ def _check_same_search(definition: Any, tuner_dir: Path, where: Endpoint) -> Non
         raise SettingError("search", f"the chief's: '{state.get('search')}' with the same definition and overrides "
                            "(--epochs, --max-trials, --repeats) on every process", f"'{definition.name}' with other settings",
                            WHERE)
+    return float(state.get("lease_seconds", DEFAULT_LEASE_SECONDS))
 
 
 def _saved_records(project_dir: Path) -> list[dict]:
@@ -379,13 +625,16 @@ def _saved_records(project_dir: Path) -> list[dict]:
     return [record for path in sorted(project_dir.glob(f"trial_*/{RUNS_FILE}")) for record in load_runs(path)[0]]
 
 
-def _follow_chief(tuner: Any, tuner_id: str) -> None:
-    """Wraps the tuner's OracleClient: wait when told "idle", refuse a trial from another search space."""
+def _follow_chief(tuner: Any, link: ChiefLink, lease: float) -> None:
+    """Wraps the tuner's OracleClient: bounded calls, a heartbeat while a trial runs, wait when told "idle",
+    refuse a trial from another search space."""
     import keras_tuner as kt
     from keras_tuner.engine import trial as trial_module
 
     client = tuner.oracle
-    ask = client.create_trial
+    stub = client.stub
+    kt_internals.route_client_calls(client, link.call)
+    ask, end = client.create_trial, client.end_trial
     local = kt.HyperParameters()
     tuner.hypermodel.declare_hyperparameters(local)
     tuner.hypermodel.describe(local)
@@ -400,9 +649,14 @@ def _follow_chief(tuner: Any, tuner_id: str) -> None:
             if served != expected:
                 # Give the trial back as failed, or the chief would wait for it forever.
                 trial.status = trial_module.TrialStatus.FAILED
-                trial.message = f"worker {tuner_id} has another search space than the chief's"
-                client.end_trial(trial)
+                trial.message = f"worker {link.tuner_id} has another search space than the chief's"
+                end(trial)
                 raise SettingError("search space", f"the chief's {sorted(served)}", sorted(expected), WHERE)
+            link.beat_while_running(stub, trial.trial_id, lease / BEATS_PER_LEASE)
         return trial
 
-    client.create_trial = create_trial
+    def end_trial(trial: Any) -> None:
+        link.stop_beating()
+        end(trial)
+
+    client.create_trial, client.end_trial = create_trial, end_trial

@@ -1,8 +1,8 @@
 """Every touch of keras-tuner's private API, in one place; checked against keras-tuner 1.4.8.
 
 regsearch needs a few things keras-tuner does not export: its checkpoint
-callback, its grid walk (to resume a grid), its retry queue (to resume a
-distributed chief), its gRPC servicer, its traceback switch and its JSON
+callback, its retry queue (to resume a distributed chief and hand back a lost
+worker's trial), its gRPC servicer and client, its traceback switch and its JSON
 writer. Each is reached through one small function here, whose docstring names
 what it relies on; ``tests/test_kt_internals.py`` fails when one of them
 changes. Importing this module imports nothing of keras-tuner (the CLI's
@@ -136,19 +136,59 @@ def is_worker(tuner: Any) -> bool:
 
 
 def retry_ongoing_trials(oracle: Any) -> None:
-    """Moves the oracle's running trials to its retry queue; relies on ``Oracle._retry_queue`` (a list of trial ids).
+    """Moves every running trial of the oracle to its retry queue (see :func:`hand_back_trials`).
 
     keras-tuner does this itself when an oracle is reloaded; a distributed chief
     resumed with the state it saved before serving needs it again.
     """
-    ongoing = getattr(oracle, "ongoing_trials", None)
-    queue = getattr(oracle, "_retry_queue", None)
-    if not ongoing or queue is None:
-        return
-    for tuner_id, trial in list(ongoing.items()):
-        ongoing.pop(tuner_id)
-        if trial.trial_id not in queue:
-            queue.append(trial.trial_id)
+    hand_back_trials(oracle, list(getattr(oracle, "ongoing_trials", None) or {}))
+
+
+def hand_back_trials(oracle: Any, tuner_ids: list[str]) -> list[str]:
+    """Puts the trials ``tuner_ids`` run back in the oracle's retry queue and forgets those tuners; returns the trial ids.
+
+    Relies on ``Oracle.ongoing_trials`` (tuner id -> running trial), ``Oracle._retry_queue``
+    (trial ids handed out again first, under their own ids) and ``Oracle.tuner_ids`` (the tuners
+    not yet told to stop, which ``exit_chief`` waits for). Holds the oracle's lock
+    (``keras_tuner.synchronized``) as the servicer's calls do.
+    """
+    if not tuner_ids or not hasattr(oracle, "_retry_queue"):
+        return []
+    import keras_tuner as kt
+
+    return kt.synchronized(_hand_back)(oracle, tuner_ids)
+
+
+def _hand_back(oracle: Any, tuner_ids: list[str]) -> list[str]:
+    handed = []
+    for tuner_id in tuner_ids:
+        trial = oracle.ongoing_trials.pop(tuner_id, None)
+        if trial is not None and trial.trial_id not in oracle._retry_queue:
+            oracle._retry_queue.append(trial.trial_id)
+            handed.append(trial.trial_id)
+        getattr(oracle, "tuner_ids", set()).discard(tuner_id)
+    return handed
+
+
+def route_client_calls(client: Any, call: Any) -> None:
+    """Sends every call of a worker's ``OracleClient`` through ``call(method, request)``.
+
+    keras-tuner's client waits up to an hour for each answer, in a call Ctrl-C does
+    not interrupt; regsearch's ``call`` bounds the wait and stays interruptible.
+    Relies on ``OracleClient.stub`` (the gRPC stub) and on its methods calling
+    ``self.stub.<Method>(request, wait_for_ready=True, timeout=TIMEOUT)``: the
+    keyword arguments are replaced by ``call``'s own.
+    """
+    client.stub = _RoutedStub(client.stub, call)
+
+
+class _RoutedStub:
+    def __init__(self, stub: Any, call: Any) -> None:
+        self.stub, self.call = stub, call
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.stub, name)
+        return lambda request, **_: self.call(method, request)
 
 
 def oracle_servicer_class() -> type:

@@ -303,6 +303,8 @@ class _RecordingTuner:
                 **{key: float(metrics.get(key, math.nan)) for key in RECORD_METRICS},
                 "diverged": status == "diverged",
                 "seconds": round(time.perf_counter() - start, 4),
+                # Which process ran it: a distributed worker's id, else Keras Tuner's own ("tuner0").
+                "worker": str(self.tuner_id).rpartition("@")[0] or str(self.tuner_id),
             }
             if self.rungs is not None:  # the last rung the run reached, and its budget of epochs
                 reached = rung_scores.get(_history_key(repeat, fold), [{}])[-1]

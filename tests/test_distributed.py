@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from regsearch import distributed
+from regsearch import distributed, kt_internals
 from regsearch.cli import main
 from regsearch.errors import SettingError
 
@@ -113,6 +113,12 @@ BAD_OPTIONS = {
     "--workers 0": (["--chief", "--workers", "0"], "'--workers' must be an integer >= 1; got 0."),
     "a port out of range": (["--chief", "--oracle-port", "70000"], "'--oracle-port' must be an integer port"),
     "a worker id for the chief": (["--worker", "--tuner-id", "chief"], "'--tuner-id' must be a non-empty id"),
+    "--lease on a worker": (["--worker", "--lease", "5"], "'--lease' must be given only with --chief"),
+    "--chief-timeout on a chief": (["--chief", "--chief-timeout", "5"],
+                                   "'--chief-timeout' must be given only with --worker"),
+    "--lease 0": (["--chief", "--lease", "0"], "'--lease' must be a number of seconds > 0; got 0.0."),
+    "--chief-timeout -1": (["--worker", "--chief-timeout", "-1"], "'--chief-timeout' must be a number of seconds > 0"),
+    "--lease nan": (["--chief", "--lease", "nan"], "'--lease' must be a number of seconds > 0; got nan."),
 }
 
 
@@ -174,11 +180,103 @@ def test_the_chief_answers_each_phase_only_to_workers_asking_for_it() -> None:
     assert later.stopped_workers == set()  # a finished phase does not count for this one
 
 
-def test_a_resumed_chief_hands_out_again_the_trials_of_workers_that_are_gone() -> None:
-    trial = SimpleNamespace(trial_id="03")
-    oracle = SimpleNamespace(ongoing_trials={"w1@grid": trial}, _retry_queue=[])
+def planned_oracle(tmp_path: Path, strengths=(0.1, 0.01, 0.001)):
+    from regsearch.oracles import PlannedOracle
+
+    oracle = PlannedOracle([{"strength": value} for value in strengths], objective="val_loss")
+    oracle._set_project_dir(str(tmp_path), "grid")
+    oracle.verbose = 0
+    import keras_tuner as kt
+
+    space = kt.HyperParameters()
+    space.Choice("strength", list(strengths))
+    oracle.update_space(space)
+    return oracle
+
+
+def test_a_resumed_chief_hands_out_again_the_trials_of_workers_that_are_gone(tmp_path: Path) -> None:
+    oracle = planned_oracle(tmp_path)
+    first, second = oracle.create_trial("w1@grid"), oracle.create_trial("w2@grid")
     distributed._requeue_abandoned(oracle)
-    assert oracle.ongoing_trials == {} and oracle._retry_queue == ["03"]
+    assert oracle.ongoing_trials == {} and sorted(oracle._retry_queue) == sorted([first.trial_id, second.trial_id])
+
+
+def test_a_lost_workers_trial_goes_back_under_its_own_id_and_the_chief_stops_waiting_for_it(tmp_path: Path) -> None:
+    oracle = planned_oracle(tmp_path)
+    held = oracle.create_trial("w1@grid")
+    oracle.create_trial("w2@grid")
+    assert kt_internals.hand_back_trials(oracle, ["w1@grid"]) == [held.trial_id]
+    assert "w1@grid" not in oracle.ongoing_trials and "w1@grid" not in oracle.tuner_ids
+    again = oracle.create_trial("w3@grid")  # the next worker to ask takes it, same id, same values
+    assert (again.trial_id, again.hyperparameters.values) == (held.trial_id, held.hyperparameters.values)
+    fresh = oracle.create_trial("w1@grid")  # a restarted w1 gets the configuration nobody holds
+    assert fresh.hyperparameters.values == {"strength": 0.001}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_leases_run_out_after_their_seconds_and_a_new_phase_renews_them() -> None:
+    clock = Clock()
+    leases = distributed.Leases(10, clock)
+    leases.heard("w1")
+    clock.now += 6
+    leases.heard("w2")
+    clock.now += 4  # w1 silent exactly 10 s: not yet lost
+    assert leases.lost() == []
+    clock.now += 0.5
+    assert leases.lost() == ["w1"] and leases.gone == {"w1"}
+    assert leases.lost() == []  # reported once
+    clock.now += 30
+    leases.renew_all()  # the chief did not listen between phases: nobody is blamed for that
+    clock.now += 9
+    assert leases.lost() == []
+    clock.now += 2
+    assert leases.lost() == ["w2"]
+
+
+def test_a_heartbeat_renews_the_lease_of_the_worker_holding_the_trial(tmp_path: Path) -> None:
+    from keras_tuner.src import protos
+
+    clock = Clock()
+    oracle = planned_oracle(tmp_path)
+    leases = distributed.Leases(10, clock)
+    servicer = distributed._servicer_class()(oracle, "grid", ["grid"], leases)
+    ask = lambda worker: servicer.CreateTrial(protos.get_service().CreateTrialRequest(tuner_id=worker), None)  # noqa: E731
+    held = ask("w1@grid").trial
+    ask("w2@grid")
+    clock.now += 8
+    servicer.GetTrial(protos.get_service().GetTrialRequest(trial_id=held.trial_id), None)
+    clock.now += 8
+    lost: list[str] = []
+    distributed._hand_back_lost(oracle, "grid", leases, distributed.ChiefEvents(on_lost=lost.append))
+    assert lost == ["worker w2 lost (silent for over 10 s): trial grid-0001 handed out again"]
+    assert leases.gone == {"w2"} and oracle._retry_queue == ["0001"]
+    assert ask("w3@grid").trial.trial_id == "0001"
+    ask("w2@grid")  # back: the chief waits for it again
+    assert leases.gone == set()
+
+
+def test_check_address_refuses_what_does_not_resolve_and_a_chief_port_in_use() -> None:
+    for bad in ("not an address!", "999.1.2.3", "no-such-host.invalid"):
+        with pytest.raises(SettingError, match=f"'--oracle-ip' must be a host name or IP address that resolves; "
+                                               f"got '{bad} \\("):
+            distributed.check_address(distributed.Endpoint(bad, 8000), serve=False)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        distributed.check_address(distributed.Endpoint("127.0.0.1", port), serve=False)  # a worker connects there
+        with pytest.raises(SettingError, match=f"'--oracle-port' must be a port free on 127.0.0.1 .*; got {port}."):
+            distributed.check_address(distributed.Endpoint("127.0.0.1", port), serve=True)
+    with pytest.raises(SettingError, match="'--oracle-ip' must be an address of this machine .*; got '192.0.2.1 \\("):
+        distributed.check_address(distributed.Endpoint("192.0.2.1", free_port()), serve=True)  # TEST-NET-1
+    distributed.check_address(distributed.Endpoint("localhost", free_port()), serve=True)
 
 
 def test_the_chief_refuses_a_port_in_use(tmp_path: Path) -> None:
@@ -192,18 +290,99 @@ def test_the_chief_refuses_a_port_in_use(tmp_path: Path) -> None:
             distributed.serve_phase(tuner, "grid", where=where, order=["grid"])
 
 
-def test_a_worker_whose_chief_is_gone_stops_with_a_message(tmp_path, monkeypatch) -> None:
-    from keras_tuner.src.distribute import oracle_client
-
+def test_a_worker_with_no_chief_gives_up_after_its_timeout(tmp_path) -> None:
     from regsearch.definition import load_definition
-    from regsearch.errors import SearchFailedError
 
-    monkeypatch.setattr(oracle_client, "TIMEOUT", 2)  # Keras Tuner waits an hour
     (tmp_path / "small.toml").write_text(GRID)
     where = distributed.Endpoint("127.0.0.1", free_port())
-    with pytest.raises(SearchFailedError, match=f"worker w1: the chief at {where} did not answer"):
+    started = time.monotonic()
+    with pytest.raises(SettingError, match=f"'--oracle-ip/--oracle-port' must be the address of a running chief "
+                                           f"\\(none answered within 1.5 s, --chief-timeout\\); got '{where}'"):
         distributed.run_worker(load_definition(str(tmp_path / "small.toml")), tmp_path / "small", where=where,
-                               tuner_id="w1")
+                               tuner_id="w1", chief_timeout=1.5)
+    assert 1.5 <= time.monotonic() - started < 30
+    assert not (tmp_path / "small").exists()
+
+
+def test_waiting_for_the_chief_stops_at_ctrl_c() -> None:
+    import _thread
+    import threading
+
+    link = distributed.ChiefLink(distributed.Endpoint("127.0.0.1", free_port()), "w1", timeout=600)
+    threading.Timer(0.5, _thread.interrupt_main).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        link.wait_for_chief()
+    assert time.monotonic() - started < 10  # not Keras Tuner's hour, nor the link's 600 s
+
+
+def test_a_call_to_a_chief_that_is_gone_ends_after_the_timeout() -> None:
+    import grpc
+
+    from keras_tuner.src import protos
+
+    link = distributed.ChiefLink(distributed.Endpoint("127.0.0.1", free_port()), "w1", timeout=1)
+    with grpc.insecure_channel(str(link.where)) as channel:
+        stub = protos.get_service_grpc().OracleStub(channel)
+        with pytest.raises(grpc.RpcError) as raised:
+            link.call(stub.GetSpace, protos.get_service().GetSpaceRequest())
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert link.gone_message(raised.value) == (f"worker w1: the chief at {link.where} did not answer within 1 s "
+                                               "(DEADLINE_EXCEEDED); it has finished or it is gone (restart it: it resumes)")
+
+
+@contextlib.contextmanager
+def bare_grpc_server() -> Iterator[int]:
+    """A gRPC server with no service: a worker's connection succeeds, nothing else does."""
+    from concurrent import futures
+
+    import grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield port
+    finally:
+        server.stop(0).wait()
+
+
+#: Bad input a chief or a worker refuses before anything is printed, locked, served or written.
+BAD_ADDRESSES = {
+    "chief: a malformed address": (["--chief", "--oracle-ip", "not an address!"],
+                                   "'--oracle-ip' must be a host name or IP address that resolves"),
+    "worker: a malformed address": (["--worker", "--oracle-ip", "999.1.2.3"],
+                                    "'--oracle-ip' must be a host name or IP address that resolves"),
+    "chief: an unresolvable host": (["--chief", "--oracle-ip", "no-such-host.invalid"],
+                                    "'--oracle-ip' must be a host name or IP address that resolves"),
+    "worker: an unresolvable host": (["--worker", "--oracle-ip", "no-such-host.invalid"],
+                                     "'--oracle-ip' must be a host name or IP address that resolves"),
+    "chief: an address of another machine": (["--chief", "--oracle-ip", "192.0.2.1"],
+                                             "'--oracle-ip' must be an address of this machine"),
+    "chief: a port in use": (["--chief", "--oracle-port", "{busy}"], "'--oracle-port' must be a port free on 127.0.0.1"),
+    "worker: no chief": (["--worker", "--oracle-port", "{free}", "--chief-timeout", "1"],
+                         "must be the address of a running chief (none answered within 1 s"),
+    "worker: a folder the chief does not share": (["--worker", "--oracle-port", "{serving}"],
+                                                  "'--results' must be the chief's results folder"),
+}
+
+
+@pytest.mark.parametrize("arguments, message", BAD_ADDRESSES.values(), ids=BAD_ADDRESSES.keys())
+def test_bad_addresses_and_folders_exit_2_with_one_line_and_nothing_written(tmp_path, capfd, arguments,
+                                                                            message) -> None:
+    definition = tmp_path / "small.toml"
+    definition.write_text(GRID)
+    results = tmp_path / "results"
+    with socket.socket() as busy, bare_grpc_server() as serving:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        ports = {"busy": busy.getsockname()[1], "free": free_port(), "serving": serving}
+        filled = [argument.format(**ports) for argument in arguments]
+        assert main([str(definition), "--results", str(results), *filled]) == 2
+    out, error = capfd.readouterr()
+    assert message in error and error.count("\n") == 1, error
+    assert out == ""  # nothing printed before the refusal
+    assert not results.exists()
 
 
 # --- a chief and two workers ------------------------------------------------------
@@ -291,3 +470,114 @@ def test_a_chief_and_two_workers_run_every_configuration_exactly_once(tmp_path: 
     pd.testing.assert_frame_equal(ordered(chief), ordered(local))
     assert len(chief) == len(runs) == len(configurations)
     assert (folder / "summary.md").is_file()
+
+
+# --- faults: real processes killed --------------------------------------------------
+
+#: Long enough runs that a process can be killed in the middle of one: six trials of two repeats.
+FAULTS = GRID.replace("[1e-1, 1e-2, 1e-3, 1e-4]", "[1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4]").replace(
+    "epochs = 10", "epochs = 300").replace('strategy = "grid"', 'strategy = "grid"\nrepeats = 2')
+SEQUENTIAL = ["--engine", "sequential"]
+
+
+def wait_for_line(path: Path, text: str, seconds: float = PROCESS_SECONDS) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.is_file() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} never appeared in {path}")
+
+
+def same_runs(folder: Path, reference: Path) -> None:
+    """trials.csv equal, the seconds and worker columns aside."""
+    frames = []
+    for path in (folder / "trials.csv", reference / "trials.csv"):
+        frame = pd.read_csv(path).drop(columns=["seconds", "worker"])
+        frames.append(frame.sort_values(["trial_id", "repeat"]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(*frames)
+
+
+@pytest.fixture(scope="module")
+def faults_in_one_process(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("one_process")
+    (root / "faults.toml").write_text(FAULTS)
+    assert main([str(root / "faults.toml"), "--results", str(root / "results"), "--quiet", *SEQUENTIAL]) == 0
+    return root / "results" / "faults"
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("faults_in_one_process")
+def test_a_worker_killed_mid_trial_loses_only_that_trial(tmp_path: Path, faults_in_one_process: Path) -> None:
+    (tmp_path / "faults.toml").write_text(FAULTS)
+    shared = ["faults.toml", "--results", "shared", "--oracle-port", str(free_port()), *SEQUENTIAL]
+    with processes(tmp_path) as started:
+        start(started, tmp_path, "chief", *shared, "--chief", "--workers", "2", "--lease", "6")
+        start(started, tmp_path, "w1", *shared, "--worker", "--tuner-id", "w1")
+        start(started, tmp_path, "w2", *shared, "--worker", "--tuner-id", "w2")
+        wait_for_line(tmp_path / "w1.log", " run 0: ")  # the first run of w1's trial has ended: it is in the second
+        started[1][1].kill()
+        codes = wait_all(started, PROCESS_SECONDS)
+    assert codes == {"chief": 0, "w1": -9, "w2": 0}, logs(tmp_path)
+    chief = (tmp_path / "chief.log").read_text()
+    assert "worker w1 lost (silent for over 6 s): trial grid-" in chief and " handed out again" in chief, chief
+    folder = tmp_path / "shared" / "faults"
+    same_runs(folder, faults_in_one_process)
+    workers = pd.read_csv(folder / "trials.csv").groupby("trial_id")["worker"].agg(set)
+    assert set().union(*workers) <= {"w1", "w2"} and all(len(w) == 1 for w in workers)  # a trial's runs: one worker
+    assert (pd.read_csv(faults_in_one_process / "trials.csv")["worker"] == "tuner0").all()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("faults_in_one_process")
+def test_workers_of_a_killed_chief_exit_and_a_restart_resumes(tmp_path: Path, faults_in_one_process: Path) -> None:
+    (tmp_path / "faults.toml").write_text(FAULTS)
+    shared = ["faults.toml", "--results", "shared", "--oracle-port", str(free_port()), *SEQUENTIAL]
+    folder = tmp_path / "shared" / "faults"
+    with processes(tmp_path) as started:
+        start(started, tmp_path, "chief", *shared, "--chief", "--workers", "1")
+        start(started, tmp_path, "w1", *shared, "--worker", "--tuner-id", "w1", "--chief-timeout", "4")
+        wait_for_line(tmp_path / "w1.log", "run 1: ")  # a whole trial is done
+        started[0][1].kill()
+        killed = time.monotonic()
+        code = started[1][1].wait(timeout=PROCESS_SECONDS)
+        waited = time.monotonic() - killed
+    assert code == 1, logs(tmp_path)
+    last = (tmp_path / "w1.log").read_text().strip().splitlines()[-1]
+    assert last.startswith("regsearch: search failed: worker w1: the chief at 127.0.0.1:") and "within 4 s" in last
+    assert waited < 4 + distributed.EXIT_GRACE_SECONDS + 30  # the timeout, the grace, a loaded machine's slack
+    # Finished: the chief recorded the trial's end (a worker may write a trial's runs after its chief died).
+    finished = {path: path.stat().st_mtime_ns for path in folder.glob("tuner/*/trial_*/runs.json")
+                if json.loads((path.parent / "trial.json").read_text())["status"] == "COMPLETED"}
+    assert finished
+
+    for log in tmp_path.glob("*.log"):
+        log.rename(log.with_suffix(".first"))
+    with processes(tmp_path) as started:
+        start(started, tmp_path, "chief", *shared, "--chief", "--workers", "1")
+        start(started, tmp_path, "w1", *shared, "--worker", "--tuner-id", "w1")
+        codes = wait_all(started, PROCESS_SECONDS)
+    assert codes == {"chief": 0, "w1": 0}, logs(tmp_path)
+    assert {path: path.stat().st_mtime_ns for path in finished} == finished  # nothing finished was run again
+    same_runs(folder, faults_in_one_process)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_worker_and_a_chief_promptly_leaving_no_partial_file(tmp_path: Path) -> None:
+    import signal
+
+    (tmp_path / "faults.toml").write_text(FAULTS)
+    shared = ["faults.toml", "--results", "shared", "--oracle-port", str(free_port()), *SEQUENTIAL]
+    with processes(tmp_path) as started:
+        start(started, tmp_path, "chief", *shared, "--chief", "--workers", "1")
+        start(started, tmp_path, "w1", *shared, "--worker", "--tuner-id", "w1")
+        wait_for_line(tmp_path / "w1.log", " run 0: ")  # in the middle of a trial
+        codes = {}
+        for name, process in reversed(started):
+            process.send_signal(signal.SIGINT)
+            codes[name] = process.wait(timeout=60)
+    assert codes == {"w1": 130, "chief": 130}, logs(tmp_path)
+    for name in ("w1", "chief"):
+        last = (tmp_path / f"{name}.log").read_text().strip().splitlines()[-1]
+        assert last == "regsearch: interrupted; run the same command again to resume", logs(tmp_path)
+    assert not [p for p in (tmp_path / "shared").rglob("*") if p.name.endswith(".tmp")]

@@ -324,6 +324,30 @@ def test_keras_tuners_retry_queue() -> None:
     oracle = kt.Oracle(objective=kt.Objective("score", "max"))
     check(isinstance(getattr(oracle, "_retry_queue", None), list), "Oracle._retry_queue (a list)")
     check(isinstance(oracle.ongoing_trials, dict), "Oracle.ongoing_trials")
+    check(isinstance(getattr(oracle, "tuner_ids", None), set), "Oracle.tuner_ids (a set)")
+
+
+def test_keras_tuners_oracle_client_calls_through_its_stub(monkeypatch: pytest.MonkeyPatch) -> None:
+    from keras_tuner.src.distribute import oracle_client
+
+    source = inspect.getsource(oracle_client.OracleClient)
+    calls = re.findall(r"self\.stub\.(\w+)\(", source)
+    check(calls and source.count("timeout=TIMEOUT") == len(calls),
+          "OracleClient's methods call self.stub.<Method>(request, wait_for_ready=True, timeout=TIMEOUT)")
+    for name, value in {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": "1",
+                        "KERASTUNER_TUNER_ID": "w1"}.items():
+        monkeypatch.setenv(name, value)
+    client = oracle_client.OracleClient(kt.Oracle(objective=kt.Objective("score", "max")))
+    seen: list[Any] = []
+
+    def call(method: Any, request: Any) -> Any:
+        seen.append((method, request))
+        return kt_internals.oracle_service().GetSpaceResponse(hyperparameters=kt.HyperParameters().to_proto())
+
+    stub = client.stub
+    kt_internals.route_client_calls(client, call)
+    check(isinstance(client.get_space(), kt.HyperParameters), "OracleClient.get_space() through OracleClient.stub")
+    check(seen and seen[0][0] == stub.GetSpace, "OracleClient.stub.GetSpace")
 
 
 def test_keras_tuners_distributed_chief() -> None:
