@@ -1,17 +1,22 @@
 """One process against a chief with one and with two workers, on loopback, side by side in one run.
 
-    python benchmarks/distributed.py [--search moons_l2] [--epochs 300] [--repeats 2] [--engine sequential]
+    python benchmarks/distributed.py [--search moons_l2] [--epochs 300] [--repeats 2]
+                                     [--engine sequential population]
 
 Runs the README's distributed recipe (``--chief --workers W`` and W
 ``--worker`` processes, one results folder) for W = 1 and 2, and the same
-search in one process; prints each one's wall time (from start to the
-chief's exit), the ratios, and whether its trials.csv equals the single
-process's (seconds and the worker columns aside).
+search in one process, for each engine; prints each one's wall time (from
+start to the chief's exit), where it went (start-up until the first trial
+began, the span from the first trial's start to the last one's end, and
+the report after it, from the trials' saved run times and file times), the
+ratios, and whether its trials.csv equals the single process's (the seconds
+and worker columns aside).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -31,10 +36,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def run(folder: Path, args: argparse.Namespace, workers: int) -> float:
+def run(folder: Path, args: argparse.Namespace, workers: int, engine: str) -> float:
     """Seconds from the first start to the last exit; ``workers = 0``: one process."""
     folder.mkdir(parents=True)
-    common = [args.search, "--epochs", str(args.epochs), "--repeats", str(args.repeats), "--engine", args.engine,
+    common = [args.search, "--epochs", str(args.epochs), "--repeats", str(args.repeats), "--engine", engine,
               "--results", "results", "--quiet"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     commands = [common]
@@ -43,6 +48,7 @@ def run(folder: Path, args: argparse.Namespace, workers: int) -> float:
         commands = [[*common, "--chief", "--workers", str(workers), "--oracle-port", port]]
         commands += [[*common, "--worker", "--tuner-id", f"w{i}", "--oracle-port", port] for i in range(workers)]
     start = time.perf_counter()
+    (folder / "started").write_text(str(time.time()))
     started = [subprocess.Popen([sys.executable, "-m", "regsearch", *command], cwd=folder, env=env,
                                 stdout=open(folder / f"{i}.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
                for i, command in enumerate(commands)]
@@ -51,6 +57,18 @@ def run(folder: Path, args: argparse.Namespace, workers: int) -> float:
     if any(codes):
         raise SystemExit(f"{folder}: exit codes {codes}; see the logs there")
     return seconds
+
+
+def timeline(folder: Path, search: str) -> tuple[float, float, float]:
+    """Seconds from the start to the first trial's start, from there to the last trial's end, and after it."""
+    begun = float((folder / "started").read_text())
+    spans = []
+    for path in (folder / "results" / search / "tuner").glob("*/trial_*/runs.json"):
+        ended = path.stat().st_mtime - begun
+        spans.append((ended - sum(run["seconds"] for run in json.loads(path.read_text())["runs"]), ended))
+    outputs = max(path.stat().st_mtime for path in (folder / "results" / search).iterdir()) - begun
+    first, last = min(s for s, _ in spans), max(e for _, e in spans)
+    return first, last - first, outputs - last
 
 
 def trials(folder: Path, search: str) -> pd.DataFrame:
@@ -64,19 +82,23 @@ def main() -> None:
     parser.add_argument("--search", default="moons_l2")
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--engine", default="sequential", choices=("sequential", "population"))
+    parser.add_argument("--engine", nargs="+", default=["sequential", "population"], choices=("sequential", "population"))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="regsearch-distributed-"))
-    single = run(work / "one_process", args, 0)
-    one = run(work / "one_worker", args, 1)
-    two = run(work / "two_workers", args, 2)
-    reference = trials(work / "one_process", args.search)
-    print(f"{args.search} --epochs {args.epochs} --repeats {args.repeats} --engine {args.engine} ({os.cpu_count()} cores)")
-    for name, seconds in (("one process", single), ("chief + 1 worker", one), ("chief + 2 workers", two)):
-        folder = {"one process": "one_process", "chief + 1 worker": "one_worker", "chief + 2 workers": "two_workers"}
-        same = trials(work / folder[name], args.search).equals(reference)
-        print(f"{name:>18}: {seconds:6.1f} s   trials.csv equals the single process's: {same}")
-    print(f"2 workers / 1 worker: {two / one:.2f}   1 worker / one process: {one / single:.2f}")
+    variants = {"one process": 0, "chief + 1 worker": 1, "chief + 2 workers": 2}
+    print(f"{args.search} --epochs {args.epochs} --repeats {args.repeats} ({os.cpu_count()} cores); folders in {work}")
+    for engine in args.engine:
+        seconds = {name: run(work / engine / str(workers), args, workers, engine) for name, workers in variants.items()}
+        reference = trials(work / engine / "0", args.search)
+        print(f"--engine {engine}")
+        for name, workers in variants.items():
+            folder = work / engine / str(workers)
+            same = trials(folder, args.search).equals(reference)
+            first, span, after = timeline(folder, args.search)
+            print(f"{name:>18}: {seconds[name]:6.1f} s  (start-up {first:5.1f}, trials {span:5.1f}, report {after:4.1f})"
+                  f"   trials.csv equals the single process's: {same}")
+        two, one, single = seconds["chief + 2 workers"], seconds["chief + 1 worker"], seconds["one process"]
+        print(f"2 workers / 1 worker: {two / one:.2f}   1 worker / one process: {one / single:.2f}")
 
 
 if __name__ == "__main__":

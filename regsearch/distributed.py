@@ -74,9 +74,9 @@ DEFAULT_PORT = 8000
 STATE_FILE = "distributed.json"
 CHIEF_ID = "chief"
 # A worker that is told "idle" (the phase it wants has not started) asks again after this long.
-IDLE_WAIT_SECONDS = 1.0
+IDLE_WAIT_SECONDS = 0.25
 # How often the chief checks whether its phase is over and reports finished trials.
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.2
 # Time in-flight requests get to complete when the chief stops a phase's server.
 STOP_GRACE_SECONDS = 5.0
 #: A worker silent this long is lost and its trial handed out again (the chief's ``--lease``).
@@ -271,27 +271,40 @@ def _servicer_class() -> type:
     class PhaseServicer(kt_internals.oracle_servicer_class()):
         """Keras Tuner's servicer for one phase; requests name their phase as ``<worker>@<phase>``."""
 
-        def __init__(self, oracle: Any, phase: str, order: list[str], leases: Leases | None = None) -> None:
+        def __init__(self, oracle: Any, phase: str, order: list[str], leases: Leases | None = None,
+                     workers: int = 1) -> None:
             super().__init__(oracle)
             self.phase, self.order = phase, order
             self.leases = leases if leases is not None else Leases(DEFAULT_LEASE_SECONDS)
             self.stopped_workers: set[str] = set()
+            # A population worker asks for more trials as "<worker>@<phase>+<i>": it may hold its share of a
+            # planned phase at once, so that every worker gets a chunk (a Bayesian phase has no cap).
+            planned = getattr(oracle, "configurations", None)
+            self.share = -(-len(planned) // workers) if planned else None
 
         def CreateTrial(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
             worker, _, phase = request.tuner_id.rpartition("@")
             if not worker:  # a plain Keras Tuner worker: this phase
                 worker, phase = request.tuner_id, self.phase
+            phase, extra, _ = phase.partition("+")
             self.leases.heard(worker)
             if phase != self.phase:
                 later = phase in self.order and self.order.index(phase) > self.order.index(self.phase)
                 status = trial_module.TrialStatus.IDLE if later else trial_module.TrialStatus.STOPPED
                 trial = trial_module.Trial(self.oracle.get_space(), status=status)
+            elif extra and self.share is not None and self._held_by(worker) >= self.share:
+                trial = trial_module.Trial(self.oracle.get_space(), status=trial_module.TrialStatus.STOPPED)
             else:
                 trial = self.oracle.create_trial(request.tuner_id)
-                if trial.status == trial_module.TrialStatus.STOPPED:
+                if extra:  # a slot of a worker's batch, not a process the phase must tell to stop
+                    kt_internals.forget_tuner_ids(self.oracle, [request.tuner_id])
+                elif trial.status == trial_module.TrialStatus.STOPPED:
                     self.stop_triggered = True
                     self.stopped_workers.add(worker)
             return kt_internals.oracle_service().CreateTrialResponse(trial=trial.to_proto())
+
+        def _held_by(self, worker: str) -> int:
+            return sum(_worker_of(tuner_id) == worker for tuner_id in list(self.oracle.ongoing_trials))
 
         def GetTrial(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
             """Keras Tuner's call; from a regsearch worker also the heartbeat that renews its lease."""
@@ -353,7 +366,7 @@ def _serve_phase(tuner: Any, phase: str, *, where: Endpoint, order: list[str], w
 
         write_text_atomic(Path(tuner.directory) / STATE_FILE, json.dumps({**announcement, "phase": phase}, indent=1))
     leases.renew_all()
-    servicer = _servicer_class()(oracle, phase, order, leases)
+    servicer = _servicer_class()(oracle, phase, order, leases, workers)
     # Without so_reuseport a second server on the port is an error, not a silent load-balancer.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1), options=[("grpc.so_reuseport", 0)])
     kt_internals.add_oracle_servicer(servicer, server)

@@ -166,8 +166,19 @@ def _hand_back(oracle: Any, tuner_ids: list[str]) -> list[str]:
         if trial is not None and trial.trial_id not in oracle._retry_queue:
             oracle._retry_queue.append(trial.trial_id)
             handed.append(trial.trial_id)
-        getattr(oracle, "tuner_ids", set()).discard(tuner_id)
+    forget_tuner_ids(oracle, tuner_ids)
     return handed
+
+
+def forget_tuner_ids(oracle: Any, tuner_ids: list[str]) -> None:
+    """Stops the chief from waiting for ``tuner_ids`` to be told to stop; relies on ``Oracle.tuner_ids`` (a set).
+
+    keras-tuner adds every id that asks for a trial and removes it when it answers
+    "stopped"; ``exit_chief`` waits until none is left.
+    """
+    ids = getattr(oracle, "tuner_ids", None)
+    for tuner_id in tuner_ids if ids is not None else ():
+        ids.discard(tuner_id)
 
 
 def route_client_calls(client: Any, call: Any) -> None:

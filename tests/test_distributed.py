@@ -213,6 +213,24 @@ def test_a_lost_workers_trial_goes_back_under_its_own_id_and_the_chief_stops_wai
     assert fresh.hyperparameters.values == {"strength": 0.001}
 
 
+def test_a_population_worker_takes_its_share_of_a_planned_phase_in_one_batch(tmp_path: Path) -> None:
+    from keras_tuner.src import protos
+    from keras_tuner.src.engine import trial as trial_module
+
+    oracle = planned_oracle(tmp_path, strengths=(1e-1, 1e-2, 1e-3, 1e-4, 1e-5))
+    servicer = distributed._servicer_class()(oracle, "grid", ["grid"], workers=2)
+
+    def ask(tuner_id: str) -> str:
+        request = protos.get_service().CreateTrialRequest(tuner_id=tuner_id)
+        return trial_module.TrialStatus.from_proto(servicer.CreateTrial(request, None).trial.status)
+
+    # Five trials, two workers: a share is three, the first asker's batch stops there.
+    assert [ask(t) for t in ("w1@grid", "w1@grid+1", "w1@grid+2", "w1@grid+3")] == ["RUNNING"] * 3 + ["STOPPED"]
+    assert [ask(t) for t in ("w2@grid", "w2@grid+1", "w2@grid+2")] == ["RUNNING", "RUNNING", "IDLE"]
+    assert oracle.tuner_ids == {"w1@grid", "w2@grid"}  # batch slots are not processes the chief waits for
+    assert not servicer.stop_triggered and servicer.stopped_workers == set()
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 100.0
