@@ -329,7 +329,7 @@ def _work(definition: Any, folder: Path, args: argparse.Namespace) -> int:
 
     distributed.run_worker(
         definition, folder, where=where, tuner_id=tuner_id,
-        chief_timeout=args.chief_timeout or distributed.DEFAULT_CHIEF_TIMEOUT_SECONDS,
+        chief_timeout=args.chief_timeout or distributed.DEFAULT_CHIEF_TIMEOUT_SECONDS, engine=args.engine,
         on_start=lambda: console.print(f"{definition.name}: worker {tuner_id} running trials of the chief at {where}"),
         on_phase=lambda phase: console.print(f"phase {phase}"), on_run=on_run)
     console.print(f"worker {tuner_id}: {len(runs)} runs done; the chief writes the report")

@@ -455,6 +455,7 @@ def run_worker(
     where: Endpoint,
     tuner_id: str,
     chief_timeout: float = DEFAULT_CHIEF_TIMEOUT_SECONDS,
+    engine: str = "population",
     on_start: Callable[[], None] | None = None,
     on_phase: Callable[[str], None] | None = None,
     on_run: Callable[[dict], None] | None = None,
@@ -468,6 +469,8 @@ def run_worker(
         tuner_id: This worker's id (:func:`worker_id`).
         chief_timeout: Seconds to wait for the chief, at the start and whenever it
             stops answering, before giving up.
+        engine: ``run_search``'s: ``"population"`` trains the worker's share of a
+            phase as one population, ``"sequential"`` one run at a time.
         on_start: Called once the chief answered and shares this results folder.
         on_phase: Called with each phase's name as the worker starts asking for it.
         on_run: Called with each run's record as it finishes.
@@ -489,7 +492,7 @@ def run_worker(
     if on_start is not None:
         on_start()
     try:
-        _run_phases(definition, results_dir, link, lease, on_phase, on_run)
+        _run_phases(definition, results_dir, link, lease, engine, on_phase, on_run)
     except (grpc.RpcError, KeyboardInterrupt) as error:
         if isinstance(error, KeyboardInterrupt) and link.lost is None:
             raise
@@ -590,7 +593,7 @@ class ChiefLink:
         os._exit(1)
 
 
-def _run_phases(definition: Any, results_dir: Path, link: ChiefLink, lease: float,
+def _run_phases(definition: Any, results_dir: Path, link: ChiefLink, lease: float, engine: str,
                 on_phase: Callable[[str], None] | None, on_run: Callable[[dict], None] | None) -> None:
     from regsearch import search
     from regsearch.definition.build import load_data, make_hypermodel
@@ -610,7 +613,7 @@ def _run_phases(definition: Any, results_dir: Path, link: ChiefLink, lease: floa
         elif phase == "baseline":
             hypermodel = make_hypermodel(search.baseline_definition(definition), split)
         _set_role(f"{link.tuner_id}@{phase}", link.where)
-        tuner = search._make_tuner(definition, hypermodel, phase, tuner_dir, on_run, evaluation)
+        tuner = search._make_tuner(definition, hypermodel, phase, tuner_dir, on_run, {"engine": engine, **evaluation})
         _follow_chief(tuner, link, lease)
         if on_phase is not None:
             on_phase(phase)

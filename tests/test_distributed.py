@@ -322,6 +322,30 @@ def test_a_worker_with_no_chief_gives_up_after_its_timeout(tmp_path) -> None:
     assert not (tmp_path / "small").exists()
 
 
+@pytest.mark.parametrize("engine", ["sequential", "population"])
+def test_a_worker_trains_with_the_engine_it_is_given(tmp_path, monkeypatch, engine: str) -> None:
+    from regsearch import search
+    from regsearch.definition import load_definition
+
+    (tmp_path / "small.toml").write_text(GRID)
+    definition = load_definition(str(tmp_path / "small.toml"))
+    tuner_dir = tmp_path / "small" / search.TUNER_FOLDER
+    tuner_dir.mkdir(parents=True)
+    (tuner_dir / distributed.STATE_FILE).write_text(json.dumps({"fingerprint": distributed.fingerprint(definition)}))
+    monkeypatch.setattr(distributed.ChiefLink, "wait_for_chief", lambda self: True)
+    built: list[dict] = []
+
+    def make_tuner(definition, hypermodel, phase, directory, on_run, options):
+        built.append(options)
+        raise KeyboardInterrupt  # enough: how the first phase's tuner would train
+
+    monkeypatch.setattr(search, "_make_tuner", make_tuner)
+    with pytest.raises(KeyboardInterrupt):
+        distributed.run_worker(definition, tmp_path / "small", where=distributed.Endpoint("127.0.0.1", free_port()),
+                               tuner_id="w1", engine=engine)
+    assert built[0]["engine"] == engine
+
+
 def test_waiting_for_the_chief_stops_at_ctrl_c() -> None:
     import _thread
     import threading
