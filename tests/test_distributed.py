@@ -119,6 +119,7 @@ BAD_OPTIONS = {
     "--lease 0": (["--chief", "--lease", "0"], "'--lease' must be a number of seconds > 0; got 0.0."),
     "--chief-timeout -1": (["--worker", "--chief-timeout", "-1"], "'--chief-timeout' must be a number of seconds > 0"),
     "--lease nan": (["--chief", "--lease", "nan"], "'--lease' must be a number of seconds > 0; got nan."),
+    "--lease inf": (["--chief", "--lease", "inf"], "'--lease' must be a number of seconds > 0; got inf."),
 }
 
 
@@ -229,6 +230,11 @@ def test_a_population_worker_takes_its_share_of_a_planned_phase_in_one_batch(tmp
     assert [ask(t) for t in ("w2@grid", "w2@grid+1", "w2@grid+2")] == ["RUNNING", "RUNNING", "IDLE"]
     assert oracle.tuner_ids == {"w1@grid", "w2@grid"}  # batch slots are not processes the chief waits for
     assert not servicer.stop_triggered and servicer.stopped_workers == set()
+    servicer.leases.heard_at["w1"] = -1e9  # w1 lost: the trials of its batch slots go back too
+    lost: list[str] = []
+    distributed._hand_back_lost(oracle, "grid", servicer.leases, distributed.ChiefEvents(on_lost=lost.append))
+    assert lost == ["worker w1 lost (silent for over 60 s): trial grid-0000, grid-0001, grid-0002 handed out again"]
+    assert oracle.tuner_ids == {"w2@grid"} and sorted(oracle._retry_queue) == ["0000", "0001", "0002"]
 
 
 class Clock:
@@ -344,6 +350,16 @@ def test_a_worker_trains_with_the_engine_it_is_given(tmp_path, monkeypatch, engi
         distributed.run_worker(definition, tmp_path / "small", where=distributed.Endpoint("127.0.0.1", free_port()),
                                tuner_id="w1", engine=engine)
     assert built[0]["engine"] == engine
+
+
+def test_a_worker_takes_the_lease_the_chief_announced(tmp_path) -> None:
+    from regsearch.definition import load_definition
+
+    (tmp_path / "small.toml").write_text(GRID)
+    definition = load_definition(str(tmp_path / "small.toml"))
+    state = {"fingerprint": distributed.fingerprint(definition), "lease_seconds": 7.5}
+    (tmp_path / distributed.STATE_FILE).write_text(json.dumps(state))
+    assert distributed._check_same_search(definition, tmp_path, distributed.Endpoint("h", 1)) == 7.5
 
 
 def test_waiting_for_the_chief_stops_at_ctrl_c() -> None:
