@@ -88,7 +88,7 @@ BAD_INPUT = {
                                     ["command line: '--results' must be a folder regsearch can create and write",
                                      "tiny.toml is not a folder)'."]),
     "unknown option": (None, ["--bogus"],
-                       ["command line: 'option' must be one of --", "--epochs, --help, --max-trials", "--results",
+                       ["command line: 'option' must be one of --", "--epochs, --help, --lease, --max-trials", "--results",
                         "; got '--bogus'."]),
     "repeats < 1": (None, ["--repeats", "0"], ["command line: '--repeats' must be an integer >= 1; got 0."]),
     "max trials on a grid": (None, ["--max-trials", "3"],
