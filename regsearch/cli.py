@@ -12,7 +12,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 import sys
@@ -339,7 +338,7 @@ def _work(definition: Any, folder: Path, args: argparse.Namespace) -> int:
 def _write_outputs(folder: Path, result: Any) -> None:
     """The report, the best model and the definition as it ran."""
     from regsearch.atomic import write_text_atomic
-    from regsearch.report import write_report
+    from regsearch.report import write_index, write_report
 
     definition = result.definition
     write_report(
@@ -351,6 +350,7 @@ def _write_outputs(folder: Path, result: Any) -> None:
         objective=definition.objective,
         direction=definition.direction,
         definition_text=definition.text,
+        description=definition.description,
         protocol=definition.evaluation.kind,
         baseline=definition.evaluation.baseline,
         rungs=result.rungs,
@@ -359,6 +359,7 @@ def _write_outputs(folder: Path, result: Any) -> None:
     if result.best_model is not None:
         _save_model_atomic(result.best_model, folder / BEST_MODEL)
     write_text_atomic(folder / DEFINITION_COPY, definition.text)
+    write_index(folder.parent)
 
 
 def _plot_settings(report: dict[str, str]) -> dict[str, str]:
@@ -429,7 +430,7 @@ def _cell(value: Any, missing: str = "nan") -> str:
 def _report(results: Path, names: list[str], *, quiet: bool) -> int:
     """Rebuilds reports from saved runs; with no names, every search and results/README.md."""
     from regsearch.atomic import LockedError, ResultsLock, write_text_atomic
-    from regsearch.report import index_markdown
+    from regsearch.report import index_markdown, index_row, write_index
 
     available = sorted({p.parents[3].name for p in results.glob("*/tuner/*/trial_*/trial.json")})
     if not available:
@@ -441,54 +442,40 @@ def _report(results: Path, names: list[str], *, quiet: bool) -> int:
         if name not in available:
             raise SettingError("report name", "a search with saved runs in " + f"{results}/: " + (", ".join(available) or "none"),
                                name, "command line")
-    rows = []
     for name in chosen:
         folder = results / name
         try:
             with ResultsLock(folder):
-                rows.append(_rebuild(folder, name))
+                _rebuild(folder, name)
         except LockedError as error:
             raise _locked(folder, error) from None
         if not quiet:
             print(f"rebuilt {folder}/")
+    index = write_index(results)
+    if not quiet:
+        print(f"wrote {index}")
     if not names:
+        rows = [row for name in chosen if (row := index_row(results / name)) is not None]
+        rows = [{**row, "link": row["markdown_link"]} for row in rows]
         write_text_atomic(results / "README.md", index_markdown(rows, title="regsearch results"))
         if not quiet:
             print(f"wrote {results / 'README.md'}")
     return EXIT_OK
 
 
-def _rebuild(folder: Path, name: str) -> dict[str, Any]:
-    """Rewrites one search's report from its saved runs; returns its row of the index."""
-    from regsearch.evaluation.compare import selection_rows, verdict
-    from regsearch.report import best_configuration, summary_frame, trials_frame, write_report
-    from regsearch.report.write import answer_of
+def _rebuild(folder: Path, name: str) -> None:
+    """Rewrites one search's report from its saved runs."""
+    from regsearch.report import write_report
+    from regsearch.report.write import report_settings
 
     records, histories = saved_runs(folder)
     definition = _saved_definition(folder)
-    objective, direction = (definition.objective, definition.direction) if definition else (None, None)
-    # Runs saved before [evaluation] existed (no "fold" column) followed the articles' protocol.
-    protocol = definition.evaluation.kind if definition and any("fold" in r for r in records) else "tutorial"
-    baseline = definition.evaluation.baseline if definition else True
-    if objective is None:  # the default depends on the task: accuracy unless the runs have none (regression)
-        prefix = "test" if protocol == "tutorial" else "val"
-        scored = any(math.isfinite(r.get("train_accuracy", math.nan)) for r in records)
-        objective, direction = (f"{prefix}_accuracy", "max") if scored else (f"{prefix}_loss", "min")
+    objective, direction, protocol, baseline = report_settings(definition, records)
     write_report(folder, records, histories, search_name=name, rerun_command=f"python -m regsearch {name}",
                  objective=objective, direction=direction,
-                 definition_text=definition.text if definition else None, protocol=protocol, baseline=baseline,
+                 definition_text=definition.text if definition else None,
+                 description=definition.description if definition else None, protocol=protocol, baseline=baseline,
                  rungs=saved_rungs(folder), **_plot_settings(definition.report if definition else {}))
-    trials = trials_frame(records)
-    summary = summary_frame(selection_rows(trials), objective=objective, direction=direction)
-    try:
-        best = best_configuration(summary)
-    except SearchFailedError:
-        best = None
-    description = definition.description if definition else None
-    answer, assessment = answer_of(trials, summary, protocol, baseline)
-    return {"search": name, "best": best, "link": f"{name}/summary.md", "description": description,
-            "answer": answer, "protocol": protocol, "claim": definition.report.get("claim") if definition else None,
-            "verdict": None if assessment is None else verdict(assessment)}
 
 
 def saved_rungs(folder: Path) -> list[dict]:

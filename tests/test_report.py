@@ -396,11 +396,12 @@ def test_write_report_writes_every_file(tmp_path: Path) -> None:
         "trials.csv",
         "summary.csv",
         "summary.md",
+        "report.html",
         "accuracy_vs_strength.png",
         "learning_curves.png",
     ]
     assert sorted(p.name for p in (tmp_path / "moons_reg").iterdir()) == sorted(names)
-    for png in paths[3:]:
+    for png in paths[4:]:
         assert png.stat().st_size > 10_000 and png.read_bytes().startswith(b"\x89PNG")
     assert len(pd.read_csv(paths[0])) == 13
     summary = pd.read_csv(paths[1], dtype={"trial_id": str})
@@ -417,8 +418,9 @@ def test_write_report_skips_plots_without_data(tmp_path: Path) -> None:
         search_name="broken",
         rerun_command="python -m regsearch broken",
     )
-    assert [p.name for p in paths] == ["trials.csv", "summary.csv", "summary.md"]
+    assert [p.name for p in paths] == ["trials.csv", "summary.csv", "summary.md", "report.html"]
     assert "![" not in paths[2].read_text()
+    assert "<img" not in paths[3].read_text() and "every run failed" in paths[3].read_text()
 
 
 def test_write_report_refuses_a_bad_objective_before_writing(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from regsearch.report.tables import (
     summary_frame,
     trials_frame,
 )
-from regsearch.report.write import REPORT_FILES, best_history, write_report
+from regsearch.report.write import REPORT_FILES, best_history, index_row, write_index, write_report
 
 __all__ = [
     "REPORT_FILES",
@@ -39,6 +39,7 @@ __all__ = [
     "best_history",
     "format_params",
     "index_markdown",
+    "index_row",
     "markdown_table",
     "mean_std",
     "metric_columns",
@@ -48,5 +49,6 @@ __all__ = [
     "summary_frame",
     "summary_markdown",
     "trials_frame",
+    "write_index",
     "write_report",
 ]

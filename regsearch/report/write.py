@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from regsearch.atomic import save_figure_atomic, write_csv_atomic, write_text_atomic
+from regsearch.report.html import Figure, index_html, report_html
 from regsearch.report.markdown import summary_markdown
 from regsearch.report.plots import (
     DPI,
@@ -27,17 +29,31 @@ from regsearch.report.tables import (
     trials_frame,
 )
 
-__all__ = ["REPORT_FILES", "best_history", "write_report"]
+__all__ = ["INDEX_PAGE", "REPORT_FILES", "REPORT_PAGE", "best_history", "index_row", "report_settings", "write_index",
+           "write_report"]
 
 REPORT_FILES = (
     "trials.csv",
     "summary.csv",
     "comparison.csv",
     "summary.md",
+    "report.html",
     "accuracy_vs_strength.png",
     "learning_curves.png",
 )
 
+
+REPORT_PAGE = "report.html"
+INDEX_PAGE = "index.html"
+
+#: What each plot shows, as its caption on the page.
+CAPTIONS = {
+    "accuracy_vs_strength.png": "Accuracy against regularization strength, training and held-out rows "
+                                "(mean and standard deviation over repeats)",
+    "learning_curves.png": "Learning curves of the best configuration",
+    "rungs.png": "Score at each rung: configurations dropped at a rung end there",
+    "optimization_history.png": "Optimization history: each trial's score and the best so far",
+}
 
 #: What the validation curve of a learning-curve plot measured, by protocol.
 VALIDATION_ROWS = {"holdout": "held-out training rows", "kfold": "held-out fold", "tutorial": "test data"}
@@ -104,13 +120,14 @@ def write_report(
     objective: str = "test_accuracy",
     direction: str = "max",
     definition_text: str | None = None,
+    description: str | None = None,
     x: str = "param_strength",
     hue: str | None = None,
     protocol: str = "tutorial",
     baseline: bool = True,
     rungs: Iterable[Mapping[str, Any]] | None = None,
 ) -> list[Path]:
-    """Writes trials.csv, summary.csv, comparison.csv, summary.md and the plots, each atomically.
+    """Writes trials.csv, summary.csv, comparison.csv, summary.md, report.html and the plots, each atomically.
 
     Bayesian searches also get ``optimization_history.png``.
 
@@ -126,7 +143,8 @@ def write_report(
         rerun_command: The shell command that reruns it.
         objective: The metric to rank by.
         direction: ``max`` or ``min``.
-        definition_text: The search definition (TOML), copied into summary.md.
+        definition_text: The search definition (TOML), copied into summary.md and report.html.
+        description: One line on what the search asks, under the page's title.
         x: The parameter column on the accuracy plot's x axis.
         hue: The parameter column that splits its lines (default: the varying ones).
         protocol: The evaluation protocol the runs followed (``holdout``, ``kfold``, ``tutorial``):
@@ -199,4 +217,71 @@ def write_report(
         comparison=comparison,
     )
     written.append(write_text_atomic(folder / "summary.md", text))
+    page = report_html(
+        summary, search_name=search_name, rerun_command=rerun_command, objective=objective,
+        description=description, answer=answer, assessment=assessment, comparison=comparison,
+        figures=[Figure(path.name, CAPTIONS.get(path.name, path.stem.replace("_", " ")), path.read_bytes())
+                 for path in figures],
+        definition_text=definition_text, files=[path.name for path in written] + ["summary.md"],
+    )
+    written.append(write_text_atomic(folder / REPORT_PAGE, page))
     return written + figures
+
+
+def report_settings(definition: Any, records: Sequence[Mapping[str, Any]]) -> tuple[str, str, str, bool]:
+    """The objective, direction, protocol and baseline a saved search is reported with.
+
+    ``definition`` is the one saved beside the runs (None if there is none).
+    Runs saved before ``[evaluation]`` existed (no ``fold`` column) followed the
+    articles' protocol; without an objective, the default depends on the task:
+    accuracy unless the runs have none (regression).
+    """
+    protocol = definition.evaluation.kind if definition and any("fold" in r for r in records) else "tutorial"
+    baseline = definition.evaluation.baseline if definition else True
+    objective, direction = (definition.objective, definition.direction) if definition else (None, None)
+    if objective is None:
+        prefix = "test" if protocol == "tutorial" else "val"
+        scored = any(math.isfinite(r.get("train_accuracy", math.nan)) for r in records)
+        objective, direction = (f"{prefix}_accuracy", "max") if scored else (f"{prefix}_loss", "min")
+    return objective, direction, protocol, baseline
+
+
+def index_row(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A search's row of the results index, read from its report files (no saved runs needed); None if it has none.
+
+    The row holds what :func:`regsearch.report.sections.index_table` shows, its
+    ``link`` (the search's ``report.html``, relative to the results folder) and
+    ``markdown_link`` (its ``summary.md``).
+    """
+    from regsearch.definition import read_definition
+    from regsearch.errors import SearchFailedError, SettingError
+
+    folder = Path(folder)
+    if not (folder / "trials.csv").is_file():
+        return None
+    try:
+        definition = read_definition(folder / "search.toml") if (folder / "search.toml").is_file() else None
+    except SettingError:
+        definition = None
+    records = pd.read_csv(folder / "trials.csv").to_dict("records")
+    everything = trials_frame(records)
+    objective, direction, protocol, baseline = report_settings(definition, records)
+    summary = summary_frame(compare.selection_rows(everything), objective, direction)
+    try:
+        best = best_configuration(summary)
+    except SearchFailedError:
+        best = None
+    answer, assessment = answer_of(everything, summary, protocol, baseline)
+    return {"search": folder.name, "best": best, "link": f"{folder.name}/{REPORT_PAGE}",
+            "markdown_link": f"{folder.name}/summary.md",
+            "description": definition.description if definition else None, "answer": answer,
+            "protocol": protocol, "claim": definition.report.get("claim") if definition else None,
+            "verdict": None if assessment is None else compare.verdict(assessment)}
+
+
+def write_index(results: str | os.PathLike[str]) -> Path:
+    """Writes ``index.html`` of a results folder: every search in it, linked to its page, with its answer."""
+    results = Path(results)
+    rows = [row for folder in sorted(p for p in results.iterdir() if p.is_dir())
+            if (row := index_row(folder)) is not None]
+    return write_text_atomic(results / INDEX_PAGE, index_html(rows))

@@ -1,0 +1,225 @@
+"""The content of a search's page, apart from its format: tables of display text and the sentences around them.
+
+``summary.md`` (:mod:`regsearch.report.markdown`) and ``report.html``
+(:mod:`regsearch.report.html`) render the same sections; each function here
+is pure and returns a table of strings (or a sentence) ready to render.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from regsearch.evaluation.compare import Assessment
+from regsearch.report.tables import COUNT_COLUMNS, PARAM_PREFIX, format_params, format_value, param_columns
+
+__all__ = [
+    "CLAIM_CHECK",
+    "PROTOCOL_NAMES",
+    "PROTOCOL_TEXT",
+    "SHOWN_METRICS",
+    "assessment_table",
+    "best_table",
+    "comparison_note",
+    "comparison_table",
+    "fixed_settings",
+    "index_table",
+    "mean_std",
+    "ranked_table",
+    "varying_params",
+    "words",
+]
+
+# Metrics shown in the ranked table, after the objective, when they hold values.
+SHOWN_METRICS = (
+    "val_accuracy",
+    "test_accuracy",
+    "train_accuracy",
+    "gap",
+    "test_loss",
+    "val_loss",
+    "best_epoch",
+    "mean_activation",
+    "zero_fraction",
+    "seconds",
+)
+_FRACTIONS = ("accuracy", "gap", "zero_fraction")
+
+PROTOCOL_TEXT = {
+    "holdout": "Selected by the validation score on a held-out split of the training rows; the test rows were "
+               "never used to train or to choose, only to score the result.",
+    "kfold": "Selected by the mean cross-validation score over folds and seeds; the selected configuration and the "
+             "baseline were then retrained on all training rows (for the epochs their folds found best) and scored "
+             "once on the test rows.",
+    "tutorial": "Selection saw the test set (the articles' protocol: the test rows are the validation data), so the "
+                "test score of the selected configuration is an optimistic estimate.",
+}
+
+#: How the index names a protocol: the tutorial's selection saw the test rows.
+PROTOCOL_NAMES = {"tutorial": "tutorial (selected on the test rows: optimistic)", "holdout": "holdout",
+                  "kfold": "k-fold cross-validation"}
+
+#: What a search's answer says of its article's claim that the technique helps, by verdict.
+CLAIM_CHECK = {
+    "beats": "Supported: see the answer.",
+    "indistinguishable": "**Not supported**: no configuration beats no regularization beyond seed noise.",
+    "worse": "**Contradicted**: the selected configuration does worse than no regularization.",
+    "baseline": "**Not supported**: no configuration did better than no regularization.",
+}
+
+_NAMES = {"gap": "gap (train - test accuracy)", "seconds": "seconds per run"}
+
+
+def words(name: str) -> str:
+    """A column or metric name as words: ``test_accuracy`` -> ``test accuracy``."""
+    return _NAMES.get(name, name.replace("_", " "))
+
+
+def mean_std(mean: Any, std: Any, metric: str = "") -> str:
+    """Formats ``mean ± std``: 3 decimals for fractions (accuracy), else 4 and 2 digits."""
+    if _missing(mean):
+        return ""
+    fraction = any(part in metric for part in _FRACTIONS)
+    text = format(float(mean), ".3f" if fraction else ".4g")
+    if _missing(std):
+        return text
+    return f"{text} ± {format(float(std), '.3f' if fraction else '.2g')}"
+
+
+def varying_params(summary: pd.DataFrame) -> list[str]:
+    """The ``param_*`` columns that differ between configurations (all of them for one row)."""
+    columns = param_columns(summary)
+    if len(summary) < 2:
+        return columns
+    return [c for c in columns if summary[c].astype(str).nunique() > 1]
+
+
+def fixed_settings(summary: pd.DataFrame) -> str:
+    """The settings every configuration shares, as ``name=value, ...`` ("" if none)."""
+    fixed = [c for c in param_columns(summary) if c not in varying_params(summary)]
+    values = {c: summary[c].iloc[0] for c in fixed}
+    return format_params(values) if values else ""
+
+
+def best_table(best: Mapping[str, Any], objective: str) -> pd.DataFrame:
+    """The selected configuration's metrics: one row per metric, ``mean ± std``."""
+    metrics = [objective] + [m for m in SHOWN_METRICS if m != objective]
+    rows = [
+        (words(metric), mean_std(best.get(f"mean_{metric}"), best.get(f"std_{metric}"), metric))
+        for metric in metrics
+    ]
+    return pd.DataFrame([r for r in rows if r[1]], columns=["metric", "mean ± std"])
+
+
+def ranked_table(summary: pd.DataFrame, objective: str, show_test: bool = True) -> pd.DataFrame:
+    """The ranked configurations; without ``show_test`` the test rows' scores stay out (they assess only the chosen one)."""
+    table = pd.DataFrame(
+        {"rank": summary["rank"], "phase": summary["phase"], "trial": summary["trial_id"]}
+    )
+    # The settings every configuration shares are stated once above the table.
+    for column in varying_params(summary):
+        table[column.removeprefix(PARAM_PREFIX)] = [format_value(v) for v in summary[column]]
+    metrics = [objective] + [m for m in SHOWN_METRICS if m != objective]
+    if not show_test:
+        metrics = [m for m in metrics if not m.startswith("test_") and m != "gap"]
+    for metric in metrics:
+        mean, std = f"mean_{metric}", f"std_{metric}"
+        if mean in summary.columns and summary[mean].notna().any():
+            table[words(metric)] = [
+                mean_std(m, s, metric) for m, s in zip(summary[mean], summary[std])
+            ]
+    for column in COUNT_COLUMNS:
+        table[column.removeprefix("n_")] = summary[column].astype(int)
+    return table
+
+
+def assessment_table(assessment: Assessment) -> pd.DataFrame:
+    """Selection apart from assessment: what chose, what the test rows say, and the difference."""
+    rows = [
+        (f"selection: {words(assessment.selection_metric)}", mean_std(*assessment.selection,
+                                                                     assessment.selection_metric)),
+        (f"assessment: {words(assessment.metric)}", mean_std(*assessment.test, assessment.metric)),
+        (f"baseline (no regularization): {words(assessment.metric)}",
+         mean_std(assessment.baseline_test, None, assessment.metric)),
+    ]
+    if not math.isnan(assessment.optimism) and assessment.protocol != "tutorial":
+        rows.append(("optimism of selection (selection - test)", f"{assessment.optimism:+.3f}"))
+    return pd.DataFrame([r for r in rows if r[1]], columns=["", "mean ± std"])
+
+
+def comparison_note(objective: str) -> str:
+    """The sentence above the comparison table: what the differences and intervals are."""
+    return (f"Each configuration's {words(objective)} minus the baseline's (same model without penalty, constraint "
+            "or noise), paired by seed (folds averaged within a seed first); 95% confidence interval from Student's "
+            "t over the seeds' differences, each on its own: with many configurations, some cross zero by chance "
+            "(no correction for multiple comparisons).")
+
+
+def comparison_table(comparison: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Each configuration against no regularization, in the order of the ranking."""
+    order = {(row["phase"], row["trial_id"]): row["rank"] for _, row in summary.iterrows()}
+    table = comparison.assign(rank=[order.get((p, t)) for p, t in zip(comparison["phase"], comparison["trial_id"])])
+    table = table[~table["baseline"].astype(bool)].sort_values("rank", kind="stable")
+    shown = pd.DataFrame({"rank": table["rank"]})
+    for column in varying_params(summary):
+        shown[column.removeprefix(PARAM_PREFIX)] = [format_value(v) for v in table[column]]
+    shown["difference"] = [f"{v:+.4f}" if not _missing(v) else "" for v in table["difference"]]
+    shown["95% CI"] = ["" if _missing(lo) else f"{lo:+.4f} to {hi:+.4f}" for lo, hi in
+                       zip(table["ci_low"], table["ci_high"])]
+    shown["seeds"] = table["n_pairs"].astype(int).astype(str)
+    shown["beyond seed noise"] = ["yes" if (not _missing(lo) and (lo > 0 or hi < 0)) else "no"
+                                  for lo, hi in zip(table["ci_low"], table["ci_high"])]
+    return shown.reset_index(drop=True)
+
+
+def index_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The results index: one row per search, its answer and best configuration.
+
+    Args:
+        rows: One mapping per search: ``search`` (name), ``best`` (the dict
+            from ``best_configuration``, or None if every run failed) and
+            optionally a link (under the key ``link``), ``description``, ``protocol`` and ``answer``
+            (one line each), ``claim`` (what the search's article says) with ``verdict``
+            (:func:`regsearch.evaluation.compare.verdict`).
+
+    Returns:
+        A table of strings; columns empty in every row are left out. The ``search``
+        column holds the bare name: the renderer makes it a link (each row's ``link``).
+    """
+    table_rows = []
+    for row in rows:
+        best = row.get("best")
+        cells = {"search": str(row["search"])}
+        if row.get("description") is not None:
+            cells["what"] = str(row["description"])
+        if row.get("protocol"):
+            cells["protocol"] = PROTOCOL_NAMES.get(row["protocol"], row["protocol"])
+        if row.get("answer"):
+            cells["answer"] = str(row["answer"])
+        if row.get("claim"):
+            cells["the article"] = f"{row['claim']} {CLAIM_CHECK.get(row.get('verdict'), '')}".strip()
+        if best is None:
+            cells.update({"best configuration": "every run failed", "test accuracy": "", "test loss": "",
+                          "runs": ""})
+        else:
+            cells.update({
+                "best configuration": format_params(best.get("params", {})),
+                "test accuracy": mean_std(best.get("mean_test_accuracy"), best.get("std_test_accuracy"), "accuracy"),
+                "test loss": mean_std(best.get("mean_test_loss"), best.get("std_test_loss"), "loss"),
+                "runs": str(best.get("n_runs", "")),
+            })
+        table_rows.append(cells)
+    table = pd.DataFrame(table_rows).fillna("")
+    return table[[c for c in table.columns if (table[c].astype(str) != "").any()]]
+
+
+def _missing(value: Any) -> bool:
+    if value is None or value is pd.NA:
+        return True
+    try:
+        return math.isnan(value)
+    except TypeError:
+        return False
