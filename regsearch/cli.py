@@ -29,6 +29,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_INTERRUPTED = 130
 DEFINITION_COPY = "search.toml"
 BEST_MODEL = "best_model.keras"
+BASELINE_MODEL = "baseline_model.keras"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -220,10 +221,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _remove_stale_temporaries(folder: Path) -> None:
     """Deletes temporary files a killed run left mid-write (we hold the lock: nobody else is writing)."""
-    patterns = (".*.tmp", f".{Path(BEST_MODEL).stem}.*.keras")
+    patterns = (".*.tmp", f".{Path(BEST_MODEL).stem}.*.keras", f".{Path(BASELINE_MODEL).stem}.*.keras")
     for pattern in patterns:
         for path in folder.rglob(pattern):
             path.unlink(missing_ok=True)
+    for path in folder.glob(".tensorboard.*"):  # a tensorboard/ folder being swapped in (report.tensorboard)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _locked(folder: Path, error: Exception) -> SettingError:
@@ -261,10 +264,13 @@ def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) 
                                                  on_lost=console.print)
                 serve = distributed.become_chief(where, definition, workers=args.workers or 1, events=events,
                                                  lease=args.lease or distributed.DEFAULT_LEASE_SECONDS)
-            result = run_search(
-                definition, folder, overwrite=args.overwrite, on_phase=progress.phase, on_run=progress.run,
-                serve=serve, engine=args.engine,
-            )
+            from regsearch.population.progress import reporting
+
+            with reporting(progress.population):
+                result = run_search(
+                    definition, folder, overwrite=args.overwrite, on_phase=progress.phase, on_run=progress.run,
+                    serve=serve, engine=args.engine,
+                )
     except SearchFailedError as error:
         # Every run failed: still write trials.csv and summary.md, which say why.
         failed = getattr(error, "result", None)
@@ -354,10 +360,15 @@ def _write_outputs(folder: Path, result: Any) -> None:
         protocol=definition.evaluation.kind,
         baseline=definition.evaluation.baseline,
         rungs=result.rungs,
+        best_model=result.best_model,
+        baseline_model=result.baseline_model,
+        data=result.split,
         **_plot_settings(definition.report),
     )
     if result.best_model is not None:
         _save_model_atomic(result.best_model, folder / BEST_MODEL)
+    if result.baseline_model is not None:
+        _save_model_atomic(result.baseline_model, folder / BASELINE_MODEL)
     write_text_atomic(folder / DEFINITION_COPY, definition.text)
     write_index(folder.parent)
 
@@ -475,7 +486,28 @@ def _rebuild(folder: Path, name: str) -> None:
                  objective=objective, direction=direction,
                  definition_text=definition.text if definition else None,
                  description=definition.description if definition else None, protocol=protocol, baseline=baseline,
-                 rungs=saved_rungs(folder), **_plot_settings(definition.report if definition else {}))
+                 rungs=saved_rungs(folder), **_saved_models(folder, definition),
+                 **_plot_settings(definition.report if definition else {}))
+
+
+def _saved_models(folder: Path, definition: Any) -> dict[str, Any]:
+    """The saved best and baseline models and the search's data, for the plots that need them; what is missing is None.
+
+    The data is loaded again from the definition (the named datasets are generated);
+    data files that have moved since the search ran leave it None.
+    """
+    import keras
+
+    from regsearch.definition.build import load_data
+
+    models = {}
+    for key, name in (("best_model", BEST_MODEL), ("baseline_model", BASELINE_MODEL)):
+        models[key] = keras.saving.load_model(folder / name) if (folder / name).is_file() else None
+    try:
+        data = load_data(definition) if definition is not None else None
+    except (SettingError, OSError):
+        data = None
+    return {**models, "data": data}
 
 
 def saved_rungs(folder: Path) -> list[dict]:
@@ -531,10 +563,12 @@ class _Progress:
         self.definition = definition
         self.best: float | None = None
         self.task: Any = None
+        self.runs_done = 0  # in the current phase
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-            TextColumn("{task.fields[flight]}"), console=console, transient=False,
+            TextColumn("{task.fields[training]}"), TextColumn("{task.fields[flight]}"), console=console,
+            transient=False,
         )
 
     def __enter__(self) -> _Progress:
@@ -548,16 +582,26 @@ class _Progress:
         if not self.progress.live.is_started:
             self.progress.__enter__()
         total = planned_trials * self.definition.repeats * self.definition.evaluation.runs_per_seed
+        self.runs_done = 0
         self.task = self.progress.add_task(f"{self.definition.name} [{name}]", total=total, best=self._best_text(),
-                                           flight="")
+                                           flight="", training="")
 
     def run(self, record: dict) -> None:
         value = record.get(self.definition.objective)
         if record["status"] == "completed" and value == value and value is not None:
             better = self.best is None or (value > self.best if self.definition.direction == "max" else value < self.best)
             self.best = value if better else self.best
+        self.runs_done += 1  # a population's runs are recorded when it has finished: its partial count ends
         if self.task is not None:
-            self.progress.update(self.task, advance=1, best=self._best_text())
+            self.progress.update(self.task, completed=self.runs_done, best=self._best_text(), training="")
+
+    def population(self, state: Any) -> None:
+        """A population in training (:class:`regsearch.population.progress.PopulationProgress`): its members'
+        epochs count towards the bar, so the time left is estimated while it trains."""
+        if self.task is not None:
+            self.progress.update(self.task, completed=self.runs_done + state.runs_done,
+                                 training=f"{state.alive}/{state.members} training, "
+                                          f"{state.epochs_done}/{state.members * state.epochs} epochs")
 
     def in_flight(self, trials: dict[str, str]) -> None:
         """A distributed chief's trials in flight, by worker."""

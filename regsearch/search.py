@@ -60,6 +60,8 @@ class SearchResult:
     histories: dict[str, dict[str, list[float]]]
     best_model: Any = None  # keras.Model of the best configuration's first run
     rungs: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # every run's score at every rung
+    baseline_model: Any = None  # keras.Model of the best configuration's baseline's first run (no regularization)
+    split: Split | None = None  # the data the runs trained and were scored on
 
 
 def fine_strengths(best: float, decades: list[float], points: int) -> list[float]:
@@ -172,13 +174,14 @@ def run_search(
         search("baseline", baseline_hypermodel, plan_size(baseline_hypermodel))
 
     _check_some_completed(definition, records, histories)
-    best_model = _best_model(tuners, records, definition)
+    best_model, baseline_model = _chosen_models(tuners, records, definition)
     if definition.evaluation.kind == "kfold":
         refit_records, models = _refit(definition, hypermodel, tuners, records, split)
         write_refit(tuner_dir, refit_records)
         records.extend(refit_records)
         best_model = models[0] if models else None
-    return SearchResult(definition, records, histories, best_model, rung_rows)
+        baseline_model = models[1] if len(models) > 1 else best_model
+    return SearchResult(definition, records, histories, best_model, rung_rows, baseline_model, split)
 
 
 def phases(definition: SearchDefinition, hypermodel: Any = None) -> list[str]:
@@ -442,20 +445,36 @@ def _with_strengths(definition: SearchDefinition, strengths: list[float]) -> Sea
     return dataclasses.replace(definition, space=space)
 
 
-def _best_model(tuners: list[Any], records: list[dict], definition: SearchDefinition) -> Any:
-    """Reloads the Keras Tuner checkpoint of the configuration with the best mean objective."""
+def _chosen_models(tuners: list[Any], records: list[dict], definition: SearchDefinition) -> tuple[Any, Any]:
+    """Reloads the Keras Tuner checkpoints of the best configuration and of its baseline (first runs each).
+
+    The baseline is the configuration without penalty, constraint or noise that
+    the paired comparison measures the best one against (the best one itself when
+    it has none); either model is None when its checkpoint is missing.
+    """
+    from regsearch.evaluation import compare
     from regsearch.report import best_configuration, summary_frame, trials_frame
 
     summary = summary_frame(trials_frame(records), objective=definition.objective, direction=definition.direction)
     best = best_configuration(summary)
-    phase, trial_id = best["phase"], best["trial_id"].split("-", 1)[1]
+    first = summary[(summary["phase"] == best["phase"]) & (summary["trial_id"] == best["trial_id"])].iloc[0]
+    baselines = compare.baselines_of(summary, first)
+    chosen = [(best["phase"], best["trial_id"])]
+    if not baselines.empty:
+        chosen.append((baselines["phase"].iloc[0], baselines["trial_id"].iloc[0]))
+    models = [_trial_model(tuners, phase, trial_id) for phase, trial_id in chosen]
+    return models[0], models[1] if len(models) > 1 else None
+
+
+def _trial_model(tuners: list[Any], phase: str, trial_id: str) -> Any:
+    """The model a trial's first run left in its Keras Tuner checkpoint, or None."""
     for tuner in tuners:
         if tuner.project_name == phase:
             try:
                 with warnings.catch_warnings():
                     # The checkpoint holds the optimizer's slots, a fresh build does not: harmless.
                     warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-                    return tuner.load_model(tuner.oracle.get_trial(trial_id))
+                    return tuner.load_model(tuner.oracle.get_trial(trial_id.split("-", 1)[1]))
             except (OSError, ValueError, KeyError):  # a checkpoint from a killed run
                 return None
     return None

@@ -358,3 +358,27 @@ def test_random_layers_run_as_a_plain_graph_on_a_cpu_and_other_models_under_xla(
     assert backend().xla is True
     assert backend(keras.layers.Dropout(0.2)).xla is False
     assert backend(keras.layers.GaussianNoise(0.2)).xla is False
+
+
+def test_a_listener_hears_every_chunk_with_members_alive_and_epochs_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    from regsearch import population
+    from regsearch.population.progress import reporting
+
+    monkeypatch.setattr(population, "CHUNK", 7)
+    heard = []
+    sgd = keras.optimizers.SGD
+    models = [build(0, 1e-3, learning_rate=1e-2, optimizer=sgd), build(1, 1e-3, learning_rate=1e30, optimizer=sgd),
+              build(2, 1e-2, learning_rate=1e-2, optimizer=sgd)]
+    with reporting(heard.append):
+        outcomes = train_population(models, (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=30, batch_size=8,
+                                    seeds=[0, 1, 2])
+    train_population([build(0, 1e-3)], (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=3, batch_size=8, seeds=[0])
+    assert len(heard) == 5  # chunks of 7 epochs up to 30, and no listener after the block
+    assert [h.members for h in heard] == [3] * 5 and [h.epochs for h in heard] == [30] * 5
+    diverged = outcomes[1].epochs_run
+    assert diverged < 7  # so the diverged member trains no more after the first chunk, and counts as done
+    assert [h.alive for h in heard] == [2, 2, 2, 2, 0]
+    assert [h.epochs_done for h in heard] == [14 + diverged, 28 + diverged, 42 + diverged, 56 + diverged,
+                                              60 + diverged]
+    assert [h.runs_done for h in heard] == pytest.approx([1 + 14 / 30, 1 + 28 / 30, 1 + 42 / 30, 1 + 56 / 30, 3])
+    assert sum(o.epochs_run for o in outcomes) == heard[-1].epochs_done

@@ -397,11 +397,14 @@ def test_write_report_writes_every_file(tmp_path: Path) -> None:
         "summary.csv",
         "summary.md",
         "report.html",
+        "tensorboard",
         "accuracy_vs_strength.png",
         "learning_curves.png",
+        "score_heatmap.png",  # kind x strength
     ]
     assert sorted(p.name for p in (tmp_path / "moons_reg").iterdir()) == sorted(names)
-    for png in paths[4:]:
+    assert len(list(paths[4].iterdir())) == 13 + 1  # a TensorBoard run per training run, and the experiment
+    for png in paths[5:]:
         assert png.stat().st_size > 10_000 and png.read_bytes().startswith(b"\x89PNG")
     assert len(pd.read_csv(paths[0])) == 13
     summary = pd.read_csv(paths[1], dtype={"trial_id": str})
@@ -418,7 +421,7 @@ def test_write_report_skips_plots_without_data(tmp_path: Path) -> None:
         search_name="broken",
         rerun_command="python -m regsearch broken",
     )
-    assert [p.name for p in paths] == ["trials.csv", "summary.csv", "summary.md", "report.html"]
+    assert [p.name for p in paths] == ["trials.csv", "summary.csv", "summary.md", "report.html", "tensorboard"]
     assert "![" not in paths[2].read_text()
     assert "<img" not in paths[3].read_text() and "every run failed" in paths[3].read_text()
 
@@ -457,3 +460,62 @@ def test_the_best_mark_breaks_ties_by_test_loss_like_the_ranking() -> None:
     assert best_configuration(summary)["params"]["strength"] == 0.1
     labels = [text.get_text() for text in plot_accuracy_vs_strength(trials).get_legend().get_texts()]
     assert labels[-1] == "best test: 0.1"
+
+
+def _with_baseline(records: list[dict]) -> list[dict]:
+    baseline = [{**records[0], "trial_id": "0007", "phase": "baseline", "repeat": repeat, "seed": 10 + repeat,
+                 "param_kind": "none", "param_strength": math.nan, "test_accuracy": 0.8, "test_loss": 0.3}
+                for repeat in (0, 1)]
+    return records + baseline
+
+
+def test_the_baseline_history_is_the_baselines_first_completed_run() -> None:
+    from regsearch.report.write import baseline_history
+
+    trials = trials_frame(_with_baseline(make_records()))
+    summary = summary_frame(trials, "test_accuracy", "max")
+    histories = {"0004/0": make_history(epochs=5), "0007/0": make_history(epochs=7), "0007/1": make_history(9)}
+    found = baseline_history(trials, summary, histories)
+    assert found is not None and len(found[0]["loss"]) == 7 and "(trial 0007, repeat 0)" in found[1]
+    # The best configuration being its own baseline: nothing to set beside it.
+    only = trials[trials["phase"] == "baseline"]
+    assert baseline_history(only, summary_frame(only, "test_accuracy", "max"), histories) is None
+
+
+def _tiny_model(weight: float):
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.set_weights([np.array([[weight], [0.0]], "float32"), np.zeros(1, "float32")])
+    return model
+
+
+@pytest.mark.parametrize("features, drawn", [(2, True), (3, False)])
+def test_the_decision_boundary_is_drawn_for_two_features_only(tmp_path: Path, features: int, drawn: bool) -> None:
+    from regsearch.datasets import Split
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, features)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    data = Split("toy", x[:12], y[:12], x[12:], y[12:], input_shape=(features,), n_classes=2)
+    models = {"best_model": _tiny_model(5.0), "baseline_model": _tiny_model(1.0)} if features == 2 else {
+        "best_model": object(), "baseline_model": object()}
+    paths = write_report(tmp_path, _with_baseline(make_records()), {}, search_name="toy", rerun_command="x",
+                         tensorboard=False, data=data, **models)
+    names = [p.name for p in paths]
+    assert ("decision_boundary.png" in names) is drawn
+    assert "differences_to_baseline.png" in names and "tensorboard" not in names
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<img") == len([n for n in names if n.endswith(".png")])
+
+
+def test_activation_sparsity_is_drawn_for_activity_searches_only(tmp_path: Path) -> None:
+    records = [{**r, "param_target": "activity", "param_placement": "after" if r["repeat"] else "before"}
+               for r in make_records()]
+    names = [p.name for p in write_report(tmp_path / "a", records, {}, search_name="a", rerun_command="x",
+                                          tensorboard=False)]
+    assert "activation_sparsity.png" in names
+    kernel = [{**r, "param_target": "kernel"} for r in make_records()]
+    names = [p.name for p in write_report(tmp_path / "k", kernel, {}, search_name="k", rerun_command="x",
+                                          tensorboard=False)]
+    assert "activation_sparsity.png" not in names

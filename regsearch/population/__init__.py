@@ -28,6 +28,7 @@ import numpy as np
 from keras import tree
 
 from regsearch.population import memory as _memory
+from regsearch.population import progress as _progress
 from regsearch.population import numbers as _numbers
 from regsearch.population import stopping
 from regsearch.population.loop import Layout, Settings, member_chunk, member_scores
@@ -257,6 +258,20 @@ class Population:
             chunk_rows = keras.ops.convert_to_numpy(chunk_rows)
             for k in range(len(self.models)):
                 self.rows[k].append(chunk_rows[k, : done[k]])
+            self._report()
+
+    def _report(self) -> None:
+        """Tells a listener (:mod:`.progress`) how far the members are."""
+        n = len(self.models)
+        epoch = keras.ops.convert_to_numpy(self.members["epoch"])[:n].astype(np.int64)
+        ended = keras.ops.convert_to_numpy(self.members["ended"])[:n]
+        alive = self.open[:n] & ~ended & (epoch < self.epochs)  # dropped at a rung, stopped, or done: trains no more
+        budget = max(1, self.epochs - self.initial_epoch)
+        trained = epoch - self.initial_epoch
+        runs_done = float(np.where(alive, trained / budget, 1.0).sum())
+        _progress.report(_progress.PopulationProgress(members=n, alive=int(alive.sum()),
+                                                      epochs_done=int(trained.sum()), epochs=budget,
+                                                      runs_done=runs_done))
 
     def drop(self, members: Sequence[int]) -> None:
         """Members that never train again; they finish as they stand now."""

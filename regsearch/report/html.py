@@ -33,11 +33,11 @@ from regsearch.report.sections import (
 )
 from regsearch.report.tables import best_configuration, format_params, tie_breaker_of
 
-__all__ = ["Figure", "index_html", "report_html"]
+__all__ = ["PlotImage", "index_html", "report_html"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Figure:
+class PlotImage:
     """A plot to embed: its file name, a caption, and the PNG bytes."""
 
     name: str
@@ -68,7 +68,7 @@ def report_html(
     answer: str | None = None,
     assessment: Assessment | None = None,
     comparison: pd.DataFrame | None = None,
-    figures: Sequence[Figure] = (),
+    figures: Sequence[PlotImage] = (),
     definition_text: str | None = None,
     files: Sequence[str] = (),
 ) -> str:

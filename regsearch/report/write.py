@@ -9,10 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from regsearch.atomic import save_figure_atomic, write_csv_atomic, write_text_atomic
-from regsearch.report.html import Figure, index_html, report_html
+from regsearch.report.html import PlotImage, index_html, report_html
 from regsearch.report.markdown import summary_markdown
+from regsearch.report.study_plots import (
+    heatmap_axes,
+    plot_activation_sparsity,
+    plot_decision_boundaries,
+    plot_learning_curves_against_baseline,
+    plot_paired_differences,
+    plot_score_heatmap,
+)
+from regsearch.report.tensorboard import write_hparams
 from regsearch.report.plots import (
     DPI,
     plot_accuracy_vs_strength,
@@ -44,13 +54,22 @@ REPORT_FILES = (
 
 
 REPORT_PAGE = "report.html"
+TENSORBOARD_FOLDER = "tensorboard"
 INDEX_PAGE = "index.html"
 
 #: What each plot shows, as its caption on the page.
 CAPTIONS = {
     "accuracy_vs_strength.png": "Accuracy against regularization strength, training and held-out rows "
                                 "(mean and standard deviation over repeats)",
-    "learning_curves.png": "Learning curves of the best configuration",
+    "learning_curves.png": "Learning curves of the best configuration (and of no regularization, when the search "
+                           "has a baseline), first run of each",
+    "score_heatmap.png": "Mean selection score over the two settings the search varies, the best cell outlined",
+    "differences_to_baseline.png": "Each configuration minus no regularization, paired by seed, with its 95% "
+                                   "confidence interval",
+    "activation_sparsity.png": "Activation sparsity of the regularized layer against strength: fraction of zeros "
+                               "and mean activation",
+    "decision_boundary.png": "Decision boundary of no regularization and of the best configuration over the "
+                             "training and test points",
     "rungs.png": "Score at each rung: configurations dropped at a rung end there",
     "optimization_history.png": "Optimization history: each trial's score and the best so far",
 }
@@ -110,6 +129,40 @@ def best_history(
     return None
 
 
+def baseline_history(
+    trials: pd.DataFrame,
+    summary: pd.DataFrame,
+    histories: Mapping[str, Mapping[str, Sequence[float]]],
+) -> tuple[Mapping[str, Sequence[float]], str] | None:
+    """The history of the first completed run of the best configuration's baseline (as ``best_history``).
+
+    None when there is none, or when the best configuration is its own baseline.
+    """
+    if summary.empty or summary["n_failed"].iloc[0] == summary["n_runs"].iloc[0]:
+        return None
+    best = summary.iloc[0]
+    baselines = compare.baselines_of(summary, best)
+    if baselines.empty or (baselines["phase"].iloc[0], baselines["trial_id"].iloc[0]) == (best["phase"],
+                                                                                          best["trial_id"]):
+        return None
+    return best_history(trials, baselines.reset_index(drop=True), histories)
+
+
+def _regularizes_activity(trials: pd.DataFrame) -> bool:
+    """An activity-regularization search: some completed run penalizes activity, and sparsity was measured."""
+    if "param_target" not in trials or "zero_fraction" not in trials:
+        return False
+    completed = trials["status"].astype(str) == "completed"
+    return bool((completed & (trials["param_target"].astype(str) == "activity")
+                 & trials["zero_fraction"].notna()).any())
+
+
+def _two_features(data: Any) -> bool:
+    """2-D binary classification data, whose decision boundary can be drawn."""
+    return (data is not None and tuple(getattr(data, "input_shape", ())) == (2,)
+            and getattr(data, "task", None) == "binary")
+
+
 def write_report(
     out_dir: str | os.PathLike[str],
     records: Iterable[Mapping[str, Any]],
@@ -126,6 +179,10 @@ def write_report(
     protocol: str = "tutorial",
     baseline: bool = True,
     rungs: Iterable[Mapping[str, Any]] | None = None,
+    tensorboard: bool = True,
+    best_model: Any = None,
+    baseline_model: Any = None,
+    data: Any = None,
 ) -> list[Path]:
     """Writes trials.csv, summary.csv, comparison.csv, summary.md, report.html and the plots, each atomically.
 
@@ -152,6 +209,12 @@ def write_report(
         baseline: False for a search without an unregularized baseline: no comparison is written.
         rungs: Each run's score at each rung (``successive_halving``, ``hyperband``): written
             to ``rungs.csv`` and drawn in ``rungs.png``.
+        best_model: The best configuration's trained model (its first run), for the decision boundary.
+        baseline_model: Its baseline's (no regularization), beside it.
+        data: The :class:`regsearch.datasets.Split` the runs trained on: with two features and two
+            classes, ``decision_boundary.png`` shows both models' boundaries over its points.
+        tensorboard: Write TensorBoard's HParams summaries, one run per training run, to
+            ``tensorboard/`` (:func:`regsearch.report.tensorboard.write_hparams`).
 
     Returns:
         The written files, in the order of ``REPORT_FILES``.
@@ -187,12 +250,38 @@ def write_report(
             save_figure_atomic(ax.get_figure(), folder / "accuracy_vs_strength.png", dpi=DPI)
         )
     found = best_history(trials, summary, histories)
-    if found is not None:
+    baseline_found = baseline_history(trials, summary, histories) if baseline else None
+    if found is not None and baseline_found is not None:
+        figure_axes = list(Figure(figsize=(10, 8.5), dpi=DPI, layout="constrained").subplots(2, 1, sharex=True))
+        labels = ("best configuration", "no regularization")
+        for ax, metric in zip(figure_axes, ("accuracy", "loss")):
+            if metric in found[0] and metric in baseline_found[0]:
+                plot_learning_curves_against_baseline(found[0], baseline_found[0], metric=metric, labels=labels,
+                                                      validation=VALIDATION_ROWS[protocol], ax=ax)
+            else:
+                ax.set_visible(False)
+        figure_axes[0].get_figure().suptitle(found[1])
+        figures.append(save_figure_atomic(figure_axes[0].get_figure(), folder / "learning_curves.png", dpi=DPI))
+    elif found is not None:
         history, title = found
         axes = plot_learning_curves(history, title=title, validation=VALIDATION_ROWS[protocol])
         figures.append(
             save_figure_atomic(axes[0].get_figure(), folder / "learning_curves.png", dpi=DPI)
         )
+    pair = heatmap_axes(summary)
+    if pair is not None and summary[f"mean_{objective}"].notna().any():
+        ax = plot_score_heatmap(summary, score=objective, x=pair[0], y=pair[1], direction=direction)
+        figures.append(save_figure_atomic(ax.get_figure(), folder / "score_heatmap.png", dpi=DPI))
+    if not comparison.empty and (~comparison["baseline"].astype(bool) & comparison["difference"].notna()).any():
+        ax = plot_paired_differences(comparison, metric=objective)
+        figures.append(save_figure_atomic(ax.get_figure(), folder / "differences_to_baseline.png", dpi=DPI))
+    if _regularizes_activity(shown):
+        axes = plot_activation_sparsity(shown, x=x)
+        figures.append(save_figure_atomic(axes[0].get_figure(), folder / "activation_sparsity.png", dpi=DPI))
+    models = {"no regularization": baseline_model, "best configuration": best_model}
+    if _two_features(data) and all(model is not None for model in models.values()):
+        axes = plot_decision_boundaries(models, data.x_train, data.y_train, data.x_test, data.y_test)
+        figures.append(save_figure_atomic(axes[0].get_figure(), folder / "decision_boundary.png", dpi=DPI))
     if not rung_rows.empty:
         best = best_configuration(summary) if summary[f"mean_{objective}"].notna().any() else None
         ax = plot_rungs(rung_rows, score=objective,
@@ -220,11 +309,14 @@ def write_report(
     page = report_html(
         summary, search_name=search_name, rerun_command=rerun_command, objective=objective,
         description=description, answer=answer, assessment=assessment, comparison=comparison,
-        figures=[Figure(path.name, CAPTIONS.get(path.name, path.stem.replace("_", " ")), path.read_bytes())
+        figures=[PlotImage(path.name, CAPTIONS.get(path.name, path.stem.replace("_", " ")), path.read_bytes())
                  for path in figures],
-        definition_text=definition_text, files=[path.name for path in written] + ["summary.md"],
+        definition_text=definition_text,
+        files=[path.name for path in written] + ["summary.md"] + ([TENSORBOARD_FOLDER] if tensorboard else []),
     )
     written.append(write_text_atomic(folder / REPORT_PAGE, page))
+    if tensorboard:
+        written.append(write_hparams(folder / TENSORBOARD_FOLDER, everything, objective=objective))
     return written + figures
 
 
