@@ -259,3 +259,25 @@ def test_report_without_saved_runs_exits_2(tmp_path: Path, capsys: pytest.Captur
     assert main(["report", "--results", str(tmp_path / "results")]) == 2
     assert "'--results' must be a folder with saved searches" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
+
+
+def test_the_progress_bar_counts_a_population_in_training_and_then_its_runs() -> None:
+    import io
+    import types
+
+    from rich.console import Console
+
+    from regsearch.cli import _Progress
+    from regsearch.population.progress import PopulationProgress
+
+    definition = types.SimpleNamespace(name="toy", repeats=2, objective="test_accuracy", direction="max",
+                                       evaluation=types.SimpleNamespace(runs_per_seed=1))
+    with _Progress(Console(file=io.StringIO()), definition) as progress:
+        progress.phase("grid", 3)  # 3 trials x 2 repeats
+        task = progress.progress.tasks[0]
+        assert task.total == 6
+        progress.population(PopulationProgress(members=6, alive=4, epochs_done=700, epochs=300, runs_done=2.5))
+        assert task.completed == 2.5 and task.fields["training"] == "4/6 training, 700/1800 epochs"
+        for accuracy in (0.8, 0.9, 0.85):
+            progress.run({"status": "completed", "test_accuracy": accuracy})
+        assert task.completed == 3 and task.fields["training"] == "" and task.fields["best"] == "test_accuracy=0.9000"

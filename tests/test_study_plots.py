@@ -88,7 +88,7 @@ def test_heatmap_data_keeps_the_best_ranked_configuration_of_a_shared_cell():
 
 def test_heatmap_data_of_a_loss_takes_the_lowest():
     summary = make_summary().drop(columns="rank")
-    grid, info = heatmap_data(summary, "val_loss", x="param_strength", y="param_kind")
+    _, info = heatmap_data(summary, "val_loss", x="param_strength", y="param_kind")
     assert info["direction"] == "min"
     assert info["best"] == ("l2", "0.00562")  # val_loss 0.2
 
@@ -108,15 +108,17 @@ def test_heatmap_axes_picks_independent_varying_settings():
 
 
 def test_plot_score_heatmap_annotates_every_run_cell_and_outlines_the_best():
-    ax = plot_score_heatmap(make_summary(), score="val_accuracy", x="param_strength", y="param_kind")
+    summary = make_summary()
+    summary.loc[summary["trial_id"] == "t2", ["rank", "mean_val_accuracy"]] = [0, 0.99]  # off the diagonal
+    ax = plot_score_heatmap(summary, score="val_accuracy", x="param_strength", y="param_kind")
     assert isinstance(ax, Axes)
     assert ax.get_xlabel() == "strength"
     assert ax.get_ylabel() == "kind"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["none", "1e-05", "0.00562"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["none", "l1", "l2"]
-    assert sorted(t.get_text() for t in ax.texts) == ["0.700", "0.800", "0.850", "0.900", "0.950"]
+    assert sorted(t.get_text() for t in ax.texts) == ["0.700", "0.850", "0.900", "0.950", "0.990"]
     outlines = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_label() == "best"]
-    assert len(outlines) == 1 and outlines[0].get_xy() == (2, 2)
+    assert len(outlines) == 1 and outlines[0].get_xy() == (1, 2)  # column 1e-05, row l2
     assert "val accuracy" in ax.get_title()
 
 
@@ -168,8 +170,13 @@ def test_plot_paired_differences_draws_one_row_per_configuration_top_down():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["strength=0.00562", "strength=1e-05", "strength=0.1"]
     bottom, top = ax.get_ylim()
     assert top < bottom  # first row on top
-    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
-    assert sorted(len(c.lines[0].get_xdata()) for c in bars) == [1, 1, 1]  # one group per effect
+    rows = {c.get_label(): (c.lines[0].get_ydata().tolist(), c.lines[0].get_xdata().tolist())
+            for c in ax.containers if isinstance(c, ErrorbarContainer)}
+    assert rows == {  # (row positions, differences), one group per effect
+        "better than no regularization": ([0], [0.03]),
+        "indistinguishable from no regularization": ([1], [0.01]),
+        "worse than no regularization": ([2], [-0.08]),
+    }
     assert [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"] == [0]
     assert "test accuracy" in ax.get_xlabel()
     assert len(ax.get_legend().get_texts()) == 4
@@ -194,7 +201,7 @@ def make_sparsity_trials() -> pd.DataFrame:
 
     def add(trial, placement, strength, zero, activation, status="completed"):
         rows.append({"search": "toy", "trial_id": trial, "phase": "grid", "repeat": len(rows), "status": status,
-                     "param_kind": "l1" if strength == strength else "none", "param_strength": strength,
+                     "param_kind": "none" if math.isnan(strength) else "l1", "param_strength": strength,
                      "param_placement": placement, "zero_fraction": zero, "mean_activation": activation})
 
     add("a1", "after", 1e-04, 0.40, 0.30)
@@ -276,8 +283,7 @@ def test_learning_curves_against_baseline_data_rejects_an_unknown_metric():
 
 def test_plot_learning_curves_against_baseline_styles_models_and_splits():
     ax = plot_learning_curves_against_baseline(BEST, BASELINE, labels=("best", "none"), validation="held-out fold")
-    curves = [line for line in ax.lines if len(line.get_xdata()) > 2 or line.get_linestyle() in ("-", "--")]
-    curves = [line for line in curves if line.get_linestyle() != ":"]
+    curves = [line for line in ax.lines if line.get_linestyle() in ("-", "--")]
     assert len(curves) == 4
     styles = {line.get_label(): (line.get_linestyle(), line.get_color()) for line in curves}
     assert styles["best: train"][0] == "--" and styles["best: validation (held-out fold)"][0] == "-"

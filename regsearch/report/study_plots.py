@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
-from matplotlib.lines import Line2D
 from matplotlib.colors import LinearSegmentedColormap, to_rgb
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
@@ -49,6 +49,7 @@ __all__ = [
 _COLORS = sns.color_palette("colorblind")
 #: Colours of a paired difference: helps, hurts, or cannot be told from seed noise.
 EFFECT_COLORS = {"better": _COLORS[2], "worse": _COLORS[3], "indistinguishable": "0.55"}
+_AXIS_LABELS = {"accuracy": "accuracy (fraction correct)", "loss": "loss (training objective)"}
 SPARSITY_MEASURES = {
     "zero_fraction": "fraction of zero activations",
     "mean_activation": "mean activation",
@@ -266,8 +267,10 @@ def paired_differences_data(comparison: pd.DataFrame, *, metric: str) -> pd.Data
     varying = _informative(rows, _varying(rows))
     if not varying:  # one configuration: name it by all its settings
         varying = [c for c in param_columns(rows) if rows[c].notna().any()]
-    labels = pd.Series([format_params({c: row[c] for c in varying}, skip_missing=False) for _, row in rows.iterrows()],
-                       index=rows.index, dtype=object)
+    labels = pd.Series(
+        [format_params({c: row[c] for c in varying}, skip_missing=False) for _, row in rows.iterrows()],
+        index=rows.index, dtype=object,
+    )
     twice = labels.duplicated(keep=False)
     labels[twice] = labels[twice] + " (" + rows.loc[twice, "trial_id"].astype(str) + ")"
     for column in ("difference", "ci_low", "ci_high"):
@@ -381,7 +384,7 @@ def sparsity_data(
              .agg(mean="mean", sd=lambda v: v.std(ddof=0), n="size").reset_index()
              .sort_values(["measure", "label", "x"], kind="stable").reset_index(drop=True))
     rest = runs[~has_x]
-    baseline = {m: (float(rest[m].mean()), float(rest[m].std(ddof=0)), len(rest)) for m in measures} if len(rest) else {}
+    baseline = {m: (float(rest[m].mean()), float(rest[m].std(ddof=0)), len(rest)) for m in measures if len(rest)}
     info = {"x_name": _name(x), "hue_names": hue_names, "baseline": baseline, "search": _search_name(trials)}
     return table, info
 
@@ -501,8 +504,9 @@ def plot_learning_curves_against_baseline(
     ax = ax if ax is not None else new_axes(width=9.5, height=4.5)[0]
     colors = dict(zip(labels, (_COLORS[0], _COLORS[1])))
     for (model, split), line in table.groupby(["model", "split"], sort=False):
+        rows = f"validation ({validation})" if split == "validation" else split
         ax.plot(line["epoch"], line["value"], color=colors[model], linestyle="-" if split == "validation" else "--",
-                linewidth=1.1, label=f"{model}: {'validation (' + validation + ')' if split == 'validation' else split}")
+                linewidth=1.1, label=f"{model}: {rows}")
     for model, history in zip(labels, (best_history, baseline_history)):
         val_loss = np.asarray(history.get("val_loss", ()), dtype=float)
         if np.isfinite(val_loss).any():
@@ -510,7 +514,7 @@ def plot_learning_curves_against_baseline(
             ax.axvline(epoch, color=colors[model], linestyle=":", linewidth=1.2,
                        label=f"{model}: lowest val_loss (epoch {epoch})")
     ax.set_xlabel("epoch")
-    ax.set_ylabel({"accuracy": "accuracy (fraction correct)", "loss": "loss (training objective)"}.get(metric, metric))
+    ax.set_ylabel(_AXIS_LABELS.get(metric, metric))
     ax.set_title(f"{metric} per epoch: {labels[0]} vs {labels[1]}", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -540,7 +544,9 @@ def _class_one_probability(output: Any, rows: int) -> np.ndarray:
     return values
 
 
-def decision_boundary_data(model: Any, x: np.ndarray, *, resolution: int = 200, margin: float = 0.5) -> BoundaryGrid:
+def decision_boundary_data(
+    model: Any, x: np.ndarray, *, resolution: int = 200, margin: float = 0.5
+) -> BoundaryGrid:
     """Predicts class 1's probability over a grid covering the points ``x`` (2 features) plus ``margin``.
 
     The whole grid is predicted in one batch.
@@ -550,7 +556,8 @@ def decision_boundary_data(model: Any, x: np.ndarray, *, resolution: int = 200, 
     """
     points = np.asarray(x, dtype=float)
     if points.ndim != 2 or points.shape[1] != 2 or len(points) == 0:
-        raise SettingError("x", "an array of shape (n, 2)", f"shape {points.shape}", where="decision_boundary_data")
+        raise SettingError("x", "an array of shape (n, 2)", f"shape {points.shape}",
+                           where="decision_boundary_data")
     low, high = points.min(axis=0) - margin, points.max(axis=0) + margin
     x0, x1 = np.linspace(low[0], high[0], resolution), np.linspace(low[1], high[1], resolution)
     mesh0, mesh1 = np.meshgrid(x0, x1)
