@@ -13,14 +13,13 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.patches import Rectangle
 
 from regsearch.errors import SettingError
+from regsearch.report.boundary import decision_boundary_data, plot_decision_boundaries
 from regsearch.report.study_plots import (
-    decision_boundary_data,
     heatmap_axes,
     heatmap_data,
     learning_curves_against_baseline_data,
     paired_differences_data,
     plot_activation_sparsity,
-    plot_decision_boundaries,
     plot_learning_curves_against_baseline,
     plot_paired_differences,
     plot_score_heatmap,

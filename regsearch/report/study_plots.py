@@ -2,8 +2,8 @@
 
 A heatmap of the selection score over two settings, each configuration's paired
 difference to no regularization with its confidence interval, activation
-sparsity against strength, the best configuration's learning curves beside the
-baseline's, and decision boundaries of 2-feature classifiers.
+sparsity against strength, and the best configuration's learning curves beside the
+baseline's (decision boundaries are in ``regsearch.report.boundary``).
 
 As in ``regsearch.report.plots``: each plot takes a table (or histories, or
 models) and an optional Axes, draws and returns it, making a new
@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
-from matplotlib.colors import LinearSegmentedColormap, to_rgb
-from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
@@ -32,14 +29,11 @@ from regsearch.report.plots import new_axes
 from regsearch.report.tables import PARAM_PREFIX, format_params, format_value, param_columns
 
 __all__ = [
-    "BoundaryGrid",
-    "decision_boundary_data",
     "heatmap_axes",
     "heatmap_data",
     "learning_curves_against_baseline_data",
     "paired_differences_data",
     "plot_activation_sparsity",
-    "plot_decision_boundaries",
     "plot_learning_curves_against_baseline",
     "plot_paired_differences",
     "plot_score_heatmap",
@@ -522,125 +516,3 @@ def plot_learning_curves_against_baseline(
 
 
 # --- 5. decision boundaries --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BoundaryGrid:
-    """A model's predicted probability of class 1 over a grid: ``probability[i, j]`` at ``(x0[j], x1[i])``."""
-
-    x0: np.ndarray
-    x1: np.ndarray
-    probability: np.ndarray
-
-
-def _class_one_probability(output: Any, rows: int) -> np.ndarray:
-    """Class 1's probability from one sigmoid column, a flat vector, or two softmax columns."""
-    values = np.asarray(output, dtype=float)
-    if values.ndim == 2 and values.shape[1] in (1, 2):
-        values = values[:, -1]
-    if values.shape != (rows,):
-        raise SettingError("model", "a binary classifier with 1 sigmoid or 2 softmax outputs",
-                           f"output shape {np.asarray(output).shape}", where="decision_boundary_data")
-    return values
-
-
-def decision_boundary_data(
-    model: Any, x: np.ndarray, *, resolution: int = 200, margin: float = 0.5
-) -> BoundaryGrid:
-    """Predicts class 1's probability over a grid covering the points ``x`` (2 features) plus ``margin``.
-
-    The whole grid is predicted in one batch.
-
-    Raises:
-        SettingError: If ``x`` does not have two features or the model is no binary classifier.
-    """
-    points = np.asarray(x, dtype=float)
-    if points.ndim != 2 or points.shape[1] != 2 or len(points) == 0:
-        raise SettingError("x", "an array of shape (n, 2)", f"shape {points.shape}",
-                           where="decision_boundary_data")
-    low, high = points.min(axis=0) - margin, points.max(axis=0) + margin
-    x0, x1 = np.linspace(low[0], high[0], resolution), np.linspace(low[1], high[1], resolution)
-    mesh0, mesh1 = np.meshgrid(x0, x1)
-    grid = np.column_stack([mesh0.ravel(), mesh1.ravel()]).astype("float32")
-    output = model.predict(grid, batch_size=len(grid), verbose=0)
-    probability = _class_one_probability(output, len(grid)).reshape(resolution, resolution)
-    return BoundaryGrid(x0=x0, x1=x1, probability=probability)
-
-
-def plot_decision_boundaries(
-    models: Mapping[str, Any],
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-    *,
-    axes: Sequence[Axes] | None = None,
-    resolution: int = 200,
-) -> list[Axes]:
-    """Draws each model's predicted probability and 0.5 boundary, one panel per model, on shared limits.
-
-    Training points are circles, test points crosses, coloured by class; each
-    panel's title gives the model's accuracy on the test points.
-
-    Args:
-        models: Name -> Keras model (2 features, binary), e.g. ``{"no regularization": ..., "best": ...}``.
-        x_train, y_train: Training points and their 0/1 labels.
-        x_test, y_test: Test points and their labels.
-        axes: One Axes per model; a new figure if None.
-        resolution: Grid points per axis.
-
-    Returns:
-        The Axes, in the order of ``models``.
-
-    Raises:
-        SettingError: If there are no models or too few Axes.
-    """
-    where = "plot_decision_boundaries"
-    if not models:
-        raise SettingError("models", "at least one named model", "none", where=where)
-    if axes is None:
-        axes = new_axes(len(models), width=4.6 * len(models) + 1.4, height=4.6)
-    axes = list(np.atleast_1d(axes))
-    if len(axes) < len(models):
-        raise SettingError("axes", f"{len(models)} Axes, one per model", len(axes), where=where)
-    x_train, x_test = np.asarray(x_train, dtype=float), np.asarray(x_test, dtype=float)
-    y_train, y_test = _labels_01(y_train), _labels_01(y_test)
-    points = np.vstack([x_train, x_test])
-    class_colors = (_COLORS[0], _COLORS[1])
-    # Pale versions of the class colours behind the saturated points, so that every point stands out.
-    pale = [tuple(0.3 * np.asarray(to_rgb(c)) + 0.7) for c in class_colors]
-    background = LinearSegmentedColormap.from_list("classes", [pale[0], (1.0, 1.0, 1.0), pale[1]])
-    filled = None
-    for axis, (name, model) in zip(axes, models.items()):
-        grid = decision_boundary_data(model, points, resolution=resolution)
-        filled = axis.contourf(grid.x0, grid.x1, grid.probability, levels=np.linspace(0, 1, 11), cmap=background,
-                               vmin=0, vmax=1)
-        axis.contour(grid.x0, grid.x1, grid.probability, levels=[0.5], colors="black", linewidths=1.5)
-        for label, color in enumerate(class_colors):
-            train, test = x_train[y_train == label], x_test[y_test == label]
-            axis.scatter(train[:, 0], train[:, 1], color=color, marker="o", s=30, edgecolor="black", linewidth=0.6,
-                         label=f"train, class {label}")
-            axis.scatter(test[:, 0], test[:, 1], color=color, marker="X", s=30, edgecolor="black", linewidth=0.4,
-                         label=f"test, class {label}")
-        predicted = _class_one_probability(model.predict(x_test, verbose=0), len(x_test)) > 0.5
-        accuracy = float(np.mean(predicted == (y_test == 1))) if len(y_test) else math.nan
-        axis.set_title(f"{name}\ntest accuracy {accuracy:.3f}", fontsize=10)
-        axis.set_xlim(grid.x0[0], grid.x0[-1])
-        axis.set_ylim(grid.x1[0], grid.x1[-1])
-        axis.set_xlabel("feature 0")
-        axis.set_ylabel("feature 1")
-    handles, names = axes[0].get_legend_handles_labels()
-    handles.append(Line2D([], [], color="black", linewidth=1.5))
-    names.append("boundary (p = 0.5)")
-    figure = axes[0].get_figure()
-    figure.colorbar(filled, ax=axes[: len(models)], label="predicted probability of class 1", shrink=0.85)
-    figure.legend(handles, names, loc="outside lower center", ncols=len(names), fontsize="small")
-    return axes[: len(models)]
-
-
-def _labels_01(labels: np.ndarray) -> np.ndarray:
-    """0/1 labels from a vector, a column, or one-hot rows."""
-    values = np.asarray(labels)
-    if values.ndim == 2 and values.shape[1] > 1:
-        return values.argmax(axis=1)
-    return values.reshape(-1).astype(int)

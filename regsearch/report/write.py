@@ -14,10 +14,10 @@ from matplotlib.figure import Figure
 from regsearch.atomic import save_figure_atomic, write_csv_atomic, write_text_atomic
 from regsearch.report.html import PlotImage, index_html, report_html
 from regsearch.report.markdown import summary_markdown
+from regsearch.report.boundary import plot_decision_boundaries
 from regsearch.report.study_plots import (
     heatmap_axes,
     plot_activation_sparsity,
-    plot_decision_boundaries,
     plot_learning_curves_against_baseline,
     plot_paired_differences,
     plot_score_heatmap,
