@@ -152,7 +152,7 @@ def index_markdown(rows: Sequence[Mapping[str, Any]], *, title: str = "Results")
     Returns:
         The Markdown text, ending in a newline.
     """
-    table = index_table(rows) if rows else pd.DataFrame()
+    table = index_table(rows, strong=lambda text: f"**{text}**") if rows else pd.DataFrame()
     if not table.empty:
         table["search"] = [f"[{row['search']}]({row['link']})" if row.get("link") else str(row["search"])
                            for row in rows]

@@ -8,7 +8,7 @@ is pure and returns a table of strings (or a sentence) ready to render.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -63,11 +63,12 @@ PROTOCOL_NAMES = {"tutorial": "tutorial (selected on the test rows: optimistic)"
                   "kfold": "k-fold cross-validation"}
 
 #: What a search's answer says of its article's claim that the technique helps, by verdict.
+#: Each is (the verdict, which a page may emphasize, or "" for none; the explanation).
 CLAIM_CHECK = {
-    "beats": "Supported: see the answer.",
-    "indistinguishable": "**Not supported**: no configuration beats no regularization beyond seed noise.",
-    "worse": "**Contradicted**: the selected configuration does worse than no regularization.",
-    "baseline": "**Not supported**: no configuration did better than no regularization.",
+    "beats": ("", "Supported: see the answer."),
+    "indistinguishable": ("Not supported", ": no configuration beats no regularization beyond seed noise."),
+    "worse": ("Contradicted", ": the selected configuration does worse than no regularization."),
+    "baseline": ("Not supported", ": no configuration did better than no regularization."),
 }
 
 _NAMES = {"gap": "gap (train - test accuracy)", "seconds": "seconds per run"}
@@ -175,7 +176,7 @@ def comparison_table(comparison: pd.DataFrame, summary: pd.DataFrame) -> pd.Data
     return shown.reset_index(drop=True)
 
 
-def index_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def index_table(rows: Sequence[Mapping[str, Any]], strong: Callable[[str], str] = str) -> pd.DataFrame:
     """The results index: one row per search, its answer and best configuration.
 
     Args:
@@ -184,6 +185,7 @@ def index_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             optionally a link (under the key ``link``), ``description``, ``protocol`` and ``answer``
             (one line each), ``claim`` (what the search's article says) with ``verdict``
             (:func:`regsearch.evaluation.compare.verdict`).
+        strong: How the page emphasizes a verdict that goes against the article (Markdown: ``**...**``).
 
     Returns:
         A table of strings; columns empty in every row are left out. The ``search``
@@ -200,7 +202,8 @@ def index_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         if row.get("answer"):
             cells["answer"] = str(row["answer"])
         if row.get("claim"):
-            cells["the article"] = f"{row['claim']} {CLAIM_CHECK.get(row.get('verdict'), '')}".strip()
+            verdict, explanation = CLAIM_CHECK.get(row.get("verdict"), ("", ""))
+            cells["the article"] = f"{row['claim']} {strong(verdict) if verdict else ''}{explanation}".strip()
         if best is None:
             cells.update({"best configuration": "every run failed", "test accuracy": "", "test loss": "",
                           "runs": ""})
