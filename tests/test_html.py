@@ -48,7 +48,8 @@ def test_the_page_puts_the_answer_first_and_needs_no_network(results: Path) -> N
     assert "kind=l2, strength=0.001" in page[answer:page.index("</p>", answer)]
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched from a network
     assert "<script src" not in page and "<link" not in page
-    assert page.count('src="data:image/png;base64,') == 2  # accuracy_vs_strength.png, learning_curves.png
+    # accuracy_vs_strength, learning_curves (with the baseline's), score_heatmap (kind x strength), differences
+    assert page.count('src="data:image/png;base64,') == 4
     assert "L1 and L2 on &lt;moons&gt; &amp; friends" in page  # escaped, not markup
     assert "python -m regsearch moons_reg" in page
     assert 'id="comparison"' in page
@@ -105,7 +106,7 @@ def test_the_page_loads_without_errors_and_every_image_decodes(browser, results:
     assert _errors(browser) == []
     images = browser.execute_script(
         "return [...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight]);")
-    assert len(images) == 2
+    assert len(images) == 4
     assert all(complete and width > 400 and height > 200 for complete, width, height in images)
 
 
