@@ -502,7 +502,7 @@ def _saved_models(folder: Path, definition: Any) -> dict[str, Any]:
 
     models = {}
     for key, name in (("best_model", BEST_MODEL), ("baseline_model", BASELINE_MODEL)):
-        models[key] = keras.saving.load_model(folder / name) if (folder / name).is_file() else None
+        models[key] = keras.saving.load_model(folder / name, safe_mode=True) if (folder / name).is_file() else None
     try:
         data = load_data(definition) if definition is not None else None
     except (SettingError, OSError):

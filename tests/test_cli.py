@@ -176,10 +176,36 @@ def tiny_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_a_search_writes_its_outputs_and_a_copy_of_its_definition(tiny_results: Path) -> None:
     folder = tiny_results / "tiny"
-    for name in ("trials.csv", "summary.csv", "summary.md", "accuracy_vs_strength.png", "learning_curves.png",
-                 "best_model.keras", "search.toml"):
+    for name in ("trials.csv", "summary.csv", "summary.md", "report.html", "accuracy_vs_strength.png",
+                 "learning_curves.png", "differences_to_baseline.png", "decision_boundary.png", "best_model.keras",
+                 "baseline_model.keras", "search.toml"):
         assert (folder / name).is_file(), name
     assert (folder / "search.toml").read_text() == TINY
+    assert len([p for p in (folder / "tensorboard").iterdir() if p.is_dir()]) == len(pd.read_csv(folder / "trials.csv"))
+    # Every search run updates the index of its results folder.
+    index = (tiny_results / "index.html").read_text()
+    assert '<a href="tiny/report.html">tiny</a>' in index and "tiny search for CLI tests" in index
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_the_baseline_model_is_the_unregularized_one(tiny_results: Path) -> None:
+    baseline = keras.saving.load_model(tiny_results / "tiny" / "baseline_model.keras", safe_mode=True)
+    best = keras.saving.load_model(tiny_results / "tiny" / "best_model.keras", safe_mode=True)
+
+    def strengths(model: keras.Model) -> list[float | None]:
+        return [None if layer.kernel_regularizer is None else pytest.approx(layer.kernel_regularizer.l2)
+                for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+
+    def dropout_rates(model: keras.Model) -> list[float]:
+        return [pytest.approx(layer.rate) for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+
+    assert strengths(baseline) == [None, None] and dropout_rates(baseline) == []
+    # best_model.keras is the configuration ranked first, whichever it is (the baseline too can win).
+    first = pd.read_csv(tiny_results / "tiny" / "summary.csv").iloc[0]
+    if first["phase"] == "baseline":
+        assert strengths(best) == [None, None] and dropout_rates(best) == []
+    else:
+        assert strengths(best) == [first["param_strength"], None] and dropout_rates(best) == [0.2]  # the hidden layer
 
 
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
@@ -229,14 +255,18 @@ def test_report_rebuilds_from_saved_runs_without_training(
     folder = tiny_results / "tiny"
     trials = pd.read_csv(folder / "trials.csv")
     tuner_files = {p: p.stat().st_mtime_ns for p in (folder / "tuner").rglob("*") if p.is_file()}
-    for name in ("trials.csv", "summary.csv", "summary.md", "accuracy_vs_strength.png", "learning_curves.png"):
+    rebuilt = ("summary.csv", "summary.md", "report.html", "accuracy_vs_strength.png", "learning_curves.png",
+               "decision_boundary.png")
+    for name in ("trials.csv", *rebuilt):
         (folder / name).unlink()
+    (tiny_results / "index.html").unlink()
 
     assert main(["report", "tiny", "--results", str(tiny_results), "--quiet"]) == 0
 
     pd.testing.assert_frame_equal(pd.read_csv(folder / "trials.csv"), trials)
-    for name in ("summary.csv", "summary.md", "accuracy_vs_strength.png", "learning_curves.png"):
+    for name in rebuilt:  # the decision boundary from the saved models, over the data generated again
         assert (folder / name).is_file(), name
+    assert '<a href="tiny/report.html">tiny</a>' in (tiny_results / "index.html").read_text()
     assert {p: p.stat().st_mtime_ns for p in (folder / "tuner").rglob("*") if p.is_file()} == tuner_files
     assert not (tiny_results / "README.md").exists()  # only `report` with no name writes the index
 

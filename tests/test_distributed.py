@@ -538,10 +538,10 @@ FAULTS = GRID.replace("[1e-1, 1e-2, 1e-3, 1e-4]", "[1e-1, 3e-2, 1e-2, 3e-3, 1e-3
 SEQUENTIAL = ["--engine", "sequential"]
 
 
-def wait_for_line(path: Path, text: str, seconds: float = PROCESS_SECONDS) -> None:
+def wait_for_line(path: Path, text: str, seconds: float = PROCESS_SECONDS, times: int = 1) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if path.is_file() and text in path.read_text(errors="replace"):
+        if path.is_file() and path.read_text(errors="replace").count(text) >= times:
             return
         time.sleep(0.2)
     raise AssertionError(f"{text!r} never appeared in {path}")
@@ -595,7 +595,8 @@ def test_workers_of_a_killed_chief_exit_and_a_restart_resumes(tmp_path: Path, fa
     with processes(tmp_path) as started:
         start(started, tmp_path, "chief", *shared, "--chief", "--workers", "1")
         start(started, tmp_path, "w1", *shared, "--worker", "--tuner-id", "w1", "--chief-timeout", "4")
-        wait_for_line(tmp_path / "w1.log", "run 1: ")  # a whole trial is done
+        # A run of w1's second trial has ended: the first trial's end has reached the chief.
+        wait_for_line(tmp_path / "w1.log", " run 0: ", times=2)
         started[0][1].kill()
         killed = time.monotonic()
         code = started[1][1].wait(timeout=PROCESS_SECONDS)
