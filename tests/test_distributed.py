@@ -364,13 +364,18 @@ def test_a_worker_takes_the_lease_the_chief_announced(tmp_path) -> None:
 
 def test_waiting_for_the_chief_stops_at_ctrl_c() -> None:
     import _thread
+    import signal
     import threading
 
     link = distributed.ChiefLink(distributed.Endpoint("127.0.0.1", free_port()), "w1", timeout=600)
-    threading.Timer(0.5, _thread.interrupt_main).start()
-    started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        link.wait_for_chief()
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)  # not inherited ignored (see above)
+    try:
+        threading.Timer(0.5, _thread.interrupt_main).start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            link.wait_for_chief()
+    finally:
+        signal.signal(signal.SIGINT, handler)
     assert time.monotonic() - started < 10  # not Keras Tuner's hour, nor the link's 600 s
 
 
@@ -465,11 +470,22 @@ def processes(folder: Path) -> Iterator[list[tuple[str, subprocess.Popen]]]:
             process.wait()
 
 
+def _ctrl_c_delivered() -> None:
+    """In the child: SIGINT at its default, as in a terminal's foreground job.
+
+    A test run started in the background of a shell without job control inherits SIGINT ignored, and
+    Python then installs no Ctrl-C handler in the processes it starts.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(started: list, folder: Path, name: str, *arguments: str) -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     log = open(folder / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen([sys.executable, "-m", "regsearch", *arguments], stdout=log, stderr=subprocess.STDOUT,
-                               cwd=folder, env=env)
+                               cwd=folder, env=env, preexec_fn=_ctrl_c_delivered)
     log.close()
     started.append((name, process))
 
