@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from regsearch.report import write_index, write_report
+from regsearch.report import summary_frame, trials_frame, write_index, write_report
+from regsearch.report.html import report_html
+from regsearch.report.sections import words
 from test_report import make_history, make_records
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -54,6 +56,14 @@ def test_the_page_puts_the_answer_first_and_needs_no_network(results: Path) -> N
     assert "python -m regsearch moons_reg" in page
     assert 'id="comparison"' in page
     assert "<td class=\"number\">+0.0950</td>" in page  # l2 1e-3 (0.89, 0.91) minus the baseline's (0.80, 0.81)
+
+
+@pytest.mark.parametrize(("objective", "direction", "said"), [("test_accuracy", "max", "(higher is better)"),
+                                                            ("test_loss", "min", "(lower is better)")])
+def test_the_page_says_which_way_its_objective_is_better(objective: str, direction: str, said: str) -> None:
+    summary = summary_frame(trials_frame(make_records()), objective=objective, direction=direction)
+    page = report_html(summary, search_name="s", rerun_command="python -m regsearch s", objective=objective)
+    assert f"by mean {words(objective)} {said}" in page
 
 
 def test_the_index_links_every_search_with_its_answer(results: Path) -> None:
