@@ -379,6 +379,24 @@ def test_index_markdown_has_one_row_per_search(summary: pd.DataFrame) -> None:
     assert "No search has results yet." in index_markdown([])
 
 
+@pytest.mark.parametrize(("protocol", "held_out"), [("tutorial", "test"), ("holdout", "val")])
+def test_write_report_plots_the_rows_its_protocol_held_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, protocol: str, held_out: str) -> None:
+    from regsearch.report import write
+
+    asked = []
+
+    def recorded(*args, **kwargs):  # the real plot, its arguments kept
+        asked.append(kwargs["held_out"])
+        return plot_accuracy_vs_strength(*args, **kwargs)
+
+    monkeypatch.setattr(write, "plot_accuracy_vs_strength", recorded)
+    records = [{**r, "val_accuracy": r["test_accuracy"], "val_loss": r.get("test_loss")} for r in make_records()]
+    write_report(tmp_path / "s", records, {}, search_name="s", objective="val_accuracy", direction="max",
+                 rerun_command="python -m regsearch s", protocol=protocol, baseline=False, tensorboard=False)
+    assert asked == [held_out]
+
+
 def test_write_report_writes_every_file(tmp_path: Path) -> None:
     histories = {"0004/0": make_history(), "0000/0": make_history(epochs=3)}
     paths = write_report(

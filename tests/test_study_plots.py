@@ -135,7 +135,7 @@ def make_comparison() -> pd.DataFrame:
         # 1e-05: CI includes 0; 0.00562 helps; 0.1 hurts.
         "difference": [0.01, 0.03, -0.08, 0.0],
         "ci_low": [-0.02, 0.01, -0.10, 0.0],
-        "ci_high": [0.04, 0.05, -0.06, 0.0],
+        "ci_high": [0.05, 0.05, -0.06, 0.0],  # 1e-05's is asymmetric, as a bootstrap's may be
         "baseline": [False, False, False, True],
     })
 
@@ -176,6 +176,10 @@ def test_plot_paired_differences_draws_one_row_per_configuration_top_down():
         "indistinguishable from no regularization": ([1], [0.01]),
         "worse than no regularization": ([2], [-0.08]),
     }
+    spans = {c.get_label(): [sorted(x for x, _ in segment) for segment in c.lines[2][0].get_segments()]
+             for c in ax.containers if isinstance(c, ErrorbarContainer)}
+    assert spans["indistinguishable from no regularization"] == [[pytest.approx(-0.02), pytest.approx(0.05)]]
+    assert spans["worse than no regularization"] == [[pytest.approx(-0.10), pytest.approx(-0.06)]]
     assert [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"] == [0]
     assert "test accuracy" in ax.get_xlabel()
     assert len(ax.get_legend().get_texts()) == 4
