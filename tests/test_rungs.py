@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import keras
@@ -214,10 +215,13 @@ def test_a_hyperband_search_writes_every_output_and_the_rung_plot(tmp_path: Path
     path = definition(tmp_path, search="factor = 2\nmin_epochs = 3")
     loaded = load_definition(path)
     planned = brackets(loaded, make_hypermodel(loaded))
-    # Rungs at 3, 6, 12 epochs; brackets of ceil(3/3*4)=4, ceil(3/2*2)=3 and 3 configurations.
+    # Rungs at 3, 6, 12 epochs; brackets of ceil(3/3*4)=4, ceil(3/2*2)=3 and 3 configurations, of which
+    # the 9-configuration grid has 2 left for the last: no configuration is drawn twice.
     assert [b.rungs.budgets for b in planned] == [(3, 6, 12), (6, 12), (12,)]
-    assert [len(b.configurations) for b in planned] == [4, 3, 3]
-    assert planned[0].configurations != planned[1].configurations  # each bracket its own sample
+    assert [len(b.configurations) for b in planned] == [4, 3, 2]
+    drawn = [str(c) for b in planned for c in b.configurations]
+    assert sorted(drawn) == sorted(str(c) for c in brackets(
+        dataclasses.replace(loaded, strategy="successive_halving"), make_hypermodel(loaded))[0].configurations)
     assert main([str(path), "--results", str(tmp_path / "results"), "--quiet"]) == 0
     folder = tmp_path / "results" / "rung_search"
     for name in ("trials.csv", "summary.csv", "summary.md", "rungs.csv", "rungs.png", "accuracy_vs_strength.png",
@@ -225,7 +229,7 @@ def test_a_hyperband_search_writes_every_output_and_the_rung_plot(tmp_path: Path
         assert (folder / name).is_file(), name
     trials = pd.read_csv(folder / "trials.csv")
     assert sorted(trials["phase"].unique()) == ["baseline", "bracket0", "bracket1", "bracket2"]
-    assert len(trials) == (4 + 3 + 3 + 1) * 2
+    assert len(trials) == (4 + 3 + 2 + 1) * 2
     assert trials[trials["phase"] == "baseline"]["rung"].isna().all()
     rungs = pd.read_csv(folder / "rungs.csv")
     assert set(rungs["phase"]) == {"bracket0", "bracket1", "bracket2"}
@@ -235,6 +239,16 @@ def test_a_hyperband_search_writes_every_output_and_the_rung_plot(tmp_path: Path
     (folder / "rungs.csv").unlink()
     assert main(["report", "--results", str(tmp_path / "results")]) == 0
     assert (folder / "rungs.csv").read_text() == before
+
+
+def test_hyperband_leaves_out_brackets_the_used_up_grid_cannot_fill(tmp_path: Path) -> None:
+    path = definition(tmp_path, search="factor = 2\nmin_epochs = 3")
+    path.write_text(path.read_text().replace("1e-4, 1e-3, 1e-2, 1e-1, 1.0, 3.0, 10.0, 30.0, 100.0",
+                                             "1e-4, 1e-3, 1e-2, 1e-1, 1.0, 3.0, 10.0"))
+    loaded = load_definition(path)
+    planned = brackets(loaded, make_hypermodel(loaded))
+    assert [(b.phase, len(b.configurations), b.rungs.budgets) for b in planned] == [
+        ("bracket0", 4, (3, 6, 12)), ("bracket1", 3, (6, 12))]
 
 
 @pytest.mark.parametrize(("strategy", "search", "protocol", "setting", "received"), [

@@ -171,8 +171,9 @@ def brackets(definition: SearchDefinition, hypermodel: Any) -> list[Bracket]:
 
     Rungs sit at ``min_epochs * factor**k`` epochs below ``epochs``, then at
     ``epochs``. Hyperband's bracket ``b`` starts at rung ``b`` with as many
-    configurations as Keras Tuner's Hyperband gives it (at most the grid),
-    drawn without replacement from the grid with seed ``seed + b``.
+    configurations as Keras Tuner's Hyperband gives it, drawn (with ``seed``)
+    from those no earlier bracket drew; once the grid is used up, a bracket
+    takes what is left, and brackets that find none are left out.
 
     Raises:
         SettingError: ``min_epochs`` above ``epochs``, or rungs that would keep no
@@ -203,10 +204,13 @@ def brackets(definition: SearchDefinition, hypermodel: Any) -> list[Bracket]:
                   None if tie_breaker is None else history_key(tie_breaker))
     if definition.strategy == "successive_halving":
         return [Bracket("rungs", grid, rungs)]
+    # Configurations no earlier bracket drew, as Keras Tuner's oracle never retries tried values: on a finite
+    # grid a configuration drawn twice would train the same runs twice.
+    untried = np.random.default_rng(definition.seed).permutation(len(grid))
     planned = []
     for b, size in enumerate(hyperband_brackets(len(budgets), factor)):
-        chosen = np.sort(np.random.default_rng(definition.seed + b).choice(len(grid), min(size, len(grid)),
-                                                                             replace=False))
-        planned.append(Bracket(f"bracket{b}", [grid[i] for i in chosen],
-                               dataclasses.replace(rungs, budgets=budgets[b:])))
+        chosen, untried = np.sort(untried[:size]), untried[size:]
+        if len(chosen):
+            planned.append(Bracket(f"bracket{b}", [grid[i] for i in chosen],
+                                   dataclasses.replace(rungs, budgets=budgets[b:])))
     return planned
