@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -572,16 +573,22 @@ def same_runs(folder: Path, reference: Path) -> None:
     pd.testing.assert_frame_equal(*frames)
 
 
-@pytest.fixture(scope="module")
-def faults_in_one_process(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("one_process")
-    (root / "faults.toml").write_text(FAULTS)
-    assert main([str(root / "faults.toml"), "--results", str(root / "results"), "--quiet", *SEQUENTIAL]) == 0
+@pytest.fixture(scope="session")
+def faults_in_one_process(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The single-process reference run, made once for all test workers (pytest-xdist's recipe, with flock)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base if worker_id == "master" else base.parent) / "faults_in_one_process"
+    root.mkdir(exist_ok=True)
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "done").exists():
+            (root / "faults.toml").write_text(FAULTS)
+            assert main([str(root / "faults.toml"), "--results", str(root / "results"), "--quiet", *SEQUENTIAL]) == 0
+            (root / "done").touch()
     return root / "results" / "faults"
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("faults_in_one_process")
 def test_a_worker_killed_mid_trial_loses_only_that_trial(tmp_path: Path, faults_in_one_process: Path) -> None:
     (tmp_path / "faults.toml").write_text(FAULTS)
     shared = ["faults.toml", "--results", "shared", "--oracle-port", str(free_port()), *SEQUENTIAL]
@@ -603,7 +610,6 @@ def test_a_worker_killed_mid_trial_loses_only_that_trial(tmp_path: Path, faults_
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("faults_in_one_process")
 def test_workers_of_a_killed_chief_exit_and_a_restart_resumes(tmp_path: Path, faults_in_one_process: Path) -> None:
     (tmp_path / "faults.toml").write_text(FAULTS)
     shared = ["faults.toml", "--results", "shared", "--oracle-port", str(free_port()), *SEQUENTIAL]

@@ -31,9 +31,10 @@ def records_with_baseline() -> list[dict]:
     return make_records() + baseline
 
 
-@pytest.fixture
-def results(tmp_path: Path) -> Path:
-    """A results folder with two searches, each with report.html, and index.html."""
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results folder with two searches, each with report.html, and index.html; the tests only read it."""
+    tmp_path = tmp_path_factory.mktemp("results")
     for name, description in (("moons_reg", "L1 and L2 on <moons> & friends"), ("other", "a second search")):
         records = [{**r, "search": name} for r in records_with_baseline()]
         write_report(tmp_path / name, records, {"0004/0": make_history(), "baseline-0000/0": make_history()},
@@ -72,7 +73,7 @@ def test_the_index_links_every_search_with_its_answer(results: Path) -> None:
     assert index.count("beats no regularization") == 2
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one browser per test process: starting one takes seconds
 def browser():
     if not (CHROMIUM and CHROMEDRIVER):
         if os.environ.get("REGSEARCH_REQUIRE_BROWSER") == "1":
