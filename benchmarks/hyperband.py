@@ -2,6 +2,7 @@
 Hyperband, side by side.
 
     python benchmarks/hyperband.py [--epochs 1350] [--patience 60] [--min-epochs 50] [--repeats 3] [--space l2]
+                                   [--more-seeds 1 2 3 4]
 
 Same space (``moons_hyperband``: 11 L2 strengths x no dropout or dropout 0.1,
 0.3, 0.5), same data and the same protocol (the tutorial's: the test rows
@@ -10,6 +11,10 @@ so that the three finish in minutes on two cores.
 For each it prints the member-epochs spent (epochs trained, summed over
 runs), the wall time, the configuration it picks, that configuration's
 selection score in the full grid and its rank there (ties share a rank).
+``--more-seeds`` reruns the grid and regsearch's Hyperband under other search
+seeds (they draw other brackets and other initial weights) and prints each
+seed's share of the grid's member-epochs and its pick's rank: one draw of
+brackets is luck, good or bad.
 """
 
 from __future__ import annotations
@@ -30,20 +35,22 @@ from regsearch.report import summary_frame, trials_frame
 from regsearch.search import run_search
 
 PARAMS = ["param_strength", "param_dropout_kind", "param_dropout_rate"]
+SHARE = "hyperband member-epochs / grid's"
 
 
-def definition(args: argparse.Namespace, strategy: str):  # noqa: ANN201 - a SearchDefinition
+def definition(args: argparse.Namespace, strategy: str, seed: int | None = None):  # noqa: ANN201 - a SearchDefinition
     base = load_definition("moons_hyperband")
     space = base.space if args.space == "l2+dropout" else {"regularizer": base.space["regularizer"]}
     return dataclasses.replace(
         base, strategy=strategy, space=space, epochs=args.epochs, min_epochs=args.min_epochs, repeats=args.repeats,
         early_stopping={**base.early_stopping, "patience": args.patience},
-        evaluation=dataclasses.replace(base.evaluation, baseline=False))
+        evaluation=dataclasses.replace(base.evaluation, baseline=False), seed=base.seed if seed is None else seed)
 
 
-def regsearch_run(args: argparse.Namespace, strategy: str, folder: Path) -> tuple[pd.DataFrame, float]:
+def regsearch_run(args: argparse.Namespace, strategy: str, folder: Path,
+                  seed: int | None = None) -> tuple[pd.DataFrame, float]:
     start = time.perf_counter()
-    result = run_search(definition(args, strategy), folder, overwrite=True)
+    result = run_search(definition(args, strategy, seed), folder, overwrite=True)
     seconds = time.perf_counter() - start
     return trials_frame(result.records), seconds
 
@@ -89,6 +96,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--space", choices=("l2+dropout", "l2"), default="l2+dropout",
                         help="moons_hyperband's space, or its L2 strengths alone (moons_l2's question)")
+    parser.add_argument("--more-seeds", type=int, nargs="*", default=[],
+                        help="search seeds to rerun the grid and regsearch's Hyperband under")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="regsearch-hyperband-"))
     objective, direction = definition(args, "grid").objective, definition(args, "grid").direction
@@ -101,7 +110,7 @@ def main() -> None:
     halving = summary_frame(halving_trials, objective, direction)
     kt_values, kt_seconds, kt_epochs = keras_tuner_hyperband(args, work / "kt")
 
-    def in_grid(params: dict) -> pd.Series:
+    def in_grid(params: dict, grid: pd.DataFrame = grid) -> pd.Series:
         mask = pd.Series(True, index=grid.index)
         for column in PARAMS:
             value = params.get(column.removeprefix("param_"))
@@ -138,6 +147,23 @@ def main() -> None:
         f"{m}: {v / per_seed.iloc[0]:.3f}" for m, v in zip(table["method"], per_seed)))
     print("wall time / grid's: " + ", ".join(
         f"{m}: {s / grid_seconds:.2f}" for m, s in zip(table["method"], table["seconds"])))
+
+    draws = [{"seed": definition(args, "grid").seed, SHARE: table["epochs / grid's"].iloc[1],
+              "grid rank": table["grid rank"].iloc[1]}]
+    for seed in args.more_seeds:
+        seed_trials, _ = regsearch_run(args, "grid", work / f"grid{seed}", seed)
+        seed_grid = summary_frame(seed_trials, objective, direction)
+        seed_band, _ = regsearch_run(args, "hyperband", work / f"hyperband{seed}", seed)
+        row = in_grid(picked(summary_frame(seed_band, objective, direction)), seed_grid)
+        draws.append({"seed": seed, SHARE: round(
+            float(seed_band["epochs_run"].sum()) / float(seed_trials["epochs_run"].sum()), 3),
+            "grid rank": int(row["rank"])})
+    if args.more_seeds:
+        draws = pd.DataFrame(draws)
+        print("regsearch hyperband under each search seed (its own grid for the rank):")
+        print(draws.to_string(index=False))
+        print(f"mean share {draws[SHARE].mean():.3f}; picks in the grid's top three: "
+              f"{(draws['grid rank'] <= 3).sum()} of {len(draws)}")
 
 
 if __name__ == "__main__":
