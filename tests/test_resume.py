@@ -223,6 +223,49 @@ def test_grid_killed_with_sigkill_resumes_without_losing_or_repeating_trials(tmp
     assert configurations(folder / "trials.csv") == resumed
 
 
+HYPERBAND = """
+description = "hyperband, killed mid-bracket"
+[data]
+dataset = "moons"
+train_size = 30
+[model]
+hypermodel = "RegularizedMLP"
+hidden = [8]
+learning_rate = 0.01
+[space.regularizer]
+kinds = ["l2"]
+strengths = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 3.0, 10.0, 30.0, 100.0]
+[search]
+strategy = "hyperband"
+factor = 3
+min_epochs = 400
+repeats = 2
+[training]
+epochs = 1200
+batch_size = 16
+"""
+
+
+@pytest.mark.slow
+def test_a_hyperband_search_killed_mid_bracket_resumes_it_whole_with_the_uninterrupted_runs(tmp_path: Path) -> None:
+    """A bracket's members are compared at its rungs: resumed, the bracket must train all of them again."""
+    definition = tmp_path / "hb.toml"
+    definition.write_text(HYPERBAND)
+    results = tmp_path / "results"
+    folder = results / "hb"
+
+    process = start_cli(definition, results)
+    kill_when(process, lambda: len(list(folder.glob("tuner/bracket0/trial_*/trial.json"))) == 3)  # 3, one kept at 400
+    assert runs_files(folder) == [], "the kill came after bracket 0 trained: nothing mid-bracket was tested"
+    rerun(definition, results)
+
+    assert main([str(definition), "--results", str(tmp_path / "uninterrupted"), "--quiet"]) == 0
+    frames = [pd.read_csv(path).drop(columns=["seconds", "worker"]).sort_values("trial_id").reset_index(drop=True)
+              for path in (folder / "trials.csv", tmp_path / "uninterrupted" / "hb" / "trials.csv")]
+    assert set(frames[0]["phase"]) == {"bracket0", "bracket1", "baseline"}
+    pd.testing.assert_frame_equal(*frames, rtol=1e-5)
+
+
 @pytest.mark.slow
 def test_a_population_killed_while_it_trains_resumes_every_trial_of_its_batch(tmp_path: Path) -> None:
     """The population engine hands the oracle's whole grid out at once: a kill mid-training leaves 8 trials begun."""
