@@ -148,22 +148,22 @@ def main() -> None:
     print("wall time / grid's: " + ", ".join(
         f"{m}: {s / grid_seconds:.2f}" for m, s in zip(table["method"], table["seconds"])))
 
-    draws = [{"seed": definition(args, "grid").seed, SHARE: table["epochs / grid's"].iloc[1],
-              "grid rank": table["grid rank"].iloc[1]}]
-    for seed in args.more_seeds:
-        seed_trials, _ = regsearch_run(args, "grid", work / f"grid{seed}", seed)
-        seed_grid = summary_frame(seed_trials, objective, direction)
-        seed_band, _ = regsearch_run(args, "hyperband", work / f"hyperband{seed}", seed)
-        row = in_grid(picked(summary_frame(seed_band, objective, direction)), seed_grid)
-        draws.append({"seed": seed, SHARE: round(
-            float(seed_band["epochs_run"].sum()) / float(seed_trials["epochs_run"].sum()), 3),
-            "grid rank": int(row["rank"])})
     if args.more_seeds:
-        draws = pd.DataFrame(draws)
+        draws = [{"seed": definition(args, "grid").seed, SHARE: table["epochs / grid's"].iloc[1],
+                  "grid rank": table["grid rank"].iloc[1]}]
+        for seed in args.more_seeds:
+            seed_trials, _ = regsearch_run(args, "grid", work / f"grid{seed}", seed)
+            seed_band, _ = regsearch_run(args, "hyperband", work / f"hyperband{seed}", seed)
+            row = in_grid(picked(summary_frame(seed_band, objective, direction)),
+                          summary_frame(seed_trials, objective, direction))
+            draws.append({"seed": seed, SHARE: round(
+                float(seed_band["epochs_run"].sum()) / float(seed_trials["epochs_run"].sum()), 3),
+                "grid rank": int(row["rank"])})
+        per_seed = pd.DataFrame(draws)
         print("regsearch hyperband under each search seed (its own grid for the rank):")
-        print(draws.to_string(index=False))
-        print(f"mean share {draws[SHARE].mean():.3f}; picks in the grid's top three: "
-              f"{(draws['grid rank'] <= 3).sum()} of {len(draws)}")
+        print(per_seed.to_string(index=False))
+        print(f"mean share {per_seed[SHARE].mean():.3f}; picks in the grid's top three: "
+              f"{(per_seed['grid rank'] <= 3).sum()} of {len(per_seed)}")
 
 
 if __name__ == "__main__":
