@@ -342,11 +342,16 @@ def _work(definition: Any, folder: Path, args: argparse.Namespace) -> int:
 
 
 def _write_outputs(folder: Path, result: Any) -> None:
-    """The report, the best model and the definition as it ran."""
+    """The report, the best and baseline models (whole predictors, :mod:`regsearch.predictor`) and the definition."""
     from regsearch.atomic import write_text_atomic
+    from regsearch.predictor import whole_predictor, write_description
     from regsearch.report import write_index, write_report
 
     definition = result.definition
+    # The saved models take the file's raw rows, so the report's plots draw them over raw rows too.
+    best_model, baseline_model = (whole_predictor(model, result.split)
+                                  for model in (result.best_model, result.baseline_model))
+    data = result.split.unscaled() if result.split is not None else None
     write_report(
         folder,
         result.records,
@@ -360,15 +365,16 @@ def _write_outputs(folder: Path, result: Any) -> None:
         protocol=definition.evaluation.kind,
         baseline=definition.evaluation.baseline,
         rungs=result.rungs,
-        best_model=result.best_model,
-        baseline_model=result.baseline_model,
-        data=result.split,
+        best_model=best_model,
+        baseline_model=baseline_model,
+        data=data,
         **_plot_settings(definition.report),
     )
-    if result.best_model is not None:
-        _save_model_atomic(result.best_model, folder / BEST_MODEL)
-    if result.baseline_model is not None:
-        _save_model_atomic(result.baseline_model, folder / BASELINE_MODEL)
+    if best_model is not None:
+        _save_model_atomic(best_model, folder / BEST_MODEL)
+    if baseline_model is not None:
+        _save_model_atomic(baseline_model, folder / BASELINE_MODEL)
+    write_description(folder, best_model if best_model is not None else baseline_model, result.split)
     write_text_atomic(folder / DEFINITION_COPY, definition.text)
     write_index(folder.parent)
 
@@ -494,11 +500,14 @@ def _saved_models(folder: Path, definition: Any) -> dict[str, Any]:
     """The saved best and baseline models and the search's data, for the plots that need them; what is missing is None.
 
     The data is loaded again from the definition (the named datasets are generated);
-    data files that have moved since the search ran leave it None.
+    data files that have moved since the search ran leave it None. Its rows are in
+    the file's units, as the saved models take them; a folder saved before the
+    models carried their scaling (no predictor.json) keeps the scaled rows its models take.
     """
     import keras
 
     from regsearch.definition.build import load_data
+    from regsearch.predictor import PREDICTOR_FILE
 
     models = {}
     for key, name in (("best_model", BEST_MODEL), ("baseline_model", BASELINE_MODEL)):
@@ -507,6 +516,8 @@ def _saved_models(folder: Path, definition: Any) -> dict[str, Any]:
         data = load_data(definition) if definition is not None else None
     except (SettingError, OSError):
         data = None
+    if data is not None and (folder / PREDICTOR_FILE).is_file():
+        data = data.unscaled()
     return {**models, "data": data}
 
 

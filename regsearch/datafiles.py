@@ -37,11 +37,11 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as pd_types
 from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import type_of_target
 
 from regsearch.datasets import TASKS, Split
 from regsearch.errors import SettingError, one_of
+from regsearch.scaling import Standardization
 
 __all__ = ["EXTENSIONS", "MAX_INFERRED_CLASSES", "SCALES", "load_file"]
 
@@ -89,7 +89,8 @@ def load_file(
         test_size: Held-out rows: a fraction in (0, 1) of the rows, rounded
             up, or a number of rows.
         scale: ``"none"``, or ``"standard"``: zero mean and unit variance per
-            input value, fitted on the training rows only.
+            input value, fitted on the training rows only (``Split.scaling``,
+            :mod:`regsearch.scaling`).
         task: ``"binary"``, ``"multiclass"`` or ``"regression"``; default
             inferred from the target (module docstring). A given task must fit it.
         random_state: Seed of the shuffled split, which is stratified by class
@@ -99,7 +100,8 @@ def load_file(
 
     Returns:
         The split, named after the file: float32 inputs; int32 class indices,
-        or float32 values and ``n_classes`` 0 for regression.
+        or float32 values and ``n_classes`` 0 for regression; ``test_rows``
+        says which rows of the file are the test rows.
 
     Raises:
         SettingError: One line for a bad setting, a file that cannot be read,
@@ -124,15 +126,20 @@ def load_file(
         n_given_train = None
         label_setting, label_text = "target", f"column {target_name!r}"
     y, task, n_classes, class_names = _encode_target(labels, task, label_setting, label_text, where)
+    rows = np.arange(len(y))
     if n_given_train is None:
-        x_train, x_test, y_train, y_test = _split(
-            x, y, n_classes, class_names, test_size, random_state, label_setting, label_text, where
+        x_train, x_test, y_train, y_test, _, test_rows = _split(
+            x, y, rows, n_classes, class_names, test_size, random_state, label_setting, label_text, where
         )
     else:
         x_train, x_test = x[:n_given_train], x[n_given_train:]
         y_train, y_test = y[:n_given_train], y[n_given_train:]
+        test_rows = rows[n_given_train:]
+    scaling = None
     if scale == "standard":
-        x_train, x_test = _standardize(x_train, x_test)
+        # Fitted on the training rows only; the saved model carries it (regsearch.predictor).
+        scaling = Standardization.fit(x_train)
+        x_train, x_test = scaling.apply(x_train), scaling.apply(x_test)
     return Split(
         name=file.name,
         x_train=x_train.astype(np.float32),
@@ -145,6 +152,8 @@ def load_file(
         feature_names=feature_names,
         target_name=target_name,
         class_names=class_names,
+        scaling=scaling,
+        test_rows=test_rows,
     )
 
 
@@ -463,6 +472,7 @@ def _encode_target(
 def _split(
     x: np.ndarray,
     y: np.ndarray,
+    rows: np.ndarray,
     n_classes: int,
     class_names: tuple[Any, ...] | None,
     test_size: float | int,
@@ -471,7 +481,7 @@ def _split(
     label_text: str,
     where: str,
 ) -> list[np.ndarray]:
-    """train_test_split, stratified for classes, after checking it can be done."""
+    """train_test_split of x, y and the row positions, stratified for classes, after checking it can be done."""
     n = len(y)
     if n_classes:
         counts = np.bincount(y, minlength=n_classes)
@@ -498,13 +508,5 @@ def _split(
             got = _Shown(f"{test_size!r} ({_count(n_train, 'training row')}, {_count(n_test, 'test row')})")
         raise SettingError("test_size", allowed, got, where)
     return train_test_split(
-        x, y, test_size=test_size, random_state=int(random_state), stratify=y if n_classes else None
+        x, y, rows, test_size=test_size, random_state=int(random_state), stratify=y if n_classes else None
     )
-
-
-def _standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scales every input value with the training rows' mean and standard deviation."""
-    scaler = StandardScaler().fit(x_train.reshape(len(x_train), -1))
-    train = scaler.transform(x_train.reshape(len(x_train), -1)).reshape(x_train.shape)
-    test = scaler.transform(x_test.reshape(len(x_test), -1)).reshape(x_test.shape)
-    return train, test

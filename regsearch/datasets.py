@@ -10,6 +10,7 @@ tests on the last 70, as the tutorials do. A user's own table comes in through
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import numpy as np
 from sklearn import datasets as sk_datasets
 
 from regsearch.errors import SettingError, one_of
+from regsearch.scaling import Standardization
 
 __all__ = ["TASKS", "Split", "dataset_descriptions", "dataset_names", "load_dataset"]
 
@@ -52,6 +54,11 @@ class Split:
         target_name: Column name of the labels when read from a table, else None.
         class_names: The original labels in class-index order when they were not
             already 0..n_classes-1 (strings, booleans, other integers), else None.
+        scaling: The standard scaling fitted on the training rows, when the inputs
+            were scaled (``x_train`` and ``x_test`` hold the scaled rows), else None.
+        test_rows: Where the test rows came from: their 0-based positions among the
+            file's data rows (a table's rows, a .npz's ``x``), in ``x_test``'s order;
+            None for the named datasets.
     """
 
     name: str
@@ -66,6 +73,8 @@ class Split:
     feature_names: tuple[str, ...] | None = None
     target_name: str | None = None
     class_names: tuple[Any, ...] | None = None
+    scaling: Standardization | None = None
+    test_rows: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.task:
@@ -73,6 +82,13 @@ class Split:
             object.__setattr__(self, "task", "binary" if self.n_classes == 2 else "multiclass")
         if self.task not in TASKS:
             raise ValueError(f"Split.task must be {one_of(TASKS)}; got {self.task!r}.")
+
+    def unscaled(self) -> Split:
+        """The same split with its inputs in the file's units (itself when they were not scaled)."""
+        if self.scaling is None:
+            return self
+        return dataclasses.replace(self, x_train=self.scaling.invert(self.x_train).astype(np.float32),
+                                   x_test=self.scaling.invert(self.x_test).astype(np.float32), scaling=None)
 
     @property
     def n_train(self) -> int:

@@ -90,10 +90,13 @@ def test_own_model_and_csv_run_end_to_end_and_write_every_output(project: Path) 
     assert (trials["status"] == "completed").all()
     assert set(trials["param_layers"]) == {"dense_1, dense_2"}
     assert sorted(trials.loc[trials["phase"] == "coarse", "param_strength"]) == [1e-3, 1e-2, 1e-1]
-    regularized = "sorted(l.name for l in m.layers if getattr(l, 'kernel_regularizer', None) is not None)"
+    # scale = "standard": the saved model is the scaling layer in front of the trained model (regsearch.predictor).
+    regularized = ("[l.name for l in m.layers][:2], sorted(l.name for l in m.layers[-1].layers "
+                   "if getattr(l, 'kernel_regularizer', None) is not None)")
     # The saved model is the selected configuration's: L2 on both layers, or none where the baseline won.
     best = pd.read_csv(folder / "summary.csv").iloc[0]
     expected = "[]" if best["phase"] == "baseline" else "['dense_1', 'dense_2']"
+    expected = f"(['features', 'standard_scaling'], {expected})"
     assert load_without_regsearch(folder / "best_model.keras", regularized) == expected
     assert "cancer.csv" in (folder / "search.toml").read_text()
     assert json.loads((folder / "tuner" / "settings.json").read_text())["model.file"] == "my_model.keras"
