@@ -96,7 +96,7 @@ def test_own_model_and_csv_run_end_to_end_and_write_every_output(project: Path) 
     # The saved model is the selected configuration's: L2 on both layers, or none where the baseline won.
     best = pd.read_csv(folder / "summary.csv").iloc[0]
     expected = "[]" if best["phase"] == "baseline" else "['dense_1', 'dense_2']"
-    expected = f"(['features', 'standard_scaling'], {expected})"
+    expected = f"['features', 'standard_scaling'] {expected}"  # print(a, b)
     assert load_without_regsearch(folder / "best_model.keras", regularized) == expected
     assert "cancer.csv" in (folder / "search.toml").read_text()
     assert json.loads((folder / "tuner" / "settings.json").read_text())["model.file"] == "my_model.keras"

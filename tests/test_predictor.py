@@ -248,3 +248,20 @@ def test_the_decision_boundary_plot_gets_raw_rows_and_the_models_that_take_them(
             predicted = models[shown].predict(x_test, verbose=0)[:, 0] > 0.5
             assert np.mean(predicted == (y_test == 1)) == pytest.approx(expected[name]["mean_test_accuracy"])
     assert (folder / "decision_boundary.png").is_file()
+
+
+@pytest.mark.slow
+def test_the_readme_example_prints_the_reported_test_accuracy(own_searches: dict[str, Any]) -> None:
+    from test_readme import code_block
+
+    folder = own_searches["folders"]["binary"]
+    code = code_block("#### Using the saved model", "python")
+    code = code.replace('"results/my_search"', repr(str(folder))).replace(
+        '"data/patients.csv"', repr(str(own_searches["root"] / "binary.csv"))).replace(
+        "model.predict(rows", "model.predict(verbose=0, x=rows")
+    code += "import sys\nassert 'regsearch' not in sys.modules\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = float(done.stdout.strip().splitlines()[-1])
+    assert printed == pytest.approx(_scores(folder)["best_model"]["mean_test_accuracy"], abs=1e-6)
