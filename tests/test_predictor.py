@@ -62,7 +62,8 @@ def test_test_rows_name_the_rows_of_the_file(tmp_path: Path) -> None:
     raw = rows[["other", "income"]].to_numpy()
     np.testing.assert_allclose(split.x_test, split.scaling.apply(raw), rtol=1e-6, atol=1e-5)
     np.testing.assert_allclose(split.unscaled().x_test, raw, rtol=1e-6)
-    assert split.unscaled().scaling is None and load_file(tmp_path / "t.csv", target="answer").unscaled().scaling is None
+    plain = load_file(tmp_path / "t.csv", target="answer")
+    assert split.unscaled().scaling is None and plain.unscaled() is plain
     np.savez(tmp_path / "given.npz", x_train=x[:45], y_train=x[:45, 3] > 0, x_test=x[45:], y_test=x[45:, 3] > 0)
     np.testing.assert_array_equal(load_file(tmp_path / "given.npz").test_rows, np.arange(45, 60))
 
