@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -199,8 +200,16 @@ def own_searches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             cases[task] = root / "results" / task
         searched = len(spy.calls)
         assert main(["report", "binary", "--results", str(root / "results"), "--quiet"]) == 0
+        reported = len(spy.calls)
+        # A folder saved before the models carried their scaling: no predictor.json, models that take scaled rows.
+        legacy = root / "results" / "legacy"
+        shutil.copytree(cases["binary"], legacy)
+        (legacy / "predictor.json").unlink()
+        for name in ("best_model", "baseline_model"):
+            keras.saving.load_model(legacy / f"{name}.keras", safe_mode=True).layers[-1].save(legacy / f"{name}.keras")
+        assert main(["report", "legacy", "--results", str(root / "results"), "--quiet"]) == 0
     return {"root": root, "folders": cases, "boundary_at_search": spy.calls[:searched],
-            "boundary_at_report": spy.calls[searched:]}
+            "boundary_at_report": spy.calls[searched:reported], "boundary_of_legacy": spy.calls[reported:]}
 
 
 def _scores(folder: Path) -> dict[str, pd.Series]:
@@ -249,6 +258,12 @@ def test_the_decision_boundary_plot_gets_raw_rows_and_the_models_that_take_them(
             predicted = models[shown].predict(x_test, verbose=0)[:, 0] > 0.5
             assert np.mean(predicted == (y_test == 1)) == pytest.approx(expected[name]["mean_test_accuracy"])
     assert (folder / "decision_boundary.png").is_file()
+    (models, x_test, y_test), = own_searches["boundary_of_legacy"]
+    scaled = load_file(own_searches["root"] / "binary.csv", target="answer", features=["income", "rate"],
+                       test_size=0.3, scale="standard")
+    np.testing.assert_allclose(x_test, scaled.x_test, rtol=1e-5, atol=1e-6)  # the rows its models take
+    predicted = models["best configuration"].predict(x_test, verbose=0)[:, 0] > 0.5
+    assert np.mean(predicted == (y_test == 1)) == pytest.approx(expected["best_model"]["mean_test_accuracy"])
 
 
 @pytest.mark.slow
