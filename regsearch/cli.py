@@ -179,13 +179,44 @@ def _import_tensorflow_quietly() -> None:
             os.close(saved)
 
 
+#: The Keras backends regsearch's engines run on.
+BACKENDS = ("tensorflow", "jax")
+
+
+def _check_backend() -> None:
+    """Refuses a Keras backend regsearch cannot run on, before Keras is imported (its import would fail or run it).
+
+    Keras' own rule: ``KERAS_BACKEND`` when set and not empty, else ``backend`` in
+    ``$KERAS_HOME/keras.json`` (default ``~/.keras``), else TensorFlow.
+    """
+    if "keras" in sys.modules:
+        import keras
+
+        backend, where = keras.config.backend(), "keras.config.backend()"
+    elif os.environ.get("KERAS_BACKEND"):
+        backend, where = os.environ["KERAS_BACKEND"], "environment"
+    else:
+        home = os.environ.get("KERAS_HOME") or os.path.join(
+            os.path.expanduser("~") if os.access(os.path.expanduser("~"), os.W_OK) else "/tmp", ".keras")
+        config = Path(home).expanduser() / "keras.json"
+        backend, where = "tensorflow", str(config)
+        try:
+            backend = json.loads(config.read_text(encoding="utf-8")).get("backend", backend)
+        except (OSError, ValueError, AttributeError):  # missing or unreadable: Keras falls back as well
+            pass
+    if backend not in BACKENDS:
+        raise SettingError("KERAS_BACKEND", f"one of {', '.join(map(repr, BACKENDS))} (the Keras backends regsearch "
+                           "runs on)", backend, where)
+
+
 def _run(args: argparse.Namespace) -> int:
     from regsearch.atomic import LockedError, ResultsLock
-    from regsearch.definition import load_definition
+    from regsearch.definition import check_inputs, load_definition, read_definition
     from regsearch.search import check_writable
 
-    _import_tensorflow_quietly()
-    definition = load_definition(args.command)
+    # Everything that needs no Keras is checked first: a bad file is refused in a fraction of a second.
+    _check_backend()
+    definition = read_definition(args.command)
     if args.epochs is not None:
         if args.epochs < 1:
             raise SettingError("--epochs", "an integer >= 1", args.epochs, "command line")
@@ -202,6 +233,9 @@ def _run(args: argparse.Namespace) -> int:
                            "(a rung strategy's brackets train in one process)", definition.strategy, "command line")
     folder = Path(args.results) / definition.name
     check_writable(folder)
+    definition, split = check_inputs(definition)
+    _import_tensorflow_quietly()
+    definition = load_definition(definition, split)
     if args.worker:  # the chief holds the lock, makes the folder and writes the report; workers only add trials
         return _work(definition, folder, args)
     created = [p for p in (folder, *folder.parents) if not p.exists()]
@@ -447,6 +481,7 @@ def _report(results: Path, names: list[str], *, quiet: bool) -> int:
     if not available:
         raise SettingError("--results", "a folder with saved searches (run one first: python -m regsearch NAME)",
                            f"{results} (no saved runs)", "command line")
+    _check_backend()
     _import_tensorflow_quietly()
     chosen = names or available
     for name in chosen:
