@@ -9,6 +9,7 @@ Bad input is refused before anything is written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -17,7 +18,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from regsearch.definition.schema import RUNG_STRATEGIES
 from regsearch.errors import SearchFailedError, SettingError
@@ -120,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(Path(args.results), args.names, quiet=args.quiet)
         if args.names:
             raise SettingError("arguments", "one search name (several only with 'report')", args.names, "command line")
-        return _run(args)
+        with _library_logs(args.quiet):
+            return _run(args)
     except SettingError as error:
         print(f"regsearch: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -131,6 +133,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Every file is written whole or not at all: the same command resumes from the finished trials.
         print("regsearch: interrupted; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def _library_logs(quiet: bool) -> Iterator[None]:
+    """While a command runs, what regsearch's modules log (they never print) is one line each on stderr."""
+    handler = logging.StreamHandler()  # sys.stderr as it is now (a test's capture included)
+    handler.setFormatter(logging.Formatter("regsearch: %(message)s"))
+    logger = logging.getLogger("regsearch")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.ERROR if quiet else logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _list() -> int:
@@ -314,15 +332,17 @@ def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) 
         raise SearchFailedError(f"{error}; the reasons are in {folder / 'trials.csv'}") from None
     _write_outputs(folder, result)
     seconds = time.perf_counter() - started
-    _print_best(console, folder, definition, seconds)
+    _print_best(_console(args.quiet, answer=True), folder, definition, seconds)
     return EXIT_OK
 
 
-def _console(quiet: bool) -> Any:
+def _console(quiet: bool, answer: bool = False) -> Any:
+    """Progress and messages go to stderr; the answer (the table, the answer line, the results path) to stdout."""
     from rich.console import Console
 
+    stream = sys.stdout if answer else sys.stderr
     # Not a terminal (CI logs, pipes): rich would assume 80 columns and cut the table.
-    return Console(stderr=True, quiet=quiet, width=None if sys.stderr.isatty() else 120)
+    return Console(stderr=not answer, quiet=quiet, width=None if stream.isatty() else 120)
 
 
 def _check_distributed_options(args: argparse.Namespace) -> None:
@@ -460,8 +480,8 @@ def _print_best(console: Any, folder: Path, definition: Any, seconds: float) -> 
     answer, _ = answer_of(trials_frame(pd.read_csv(folder / "trials.csv").to_dict("records")), summary,
                           definition.evaluation.kind, definition.evaluation.baseline)
     if answer:
-        console.print(answer)
-    console.print(f"{len(summary)} configurations in {seconds:.1f} s; results in {folder}/")
+        console.print(answer, soft_wrap=True)  # one line, in a log too
+    console.print(f"{len(summary)} configurations in {seconds:.1f} s; results in {folder}/", soft_wrap=True)
 
 
 def _cell(value: Any, missing: str = "nan") -> str:
@@ -589,37 +609,57 @@ def _saved_definition(folder: Path) -> Any:
     return read_definition(path) if path.is_file() else None
 
 
-class _Progress:
-    """A rich progress bar over runs, with the best objective so far and the time left."""
+#: Not a terminal (a log, a pipe): at most one progress line per this many seconds while a phase trains.
+LINE_SECONDS = 5.0
 
-    def __init__(self, console: Any, definition: Any) -> None:
+
+class _Progress:
+    """Progress over runs, with the best objective so far and the time left.
+
+    In a terminal, a rich progress bar on stderr. Elsewhere (a log file, a
+    pipe, CI), where a bar shows nothing until it ends, plain lines instead:
+    each phase's start and end, and while it trains at most one line every
+    ``LINE_SECONDS`` (runs done, epochs, time left), each flushed as written.
+    """
+
+    def __init__(self, console: Any, definition: Any, clock: Callable[[], float] = time.monotonic) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.definition = definition
+        self.console = console
+        self.clock = clock
+        self.lines = not console.is_terminal
         self.best: float | None = None
         self.task: Any = None
         self.runs_done = 0  # in the current phase
+        self.phase_started = self.last_line = 0.0
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),  # "[grid]" is text
             TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
             TextColumn("{task.fields[training]}"), TextColumn("{task.fields[flight]}"), console=console,
-            transient=False,
+            transient=False, get_time=clock, disable=self.lines,  # the task still counts, and estimates the time left
         )
 
     def __enter__(self) -> _Progress:
         return self  # the bar appears with the first phase: an input refused before it prints nothing else
 
     def __exit__(self, *exc: Any) -> None:
+        if self.lines and exc[0] is None:
+            self._end_phase()
         if self.progress.live.is_started:
             self.progress.__exit__(*exc)
 
     def phase(self, name: str, planned_trials: int) -> None:
-        if not self.progress.live.is_started:
+        if not self.lines and not self.progress.live.is_started:
             self.progress.__enter__()
-        total = planned_trials * self.definition.repeats * self.definition.evaluation.runs_per_seed
+        self._end_phase()
+        per_configuration = self.definition.repeats * self.definition.evaluation.runs_per_seed
+        total = planned_trials * per_configuration
         self.runs_done = 0
         self.task = self.progress.add_task(f"{self.definition.name} [{name}]", total=total, best=self._best_text(),
                                            flight="", training="")
+        self.phase_started = self.last_line = self.clock()
+        self._line(f"started: {_plural(planned_trials, 'configuration')} x {_plural(per_configuration, 'run')}")
 
     def run(self, record: dict) -> None:
         value = record.get(self.definition.objective)
@@ -629,6 +669,7 @@ class _Progress:
         self.runs_done += 1  # a population's runs are recorded when it has finished: its partial count ends
         if self.task is not None:
             self.progress.update(self.task, completed=self.runs_done, best=self._best_text(), training="")
+            self._progress_line()
 
     def population(self, state: Any) -> None:
         """A population in training (:class:`regsearch.population.progress.PopulationProgress`): its members'
@@ -637,12 +678,55 @@ class _Progress:
             self.progress.update(self.task, completed=self.runs_done + state.runs_done,
                                  training=f"{state.alive}/{state.members} training, "
                                           f"{state.epochs_done}/{state.members * state.epochs} epochs")
+            self._progress_line()
 
     def in_flight(self, trials: dict[str, str]) -> None:
         """A distributed chief's trials in flight, by worker."""
         if self.task is not None:
             text = ", ".join(f"{worker}: {trial}" for worker, trial in sorted(trials.items()))
             self.progress.update(self.task, flight=f"in flight {text}" if text else "")
+            self._progress_line()
+
+    def _progress_line(self) -> None:
+        """A line of where the phase stands, unless one was written less than LINE_SECONDS ago."""
+        if not self.lines or self.clock() - self.last_line < LINE_SECONDS:
+            return
+        task = self.progress.tasks[self.task]
+        parts = [f"{_count(task.completed)}/{_count(task.total)} runs", task.fields["training"], task.fields["flight"],
+                 f"best {self._best_text()}"]
+        if task.time_remaining is not None and task.completed < task.total:
+            parts.append(f"about {_duration(task.time_remaining)} left")
+        self._line(", ".join(part for part in parts if part))
+
+    def _end_phase(self) -> None:
+        if self.lines and self.task is not None:
+            task = self.progress.tasks[self.task]
+            self._line(f"done: {_count(task.completed)}/{_count(task.total)} runs in "
+                       f"{_duration(self.clock() - self.phase_started)}, best {self._best_text()}")
+
+    def _line(self, text: str) -> None:
+        if self.lines and self.task is not None:
+            self.last_line = self.clock()
+            # The console flushes every print: a log shows each line when it happens.
+            self.console.print(f"{time.strftime('%H:%M:%S')} {self.progress.tasks[self.task].description} {text}",
+                               markup=False, highlight=False, soft_wrap=True)
 
     def _best_text(self) -> str:
         return "-" if self.best is None else f"{self.definition.objective}={self.best:.4f}"
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _count(runs: float | None) -> str:
+    """Runs done, whole or in part (a population's members part-way through their epochs)."""
+    return "?" if runs is None else f"{runs:g}" if runs == int(runs) else f"{runs:.1f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

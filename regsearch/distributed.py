@@ -43,9 +43,9 @@ import dataclasses
 import errno
 import hashlib
 import json
+import logging
 import os
 import socket
-import sys
 import threading
 import time
 from concurrent import futures
@@ -589,7 +589,7 @@ class ChiefLink:
         self.lost = message
         _thread.interrupt_main()
         time.sleep(EXIT_GRACE_SECONDS)  # the main thread normally ends the process before this returns
-        print(f"regsearch: search failed: {message}", file=sys.stderr, flush=True)
+        logging.getLogger(__name__).error("search failed: %s", message)  # the CLI writes it as one line on stderr
         os._exit(1)
 
 
