@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-trials", type=int, metavar="N",
                         help="override a Bayesian search's max_trials (quick looks; a rerun without it resumes)")
     parser.add_argument("--repeats", type=int, metavar="N", help="override the definition's runs per configuration")
+    parser.add_argument("--time-limit", type=float, metavar="SECONDS",
+                        help="start no new trial after this long (overrides [search] time_limit); the report says "
+                             "how far the search got, and the same command resumes it")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.add_argument("--engine", choices=("population", "sequential"), default="population",
@@ -245,6 +248,16 @@ def _run(args: argparse.Namespace) -> int:
         if args.repeats < 1:
             raise SettingError("--repeats", "an integer >= 1", args.repeats, "command line")
         definition = dataclasses.replace(definition, repeats=args.repeats)
+    if args.time_limit is not None:
+        from regsearch.definition.schema import check_seconds
+
+        definition = dataclasses.replace(definition, time_limit=check_seconds("--time-limit", args.time_limit,
+                                                                              "command line"))
+    if (args.chief or args.worker) and definition.time_limit is not None:
+        option, where = ("--time-limit", "command line") if args.time_limit is not None else (
+            "search.time_limit", str(definition.path))
+        raise SettingError(option, "left out for a distributed search (the chief hands out every trial)",
+                           definition.time_limit, where)
     _check_distributed_options(args)
     if (args.chief or args.worker) and definition.strategy in RUNG_STRATEGIES:
         raise SettingError("--chief" if args.chief else "--worker", "a grid, coarse_to_fine or bayesian search "
@@ -332,7 +345,7 @@ def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) 
         raise SearchFailedError(f"{error}; the reasons are in {folder / 'trials.csv'}") from None
     _write_outputs(folder, result)
     seconds = time.perf_counter() - started
-    _print_best(_console(args.quiet, answer=True), folder, definition, seconds)
+    _print_best(_console(args.quiet, answer=True), folder, definition, seconds, result.stopped)
     return EXIT_OK
 
 
@@ -405,6 +418,7 @@ def _write_outputs(folder: Path, result: Any) -> None:
         folder,
         result.records,
         result.histories,
+        stopped=result.stopped,
         search_name=definition.name,
         rerun_command=_rerun_command(definition),
         objective=definition.objective,
@@ -447,7 +461,7 @@ def _rerun_command(definition: Any) -> str:
     return f"python -m regsearch {definition.name}"
 
 
-def _print_best(console: Any, folder: Path, definition: Any, seconds: float) -> None:
+def _print_best(console: Any, folder: Path, definition: Any, seconds: float, stopped: str | None = None) -> None:
     import pandas as pd
     from rich.table import Table
 
@@ -479,9 +493,11 @@ def _print_best(console: Any, folder: Path, definition: Any, seconds: float) -> 
     summary.attrs = {"objective": definition.objective, "direction": definition.direction}
     answer, _ = answer_of(trials_frame(pd.read_csv(folder / "trials.csv").to_dict("records")), summary,
                           definition.evaluation.kind, definition.evaluation.baseline)
+    if stopped:
+        answer = f"{answer} {stopped}" if answer else stopped
     if answer:
         console.print(answer, soft_wrap=True)  # one line, in a log too
-    console.print(f"{len(summary)} configurations in {seconds:.1f} s; results in {folder}/", soft_wrap=True)
+    console.print(f"{_plural(len(summary), 'configuration')} in {seconds:.1f} s; results in {folder}/", soft_wrap=True)
 
 
 def _cell(value: Any, missing: str = "nan") -> str:
@@ -701,7 +717,8 @@ class _Progress:
     def _end_phase(self) -> None:
         if self.lines and self.task is not None:
             task = self.progress.tasks[self.task]
-            self._line(f"done: {_count(task.completed)}/{_count(task.total)} runs in "
+            ended = "done" if task.completed >= task.total else "ended"  # the time limit, or every run failed
+            self._line(f"{ended}: {_count(task.completed)}/{_count(task.total)} runs in "
                        f"{_duration(self.clock() - self.phase_started)}, best {self._best_text()}")
 
     def _line(self, text: str) -> None:

@@ -181,7 +181,7 @@ def phases(definition: Any) -> list[str]:
 def fingerprint(definition: Any) -> str:
     """A digest of everything that decides what a trial trains (not the file's path or comments)."""
     fields = {f.name: getattr(definition, f.name) for f in dataclasses.fields(definition)
-              if f.name not in ("path", "text", "description", "report")}
+              if f.name not in ("path", "text", "description", "report", "time_limit")}
     text = json.dumps(fields, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 

@@ -24,6 +24,7 @@ target = "kernel"
 
 [search]
 strategy = "coarse_to_fine"  # grid | coarse_to_fine | bayesian | successive_halving | hyperband
+time_limit = 3600            # optional: seconds; then no new trial starts (rerun to resume)
 
 [training]
 epochs = 4000
@@ -123,6 +124,8 @@ class SearchDefinition:
         factor: ``successive_halving`` and ``hyperband`` keep the best ``1/factor`` at each rung.
         min_epochs: Their first rung's budget (rungs at ``min_epochs * factor**k``, then
             ``epochs``); None: the smallest budget whose rungs the space's configurations fill.
+        time_limit: Seconds after which no new trial (or population of trials) starts; what
+            finished is reported, and running the search again resumes it. None: no limit.
         repeats: Training runs per configuration, with seeds ``seed``, ``seed + 1``, ...
         seed: The first seed.
         epochs: Maximum epochs per run.
@@ -157,6 +160,7 @@ class SearchDefinition:
     evaluation: Protocol = field(default_factory=Protocol)
     factor: int = 3
     min_epochs: int | None = None
+    time_limit: float | None = None
 
     def with_epochs(self, epochs: int) -> SearchDefinition:
         """The same definition trained for at most ``epochs`` epochs (quick looks)."""
@@ -275,7 +279,7 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
 
     search = _table(raw, "search", where)
     _known_keys("search", search, {"strategy", "objective", "max_trials", "batch", "fine_points", "repeats", "seed",
-                                   "factor", "min_epochs"}, where)
+                                   "factor", "min_epochs", "time_limit"}, where)
     strategy = _choice("search.strategy", search.get("strategy", "grid"), STRATEGIES, where)
     for key in ("factor", "min_epochs"):
         if key in search and strategy not in RUNG_STRATEGIES:
@@ -351,6 +355,7 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
         factor=_integer("search.factor", search.get("factor", 3), where, low=2),
         min_epochs=_integer("search.min_epochs", search["min_epochs"], where, low=1) if "min_epochs" in search
         else None,
+        time_limit=check_seconds("search.time_limit", search["time_limit"], where) if "time_limit" in search else None,
         repeats=_integer("search.repeats", search.get("repeats", 1), where, low=1),
         seed=_integer("search.seed", search.get("seed", 0), where, low=0),
         epochs=_integer("training.epochs", training.get("epochs", 100), where, low=1),
@@ -360,6 +365,13 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
         evaluation=evaluation,
     )
     return definition
+
+
+def check_seconds(key: str, value: Any, where: str) -> float:
+    """A time budget in seconds: a finite number > 0 (``[search] time_limit``, ``--time-limit``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise SettingError(key, "a number of seconds > 0", value, where)
+    return float(value)
 
 
 def _evaluation(table: dict[str, Any], where: str) -> Protocol:
