@@ -24,7 +24,7 @@ on every training row, scored once on the test rows.
 The tuners' state lives in ``<results>/<name>/tuner/``: running the same
 search again resumes it (finished trials are kept, not rerun). With a
 ``time_limit``, no trial (no population, with the population engine) starts
-once the limit has passed and some run has finished; the phases after are not
+once the limit has passed and some run has completed; the phases after are not
 started either, and the result says so (``SearchResult.stopped``).
 """
 
@@ -141,16 +141,16 @@ def run_search(
         raise SettingError("search.time_limit", "left out for a distributed search (the chief hands out every "
                            "trial)", definition.time_limit, str(definition.path))
     stop_at = None if definition.time_limit is None else time.monotonic() + definition.time_limit
-    finished = 0  # runs finished, in this process or an earlier one: the search has an answer to give
+    completed = 0  # runs completed, in this process or an earlier one: the search has an answer to give
 
     def counted(record: dict) -> None:
-        nonlocal finished
-        finished += 1
+        nonlocal completed
+        completed += record["status"] == "completed"
         if on_run is not None:
             on_run(record)
 
     def out_of_time() -> bool:
-        return stop_at is not None and finished > 0 and time.monotonic() >= stop_at
+        return stop_at is not None and completed > 0 and time.monotonic() >= stop_at
 
     def search(phase: str, hm: Any, planned: int, **options: Any) -> list[dict]:
         tuner = _make_tuner(definition, hm, phase, tuner_dir, counted,
