@@ -9,6 +9,7 @@ Bad input is refused before anything is written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -17,7 +18,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from regsearch.definition.schema import RUNG_STRATEGIES
 from regsearch.errors import SearchFailedError, SettingError
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-trials", type=int, metavar="N",
                         help="override a Bayesian search's max_trials (quick looks; a rerun without it resumes)")
     parser.add_argument("--repeats", type=int, metavar="N", help="override the definition's runs per configuration")
+    parser.add_argument("--time-limit", type=float, metavar="SECONDS",
+                        help="start no new trial after this long (overrides [search] time_limit); the report says "
+                             "how far the search got, and the same command resumes it")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.add_argument("--engine", choices=("population", "sequential"), default="population",
@@ -120,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(Path(args.results), args.names, quiet=args.quiet)
         if args.names:
             raise SettingError("arguments", "one search name (several only with 'report')", args.names, "command line")
-        return _run(args)
+        with _library_logs(args.quiet):
+            return _run(args)
     except SettingError as error:
         print(f"regsearch: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -131,6 +136,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Every file is written whole or not at all: the same command resumes from the finished trials.
         print("regsearch: interrupted; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def _library_logs(quiet: bool) -> Iterator[None]:
+    """While a command runs, what regsearch's modules log (they never print) is one line each on stderr."""
+    handler = logging.StreamHandler()  # sys.stderr as it is now (a test's capture included)
+    handler.setFormatter(logging.Formatter("regsearch: %(message)s"))
+    logger = logging.getLogger("regsearch")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.ERROR if quiet else logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _list() -> int:
@@ -179,13 +200,44 @@ def _import_tensorflow_quietly() -> None:
             os.close(saved)
 
 
+#: The Keras backends regsearch's engines run on.
+BACKENDS = ("tensorflow", "jax")
+
+
+def _check_backend() -> None:
+    """Refuses a Keras backend regsearch cannot run on, before Keras is imported (its import would fail or run it).
+
+    Keras' own rule: ``KERAS_BACKEND`` when set and not empty, else ``backend`` in
+    ``$KERAS_HOME/keras.json`` (default ``~/.keras``), else TensorFlow.
+    """
+    if "keras" in sys.modules:
+        import keras
+
+        backend, where = keras.config.backend(), "keras.config.backend()"
+    elif os.environ.get("KERAS_BACKEND"):
+        backend, where = os.environ["KERAS_BACKEND"], "environment"
+    else:
+        home = os.environ.get("KERAS_HOME") or os.path.join(
+            os.path.expanduser("~") if os.access(os.path.expanduser("~"), os.W_OK) else "/tmp", ".keras")
+        config = Path(home).expanduser() / "keras.json"
+        backend, where = "tensorflow", str(config)
+        try:
+            backend = json.loads(config.read_text(encoding="utf-8")).get("backend", backend)
+        except (OSError, ValueError, AttributeError):  # missing or unreadable: Keras falls back as well
+            pass
+    if backend not in BACKENDS:
+        raise SettingError("KERAS_BACKEND", f"one of {', '.join(map(repr, BACKENDS))} (the Keras backends regsearch "
+                           "runs on)", backend, where)
+
+
 def _run(args: argparse.Namespace) -> int:
     from regsearch.atomic import LockedError, ResultsLock
-    from regsearch.definition import load_definition
+    from regsearch.definition import check_inputs, load_definition, read_definition
     from regsearch.search import check_writable
 
-    _import_tensorflow_quietly()
-    definition = load_definition(args.command)
+    # Everything that needs no Keras is checked first: a bad file is refused in a fraction of a second.
+    _check_backend()
+    definition = read_definition(args.command)
     if args.epochs is not None:
         if args.epochs < 1:
             raise SettingError("--epochs", "an integer >= 1", args.epochs, "command line")
@@ -196,12 +248,25 @@ def _run(args: argparse.Namespace) -> int:
         if args.repeats < 1:
             raise SettingError("--repeats", "an integer >= 1", args.repeats, "command line")
         definition = dataclasses.replace(definition, repeats=args.repeats)
+    if args.time_limit is not None:
+        from regsearch.definition.schema import check_seconds
+
+        definition = dataclasses.replace(definition, time_limit=check_seconds("--time-limit", args.time_limit,
+                                                                              "command line"))
+    if (args.chief or args.worker) and definition.time_limit is not None:
+        option, where = ("--time-limit", "command line") if args.time_limit is not None else (
+            "search.time_limit", str(definition.path))
+        raise SettingError(option, "left out for a distributed search (the chief hands out every trial)",
+                           definition.time_limit, where)
     _check_distributed_options(args)
     if (args.chief or args.worker) and definition.strategy in RUNG_STRATEGIES:
         raise SettingError("--chief" if args.chief else "--worker", "a grid, coarse_to_fine or bayesian search "
                            "(a rung strategy's brackets train in one process)", definition.strategy, "command line")
     folder = Path(args.results) / definition.name
     check_writable(folder)
+    definition, split = check_inputs(definition)
+    _import_tensorflow_quietly()
+    definition = load_definition(definition, split)
     if args.worker:  # the chief holds the lock, makes the folder and writes the report; workers only add trials
         return _work(definition, folder, args)
     created = [p for p in (folder, *folder.parents) if not p.exists()]
@@ -280,15 +345,17 @@ def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) 
         raise SearchFailedError(f"{error}; the reasons are in {folder / 'trials.csv'}") from None
     _write_outputs(folder, result)
     seconds = time.perf_counter() - started
-    _print_best(console, folder, definition, seconds)
+    _print_best(_console(args.quiet, answer=True), folder, definition, seconds, result.stopped)
     return EXIT_OK
 
 
-def _console(quiet: bool) -> Any:
+def _console(quiet: bool, answer: bool = False) -> Any:
+    """Progress and messages go to stderr; the answer (the table, the answer line, the results path) to stdout."""
     from rich.console import Console
 
+    stream = sys.stdout if answer else sys.stderr
     # Not a terminal (CI logs, pipes): rich would assume 80 columns and cut the table.
-    return Console(stderr=True, quiet=quiet, width=None if sys.stderr.isatty() else 120)
+    return Console(stderr=not answer, quiet=quiet, width=None if stream.isatty() else 120)
 
 
 def _check_distributed_options(args: argparse.Namespace) -> None:
@@ -356,6 +423,7 @@ def _write_outputs(folder: Path, result: Any) -> None:
         folder,
         result.records,
         result.histories,
+        stopped=result.stopped,
         search_name=definition.name,
         rerun_command=_rerun_command(definition),
         objective=definition.objective,
@@ -399,7 +467,7 @@ def _rerun_command(definition: Any) -> str:
     return f"python -m regsearch {definition.name}"
 
 
-def _print_best(console: Any, folder: Path, definition: Any, seconds: float) -> None:
+def _print_best(console: Any, folder: Path, definition: Any, seconds: float, stopped: str | None = None) -> None:
     import pandas as pd
     from rich.table import Table
 
@@ -431,9 +499,11 @@ def _print_best(console: Any, folder: Path, definition: Any, seconds: float) -> 
     summary.attrs = {"objective": definition.objective, "direction": definition.direction}
     answer, _ = answer_of(trials_frame(pd.read_csv(folder / "trials.csv").to_dict("records")), summary,
                           definition.evaluation.kind, definition.evaluation.baseline)
+    if stopped:
+        answer = f"{answer} {stopped}" if answer else stopped
     if answer:
-        console.print(answer)
-    console.print(f"{len(summary)} configurations in {seconds:.1f} s; results in {folder}/")
+        console.print(answer, soft_wrap=True)  # one line, in a log too
+    console.print(f"{_plural(len(summary), 'configuration')} in {seconds:.1f} s; results in {folder}/", soft_wrap=True)
 
 
 def _cell(value: Any, missing: str = "nan") -> str:
@@ -453,6 +523,7 @@ def _report(results: Path, names: list[str], *, quiet: bool) -> int:
     if not available:
         raise SettingError("--results", "a folder with saved searches (run one first: python -m regsearch NAME)",
                            f"{results} (no saved runs)", "command line")
+    _check_backend()
     _import_tensorflow_quietly()
     chosen = names or available
     for name in chosen:
@@ -565,37 +636,57 @@ def _saved_definition(folder: Path) -> Any:
     return read_definition(path) if path.is_file() else None
 
 
-class _Progress:
-    """A rich progress bar over runs, with the best objective so far and the time left."""
+#: Not a terminal (a log, a pipe): at most one progress line per this many seconds while a phase trains.
+LINE_SECONDS = 5.0
 
-    def __init__(self, console: Any, definition: Any) -> None:
+
+class _Progress:
+    """Progress over runs, with the best objective so far and the time left.
+
+    In a terminal, a rich progress bar on stderr. Elsewhere (a log file, a
+    pipe, CI), where a bar shows nothing until it ends, plain lines instead:
+    each phase's start and end, and while it trains at most one line every
+    ``LINE_SECONDS`` (runs done, epochs, time left), each flushed as written.
+    """
+
+    def __init__(self, console: Any, definition: Any, clock: Callable[[], float] = time.monotonic) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.definition = definition
+        self.console = console
+        self.clock = clock
+        self.lines = not console.is_terminal
         self.best: float | None = None
         self.task: Any = None
         self.runs_done = 0  # in the current phase
+        self.phase_started = self.last_line = 0.0
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),  # "[grid]" is text
             TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
             TextColumn("{task.fields[training]}"), TextColumn("{task.fields[flight]}"), console=console,
-            transient=False,
+            transient=False, get_time=clock, disable=self.lines,  # the task still counts, and estimates the time left
         )
 
     def __enter__(self) -> _Progress:
         return self  # the bar appears with the first phase: an input refused before it prints nothing else
 
     def __exit__(self, *exc: Any) -> None:
+        if self.lines and exc[0] is None:
+            self._end_phase()
         if self.progress.live.is_started:
             self.progress.__exit__(*exc)
 
     def phase(self, name: str, planned_trials: int) -> None:
-        if not self.progress.live.is_started:
+        if not self.lines and not self.progress.live.is_started:
             self.progress.__enter__()
-        total = planned_trials * self.definition.repeats * self.definition.evaluation.runs_per_seed
+        self._end_phase()
+        per_configuration = self.definition.repeats * self.definition.evaluation.runs_per_seed
+        total = planned_trials * per_configuration
         self.runs_done = 0
         self.task = self.progress.add_task(f"{self.definition.name} [{name}]", total=total, best=self._best_text(),
                                            flight="", training="")
+        self.phase_started = self.last_line = self.clock()
+        self._line(f"started: {_plural(planned_trials, 'configuration')} x {_plural(per_configuration, 'run')}")
 
     def run(self, record: dict) -> None:
         value = record.get(self.definition.objective)
@@ -605,6 +696,7 @@ class _Progress:
         self.runs_done += 1  # a population's runs are recorded when it has finished: its partial count ends
         if self.task is not None:
             self.progress.update(self.task, completed=self.runs_done, best=self._best_text(), training="")
+            self._progress_line()
 
     def population(self, state: Any) -> None:
         """A population in training (:class:`regsearch.population.progress.PopulationProgress`): its members'
@@ -613,12 +705,56 @@ class _Progress:
             self.progress.update(self.task, completed=self.runs_done + state.runs_done,
                                  training=f"{state.alive}/{state.members} training, "
                                           f"{state.epochs_done}/{state.members * state.epochs} epochs")
+            self._progress_line()
 
     def in_flight(self, trials: dict[str, str]) -> None:
         """A distributed chief's trials in flight, by worker."""
         if self.task is not None:
             text = ", ".join(f"{worker}: {trial}" for worker, trial in sorted(trials.items()))
             self.progress.update(self.task, flight=f"in flight {text}" if text else "")
+            self._progress_line()
+
+    def _progress_line(self) -> None:
+        """A line of where the phase stands, unless one was written less than LINE_SECONDS ago."""
+        if not self.lines or self.clock() - self.last_line < LINE_SECONDS:
+            return
+        task = self.progress.tasks[self.task]
+        parts = [f"{_count(task.completed)}/{_count(task.total)} runs", task.fields["training"], task.fields["flight"],
+                 f"best {self._best_text()}"]
+        if task.time_remaining is not None and task.completed < task.total:
+            parts.append(f"about {_duration(task.time_remaining)} left")
+        self._line(", ".join(part for part in parts if part))
+
+    def _end_phase(self) -> None:
+        if self.lines and self.task is not None:
+            task = self.progress.tasks[self.task]
+            ended = "done" if task.completed >= task.total else "ended"  # the time limit, or every run failed
+            self._line(f"{ended}: {_count(task.completed)}/{_count(task.total)} runs in "
+                       f"{_duration(self.clock() - self.phase_started)}, best {self._best_text()}")
+
+    def _line(self, text: str) -> None:
+        if self.lines and self.task is not None:
+            self.last_line = self.clock()
+            # The console flushes every print: a log shows each line when it happens.
+            self.console.print(f"{time.strftime('%H:%M:%S')} {self.progress.tasks[self.task].description} {text}",
+                               markup=False, highlight=False, soft_wrap=True)
 
     def _best_text(self) -> str:
         return "-" if self.best is None else f"{self.definition.objective}={self.best:.4f}"
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _count(runs: float | None) -> str:
+    """Runs done, whole or in part (a population's members part-way through their epochs)."""
+    return "?" if runs is None else f"{runs:g}" if runs == int(runs) else f"{runs:.1f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

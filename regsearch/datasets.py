@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn import datasets as sk_datasets
 
 from regsearch.errors import SettingError, one_of
 from regsearch.scaling import Standardization
+
+# scikit-learn (seconds to import) is imported by the generators that use it: a search file's dataset name
+# is checked without it.
 
 __all__ = ["TASKS", "Split", "dataset_descriptions", "dataset_names", "load_dataset"]
 
@@ -115,14 +117,20 @@ class _Dataset:
 
 
 def _moons(n_samples: int, noise: float, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn import datasets as sk_datasets
+
     return sk_datasets.make_moons(n_samples=n_samples, noise=noise, random_state=random_state)
 
 
 def _circles(n_samples: int, noise: float, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn import datasets as sk_datasets
+
     return sk_datasets.make_circles(n_samples=n_samples, noise=noise, random_state=random_state)
 
 
 def _blobs(n_samples: int, noise: float, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn import datasets as sk_datasets
+
     x, y = sk_datasets.make_blobs(
         n_samples=n_samples,
         centers=[(-2.0, -2.0), (2.0, 2.0)],
@@ -148,6 +156,8 @@ def _rings(n_samples: int, noise: float, random_state: int) -> tuple[np.ndarray,
 
 
 def _digits(n_samples: int, noise: float, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn import datasets as sk_datasets
+
     # The bundled digits cycle through the classes 0..9, so the first N rows
     # are close to stratified; no shuffling keeps the split easy to reason about.
     bunch = sk_datasets.load_digits()

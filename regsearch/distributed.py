@@ -43,9 +43,9 @@ import dataclasses
 import errno
 import hashlib
 import json
+import logging
 import os
 import socket
-import sys
 import threading
 import time
 from concurrent import futures
@@ -181,7 +181,7 @@ def phases(definition: Any) -> list[str]:
 def fingerprint(definition: Any) -> str:
     """A digest of everything that decides what a trial trains (not the file's path or comments)."""
     fields = {f.name: getattr(definition, f.name) for f in dataclasses.fields(definition)
-              if f.name not in ("path", "text", "description", "report")}
+              if f.name not in ("path", "text", "description", "report", "time_limit")}
     text = json.dumps(fields, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -589,7 +589,7 @@ class ChiefLink:
         self.lost = message
         _thread.interrupt_main()
         time.sleep(EXIT_GRACE_SECONDS)  # the main thread normally ends the process before this returns
-        print(f"regsearch: search failed: {message}", file=sys.stderr, flush=True)
+        logging.getLogger(__name__).error("search failed: %s", message)  # the CLI writes it as one line on stderr
         os._exit(1)
 
 

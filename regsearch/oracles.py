@@ -61,14 +61,21 @@ class PlannedOracle(kt.Oracle):
 
     def populate_space(self, trial_id: str) -> dict[str, Any]:
         """The first configuration no trial holds: Keras Tuner's documented extension point."""
+        values = self.next_configuration()
+        if values is not None:
+            return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
+        if self.ongoing_trials:  # the phase ends when its last trial does: ask again (Keras Tuner's "idle")
+            return {"status": kt.engine.trial.TrialStatus.IDLE, "values": None}
+        return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+
+    def next_configuration(self) -> dict[str, Any] | None:
+        """The first configuration no trial holds (None: every one is handed out or done)."""
         held = [trial.hyperparameters.values for trial in self.trials.values()
                 if trial.status in ("COMPLETED", "FAILED", "INVALID") or trial.trial_id in self.ongoing_trials_ids()]
         for values in self.configurations:
             if values not in held:
-                return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
-        if self.ongoing_trials:  # the phase ends when its last trial does: ask again (Keras Tuner's "idle")
-            return {"status": kt.engine.trial.TrialStatus.IDLE, "values": None}
-        return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+                return values
+        return None
 
     def ongoing_trials_ids(self) -> set[str]:
         """Trials handed out by this process and not yet ended."""

@@ -22,7 +22,10 @@ penalty, constraint or noise (when the space does not hold it already), and
 on every training row, scored once on the test rows.
 
 The tuners' state lives in ``<results>/<name>/tuner/``: running the same
-search again resumes it (finished trials are kept, not rerun).
+search again resumes it (finished trials are kept, not rerun). With a
+``time_limit``, no trial (no population, with the population engine) starts
+once the limit has passed and some run has completed; the phases after are not
+started either, and the result says so (``SearchResult.stopped``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import io
 import math
 import os
 import shutil
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -62,6 +66,7 @@ class SearchResult:
     rungs: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # every run's score at every rung
     baseline_model: Any = None  # keras.Model of the best configuration's baseline's first run (no regularization)
     split: Split | None = None  # the data the runs trained and were scored on
+    stopped: str | None = None  # why the search ended before its plan did (the time limit), in one sentence
 
 
 def fine_strengths(best: float, decades: list[float], points: int) -> list[float]:
@@ -131,15 +136,31 @@ def run_search(
     histories: dict[str, dict[str, list[float]]] = {}
     rung_rows: list[dict] = []
     tuners = []
+    planned_trials: dict[str, int] = {}
+    if definition.time_limit is not None and serve is not None:
+        raise SettingError("search.time_limit", "left out for a distributed search (the chief hands out every "
+                           "trial)", definition.time_limit, str(definition.path))
+    stop_at = None if definition.time_limit is None else time.monotonic() + definition.time_limit
+    completed = 0  # runs completed, in this process or an earlier one: the search has an answer to give
+
+    def counted(record: dict) -> None:
+        nonlocal completed
+        completed += record["status"] == "completed"
+        if on_run is not None:
+            on_run(record)
+
+    def out_of_time() -> bool:
+        return stop_at is not None and completed > 0 and time.monotonic() >= stop_at
 
     def search(phase: str, hm: Any, planned: int, **options: Any) -> list[dict]:
-        tuner = _make_tuner(definition, hm, phase, tuner_dir, on_run,
-                            {"engine": engine, **evaluation, **(tuner_options or {}), **options})
+        tuner = _make_tuner(definition, hm, phase, tuner_dir, counted,
+                            {"engine": engine, **evaluation, **(tuner_options or {}), **options,
+                             **({} if stop_at is None else {"stop_when": out_of_time})})
+        planned_trials[phase] = planned
         if on_phase is not None:
             on_phase(phase, planned)
-        if on_run is not None:  # a resumed search: count the runs an earlier process finished
-            for record in _read_runs(tuner)[0]:
-                on_run(record)
+        for record in _read_runs(tuner)[0]:  # a resumed search: count the runs an earlier process finished
+            counted(record)
         if serve is None:
             tuner.search(split.x_train, split.y_train, verbose=0, **arguments)
         else:
@@ -154,27 +175,35 @@ def run_search(
         tuners.append(tuner)
         return phase_records
 
+    def stopped() -> bool:
+        """A phase ended by the time limit: the phases after it are left for a rerun (the fine grid needs it whole)."""
+        return any(tuner.stopped_early for tuner in tuners)
+
     if definition.strategy == "grid":
         search("grid", hypermodel, plan_size(hypermodel))
     elif definition.strategy == "bayesian":
         search("bayesian", hypermodel, definition.max_trials)
     elif planned_brackets:
         for bracket in planned_brackets:
-            search(bracket.phase, hypermodel, len(bracket.configurations), configurations=bracket.configurations,
-                   rungs=bracket.rungs)
+            if not stopped():
+                search(bracket.phase, hypermodel, len(bracket.configurations), configurations=bracket.configurations,
+                       rungs=bracket.rungs)
     else:
         coarse = search("coarse", hypermodel, plan_size(hypermodel))
         _check_some_completed(definition, records, histories)
-        fine = fine_definition(definition, hypermodel, coarse)
+        fine = None if stopped() else fine_definition(definition, hypermodel, coarse)
         if fine is not None:
             fine_hypermodel = make_hypermodel(fine, split)
             search("fine", fine_hypermodel, plan_size(fine_hypermodel))
-    if "baseline" in phases(definition, hypermodel):
+    if "baseline" in phases(definition, hypermodel) and not stopped():
         baseline_hypermodel = make_hypermodel(baseline_definition(definition), split)
         search("baseline", baseline_hypermodel, plan_size(baseline_hypermodel))
 
     _check_some_completed(definition, records, histories)
     best_model, baseline_model = _chosen_models(tuners, records, definition)
+    if stopped():
+        note = _stopped_note(definition, hypermodel, split, records, planned_trials)
+        return SearchResult(definition, records, histories, best_model, rung_rows, baseline_model, split, note)
     if definition.evaluation.kind == "kfold":
         refit_records, models = _refit(definition, hypermodel, tuners, records, split)
         write_refit(tuner_dir, refit_records)
@@ -182,6 +211,29 @@ def run_search(
         best_model = models[0] if models else None
         baseline_model = models[1] if len(models) > 1 else best_model
     return SearchResult(definition, records, histories, best_model, rung_rows, baseline_model, split)
+
+
+def _stopped_note(definition: SearchDefinition, hypermodel: Any, split: Split, records: list[dict],
+                  planned_trials: dict[str, int]) -> str:
+    """The sentence a search stopped by its time limit ends its answer with: how far it got, how to go on.
+
+    ``kfold``'s refit on every training row is left for the rerun as well: it
+    assesses the configuration the whole search selects.
+    """
+    exact = True
+    planned = 0
+    for phase in phases(definition, hypermodel):
+        if phase in planned_trials:
+            planned += planned_trials[phase]
+        elif phase == "fine":  # its strengths come from the whole coarse grid
+            exact = False
+        elif phase == "baseline":
+            planned += plan_size(make_hypermodel(baseline_definition(definition), split))
+        else:
+            planned += next(len(b.configurations) for b in brackets(definition, hypermodel) if b.phase == phase)
+    done = len({(record["phase"], record["trial_id"]) for record in records})
+    return (f"Stopped by the time limit ({definition.time_limit:g} s) after {done} of {'' if exact else 'at least '}"
+            f"{planned} configurations; rerun the same command to continue.")
 
 
 def phases(definition: SearchDefinition, hypermodel: Any = None) -> list[str]:
@@ -335,7 +387,7 @@ def check_same_settings(definition: SearchDefinition, tuner_dir: Path) -> None:
     the definition says now: a search first run with ``--epochs 3`` and rerun
     without it would keep its 3-epoch trials as if they were the real ones.
     ``max_trials`` may change (a Bayesian search can be extended), and so may
-    the description and the report settings.
+    ``time_limit``, the description and the report settings.
 
     Raises:
         SettingError: naming the first setting that changed, its saved value and the new one.
@@ -372,7 +424,8 @@ def _trial_settings(definition: SearchDefinition) -> dict[str, Any]:
                 flat[f"{prefix}{key}"] = value
 
     walk(tomllib.loads(definition.text), "")
-    for key in [k for k in flat if k in ("description", "search.max_trials") or k.startswith("report.")]:
+    for key in [k for k in flat if k in ("description", "search.max_trials", "search.time_limit")
+                or k.startswith("report.")]:
         del flat[key]
     flat["training.epochs"] = definition.epochs  # --epochs included
     if "search.repeats" in flat or definition.repeats != 1:  # --repeats included; 1 is the default

@@ -63,7 +63,8 @@ class _RecordingTuner:
 
     def _setup(self, repeats: int, seed: int, phase: str, search_name: str, on_run: Callable[[dict], None] | None,
                engine: str = "sequential", batch: int = 1, folds: Sequence[Fold] | None = None,
-               test_data: tuple | None = None, rungs: Rungs | None = None) -> None:
+               test_data: tuple | None = None, rungs: Rungs | None = None,
+               stop_when: Callable[[], bool] | None = None) -> None:
         where = type(self).__name__
         if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
             raise ValueError(f"{where}: 'repeats' must be an integer >= 1; got {repeats!r}.")
@@ -83,11 +84,35 @@ class _RecordingTuner:
             raise SettingError("folds", "one validation split (holdout or tutorial): rungs compare one "
                                "population at a time", f"{len(self.folds)} folds", where)
         self.rungs = rungs
+        if stop_when is not None and not callable(stop_when):
+            raise SettingError("stop_when", "a function of no arguments returning True to stop", stop_when, where)
+        self.stop_when = stop_when
+        #: True once ``search`` ended because ``stop_when`` said so, with trials left to run.
+        self.stopped_early = False
         #: Every trial's runs: (repeat, fold), seeds outermost.
         self.runs = [(repeat, fold) for repeat in range(repeats) for fold in (self.folds or [None])]
         self._warned = False  # that the population engine falls back, said once
         self._trained: dict[str, dict[tuple, Any]] = {}  # trial id -> (repeat, fold) -> result trained with a batch
         self._search_args: tuple[tuple, dict] = ((), {})
+
+    def pre_create_trial(self) -> None:
+        """Keras Tuner's hook before each trial is asked of the oracle: where ``stop_when`` may end the search.
+
+        With the population engine this comes before each batch, whose extra
+        trials :meth:`on_trial_begin` asks for itself: a batch is never split.
+        """
+        super().pre_create_trial()
+        if self.stop_when is not None and self._work_left() and self.stop_when():
+            raise _Stopped
+
+    def _work_left(self) -> bool:
+        """Whether the oracle has a trial to hand out (one that a killed process left unfinished included)."""
+        oracle = self.oracle
+        if isinstance(oracle, PlannedOracle):
+            return oracle.next_configuration() is not None
+        if any(trial.status == kt.engine.trial.TrialStatus.RUNNING for trial in oracle.trials.values()):
+            return True
+        return oracle.max_trials is None or len(oracle.trials) < oracle.max_trials
 
     def on_trial_begin(self, trial: kt.engine.trial.Trial) -> None:
         """With the population engine, asks the oracle for up to ``batch - 1`` more trials and trains all together.
@@ -225,8 +250,13 @@ class _RecordingTuner:
         # Keras Tuner saves oracle, trials and tuner after every trial; a failed trial's
         # reason is in runs.json (or trial.json, see read_runs), so no traceback is printed.
         self._search_args = (fit_args, fit_kwargs)
+        self.stopped_early = False
         with kt_internals.atomic_keras_tuner_state(), kt_internals.quiet_failed_trials():
-            super().search(*fit_args, **fit_kwargs)
+            try:
+                super().search(*fit_args, **fit_kwargs)
+            except _Stopped:  # raised before a trial was asked for: the state on disk is whole
+                self.stopped_early = True
+                self.on_search_end()
 
     def save(self) -> None:
         """Keras Tuner's save (oracle.json, tuner0.json), each file written atomically."""
@@ -347,6 +377,10 @@ class _RecordingTuner:
         return model
 
 
+class _Stopped(Exception):
+    """``stop_when`` said to stop before the next trial: ends Keras Tuner's search loop, caught in ``search``."""
+
+
 class GridSearch(_RecordingTuner, kt.Tuner):
     """Keras Tuner's grid search with repeated runs and every run kept.
 
@@ -371,6 +405,9 @@ class GridSearch(_RecordingTuner, kt.Tuner):
             no ``validation_data``. None: ``search``'s own validation data, as in Keras Tuner.
         test_data: ``(x, y)`` rows that neither train nor validate, scoring each restored model
             (``test_*``; with ``folds`` only).
+        stop_when: Asked before each trial (each batch, with the population engine) starts;
+            once it returns True, ``search`` returns, leaving the rest to a later ``search``
+            (which resumes them) and ``stopped_early`` True. None: the search runs to its end.
         configurations: The configurations to visit (hyperparameter values, one dict each);
             None: the whole grid. ``max_trials`` keeps the first ones, as in ``keras_tuner.GridSearch``.
         **kwargs: ``keras_tuner.Tuner``'s and ``keras_tuner.Oracle``'s (objective, max_trials,
@@ -380,8 +417,9 @@ class GridSearch(_RecordingTuner, kt.Tuner):
     def __init__(self, hypermodel: kt.HyperModel, *, repeats: int = 1, seed: int = 0, phase: str = "grid",
                  search_name: str = "", on_run: Callable[[dict], None] | None = None, engine: str = "sequential",
                  batch: int = 1_000_000, folds: Sequence[Fold] | None = None, test_data: tuple | None = None,
-                 configurations: Sequence[dict] | None = None, rungs: Rungs | None = None, **kwargs: Any) -> None:
-        self._setup(repeats, seed, phase, search_name, on_run, engine, batch, folds, test_data, rungs)
+                 configurations: Sequence[dict] | None = None, rungs: Rungs | None = None,
+                 stop_when: Callable[[], bool] | None = None, **kwargs: Any) -> None:
+        self._setup(repeats, seed, phase, search_name, on_run, engine, batch, folds, test_data, rungs, stop_when)
         options = {key: kwargs.pop(key) for key in _ORACLE_OPTIONS if key in kwargs}
         options.setdefault("max_consecutive_failed_trials", 1_000_000)
         if configurations is None:
@@ -406,8 +444,8 @@ class BayesianOptimization(_RecordingTuner, kt.BayesianOptimization):
     def __init__(self, hypermodel: kt.HyperModel, *, repeats: int = 1, seed: int = 0, phase: str = "bayesian",
                  search_name: str = "", on_run: Callable[[dict], None] | None = None, engine: str = "sequential",
                  batch: int = 8, folds: Sequence[Fold] | None = None, test_data: tuple | None = None,
-                 **kwargs: Any) -> None:
-        self._setup(repeats, seed, phase, search_name, on_run, engine, batch, folds, test_data)
+                 stop_when: Callable[[], bool] | None = None, **kwargs: Any) -> None:
+        self._setup(repeats, seed, phase, search_name, on_run, engine, batch, folds, test_data, stop_when=stop_when)
         kwargs.setdefault("max_consecutive_failed_trials", 1_000_000)
         kwargs.setdefault("seed", seed)
         super().__init__(hypermodel, **kwargs)

@@ -177,3 +177,20 @@ def test_search_batch_must_be_a_positive_integer(tmp_path: Path) -> None:
     path.write_text(TINY.replace("[model]", "[search]\nbatch = 0\n\n[model]"))
     with pytest.raises(SettingError, match=r"'search.batch' must be an integer >= 1; got 0\."):
         load_definition(path)
+
+
+def test_the_model_keys_of_the_schema_are_the_hypermodels_constructor_arguments() -> None:
+    """schema.MODEL_KEYS is written out (a search file is checked without Keras); the constructors are the truth."""
+    import inspect
+
+    import regsearch.hypermodels as hypermodels
+    from regsearch.definition.schema import HYPERMODELS, MODEL_KEYS, SPACE_ARGUMENTS
+
+    assert set(MODEL_KEYS) == set(HYPERMODELS)
+    for name in HYPERMODELS:
+        keys: set[str] = set()
+        for klass in getattr(hypermodels, name).__mro__:
+            if "__init__" in vars(klass):
+                keys |= {parameter for parameter, p in inspect.signature(klass.__init__).parameters.items()
+                         if parameter != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        assert MODEL_KEYS[name] == keys - {"name", "tunable"} - SPACE_ARGUMENTS, name

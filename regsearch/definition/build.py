@@ -20,14 +20,16 @@ from regsearch.definition.schema import OBJECTIVES, RUNG_STRATEGIES, SearchDefin
 from regsearch.errors import SettingError
 from regsearch.evaluation import Fold
 
-__all__ = ["Bracket", "brackets", "load_data", "load_model_file", "make_folds", "make_hypermodel",
-           "resolve_objective"]
+__all__ = ["Bracket", "brackets", "check_model_file", "load_data", "load_model_file", "make_folds",
+           "make_hypermodel", "make_space", "resolve_objective"]
 
 # Which TOML table a space piece's settings come from, by the class that raised.
 _PIECE_KEYS = {"Regularizer": "space.regularizer", "Constraint": "space.constraint", "Dropout": "space.dropout",
                "Placement": "space", "Decades": "space.regularizer.strengths.decades",
                "LogRange": "space.regularizer.strengths.log_range", "Range": "space.dropout.rates.range",
                "FineGrid": "space.regularizer.strengths.fine"}
+
+_LOADABLE = "a Keras model of built-in layers that loads in safe mode"
 
 # Settings a HyperModel checks against its layers, named as the [space] keys they come from.
 _SPACE_SETTINGS = {"regularizer target": "space.regularizer.target", "constraint targets": "space.constraint.targets",
@@ -88,16 +90,35 @@ def make_hypermodel(definition: SearchDefinition, split: Split | None = None) ->
     try:
         return _make_hypermodel(definition, split)
     except SettingError as error:
-        if error.where == str(definition.path):
-            raise
-        key = _SPACE_SETTINGS.get(error.setting) or f"{_PIECE_KEYS.get(error.where, 'model')}.{error.setting}"
-        raise SettingError(key, error.allowed, error.received, str(definition.path)) from None
+        raise _named(error, definition) from None
 
 
-def _make_hypermodel(definition: SearchDefinition, split: Split) -> Any:
-    from regsearch import hypermodels, space
+def make_space(definition: SearchDefinition) -> dict[str, Any]:
+    """The definition's ``[space]`` as the HyperModels' arguments: Regularizer, Constraint, Dropout, placement.
 
-    arguments = dict(definition.model)
+    The pieces check their values without Keras (a search file's are checked before it is imported).
+
+    Raises:
+        SettingError: A value a piece refuses, named by its TOML key.
+    """
+    try:
+        return _make_space(definition)
+    except SettingError as error:
+        raise _named(error, definition) from None
+
+
+def _named(error: SettingError, definition: SearchDefinition) -> SettingError:
+    """An error of a space piece or HyperModel, named by the TOML key its value came from."""
+    if error.where == str(definition.path):
+        return error
+    key = _SPACE_SETTINGS.get(error.setting) or f"{_PIECE_KEYS.get(error.where, 'model')}.{error.setting}"
+    return SettingError(key, error.allowed, error.received, str(definition.path))
+
+
+def _make_space(definition: SearchDefinition) -> dict[str, Any]:
+    from regsearch import space
+
+    arguments: dict[str, Any] = {}
     pieces = definition.space
     if "regularizer" in pieces:
         arguments["regularizer"] = space.Regularizer(**pieces["regularizer"])
@@ -107,6 +128,13 @@ def _make_hypermodel(definition: SearchDefinition, split: Split) -> Any:
         arguments["dropout"] = space.Dropout(**pieces["dropout"])
     if "placement" in pieces:
         arguments["placement"] = pieces["placement"]
+    return arguments
+
+
+def _make_hypermodel(definition: SearchDefinition, split: Split) -> Any:
+    from regsearch import hypermodels
+
+    arguments = {**definition.model, **_make_space(definition)}
     if definition.hypermodel == "Regularize":
         model = load_model_file(arguments.pop("file"), split, str(definition.path))
         return hypermodels.Regularize(model, task=split.task, **arguments)
@@ -128,10 +156,7 @@ def load_model_file(path: Path, split: Split, where: str) -> Any:
     """
     import keras
 
-    if not path.is_file():
-        raise SettingError("model.file", "an existing .keras file", str(path), where)
-    if path.suffix != ".keras":
-        raise SettingError("model.file", "a .keras file (the format Keras 3 saves models in)", str(path), where)
+    check_model_file(path, where)
     try:
         with warnings.catch_warnings():
             # Only the architecture and compile settings are used: the saved optimizer state is not wanted.
@@ -140,8 +165,8 @@ def load_model_file(path: Path, split: Split, where: str) -> Any:
     except Exception as error:  # noqa: BLE001 - Keras raises many kinds for a file it cannot load
         text = str(error).strip().splitlines()
         reason = text[0][:160] if text else type(error).__name__
-        raise SettingError("model.file", "a Keras model of built-in layers that loads in safe mode "
-                           "(custom objects and Lambda layers are not loaded)", f"{path} ({reason})", where) from None
+        raise SettingError("model.file", f"{_LOADABLE} (custom objects and Lambda layers are not loaded)",
+                           f"{path} ({reason})", where) from None
     inputs, outputs = model.inputs or [], model.outputs or []
     if len(inputs) != 1 or tuple(inputs[0].shape[1:]) != tuple(split.input_shape):
         shapes = [tuple(t.shape[1:]) for t in inputs]
@@ -155,6 +180,42 @@ def load_model_file(path: Path, split: Split, where: str) -> Any:
         raise SettingError("model.file", f"a model with one output of {allowed} units for the task {task}",
                            f"{path.name} with output units {units}", where)
     return model
+
+
+def check_model_file(path: Path, where: str) -> None:
+    """Refuses, without importing Keras, a model file that cannot be a saved ``.keras`` model.
+
+    A ``.keras`` file is a zip archive whose ``config.json`` describes the model
+    (``keras.saving.save_model``); whether Keras can load it is checked by
+    :func:`load_model_file`.
+
+    Raises:
+        SettingError (``model.file``): missing, a folder, unreadable, not named .keras, or not such an archive.
+    """
+    import json
+    import zipfile
+
+    allowed = f"{_LOADABLE} (a .keras file: the zip archive model.save writes)"
+    if path.is_dir():
+        raise SettingError("model.file", allowed, f"{path} (a folder)", where)
+    if not path.is_file():
+        raise SettingError("model.file", "an existing .keras file", str(path), where)
+    if path.suffix != ".keras":
+        raise SettingError("model.file", "a .keras file (the format Keras 3 saves models in)", str(path), where)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json").decode("utf-8"))
+        problem = None if isinstance(config, dict) else "its config.json is not a model's"
+    except OSError as error:
+        problem = error.strerror or type(error).__name__
+    except zipfile.BadZipFile:
+        problem = "an empty file" if path.stat().st_size == 0 else "not a zip archive"
+    except KeyError:
+        problem = "no config.json in the archive"
+    except (UnicodeDecodeError, ValueError):  # json's JSONDecodeError is a ValueError
+        problem = "its config.json is not JSON"
+    if problem is not None:
+        raise SettingError("model.file", allowed, f"{path} ({problem})", where)
 
 
 @dataclasses.dataclass(frozen=True)

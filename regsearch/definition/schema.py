@@ -24,6 +24,7 @@ target = "kernel"
 
 [search]
 strategy = "coarse_to_fine"  # grid | coarse_to_fine | bayesian | successive_halving | hyperband
+time_limit = 3600            # optional: seconds; then no new trial starts (rerun to resume)
 
 [training]
 epochs = 4000
@@ -40,7 +41,6 @@ validation_size = 0.25     # holdout: the share of the training rows that valida
 from __future__ import annotations
 
 import difflib
-import inspect
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +77,15 @@ FILE_KEYS = {"file", "target", "features", "test_size", "scale", "task", "random
 MODEL_FILE_KEYS = {"file", "layers", "optimizer", "learning_rate"}
 # Constructor arguments the [space] and [early_stopping] tables fill in, not [model].
 SPACE_ARGUMENTS = {"regularizer", "constraint", "dropout", "placement", "patience"}
+_SHARED_MODEL_KEYS = {"task", "classes", "optimizer", "learning_rate", "layers", "jit_compile", "input_shape"}
+#: The ``[model]`` keys of each built-in HyperModel: its constructor's arguments but SPACE_ARGUMENTS.
+#: Written out so that a search file is checked without importing Keras (which the HyperModels need);
+#: tests/test_definition.py keeps it equal to the constructors' signatures.
+MODEL_KEYS = {
+    "RegularizedMLP": _SHARED_MODEL_KEYS | {"hidden", "activation"},
+    "RegularizedCNN": _SHARED_MODEL_KEYS | {"filters", "dense", "kernel_size", "activation"},
+    "RegularizedLSTM": _SHARED_MODEL_KEYS | {"vocab_size", "embedding_dim", "units"},
+}
 MODES = ("auto", "min", "max")
 # Objectives regsearch can select on, and which way is better.
 OBJECTIVES = {
@@ -115,6 +124,8 @@ class SearchDefinition:
         factor: ``successive_halving`` and ``hyperband`` keep the best ``1/factor`` at each rung.
         min_epochs: Their first rung's budget (rungs at ``min_epochs * factor**k``, then
             ``epochs``); None: the smallest budget whose rungs the space's configurations fill.
+        time_limit: Seconds after which no new trial (or population of trials) starts; what
+            finished is reported, and running the search again resumes it. None: no limit.
         repeats: Training runs per configuration, with seeds ``seed``, ``seed + 1``, ...
         seed: The first seed.
         epochs: Maximum epochs per run.
@@ -149,6 +160,7 @@ class SearchDefinition:
     evaluation: Protocol = field(default_factory=Protocol)
     factor: int = 3
     min_epochs: int | None = None
+    time_limit: float | None = None
 
     def with_epochs(self, epochs: int) -> SearchDefinition:
         """The same definition trained for at most ``epochs`` epochs (quick looks)."""
@@ -174,7 +186,7 @@ def find_definition(name_or_path: str) -> Path:
     """
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml" or len(candidate.parts) > 1:
-        if candidate.is_file():
+        if candidate.is_file() or candidate.is_dir():  # a folder is refused when read, saying so
             return candidate
         raise SettingError("search", "an existing .toml file", name_or_path, where="command line")
     searches = known_searches()
@@ -194,15 +206,41 @@ def read_definition(name_or_path: str | Path) -> SearchDefinition:
     """
     path = name_or_path if isinstance(name_or_path, Path) else find_definition(name_or_path)
     where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise SettingError("search", "a readable file", f"{path} ({error.strerror})", where="command line") from None
+    text = _read_text(path)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise _syntax_error(error, where) from None
     return _validate(raw, path, text)
+
+
+def _read_text(path: Path) -> str:
+    """The definition's text: UTF-8 (a byte-order mark is dropped), as TOML requires.
+
+    Raises:
+        SettingError: naming the file and why it cannot be a search file (missing, a folder,
+            unreadable, empty, another encoding, binary).
+    """
+    allowed = "a search file: UTF-8 TOML text"
+    if path.is_dir():
+        raise SettingError("search", allowed, f"{path} (a folder)", where="command line")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise SettingError("search", "a readable file", f"{path} ({error.strerror})", where="command line") from None
+    if not data.strip():
+        raise SettingError("search", allowed, f"{path} (an empty file)", where="command line")
+    for bom, encoding in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+                          (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):
+        if data.startswith(bom):
+            raise SettingError("search", f"{allowed} (save it as UTF-8)", f"{path} ({encoding} text)",
+                               where="command line")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise SettingError("search", allowed, f"{path} (byte 0x{data[error.start]:02x} on line {line} is not UTF-8)",
+                           where="command line") from None
 
 
 def _syntax_error(error: Exception, where: str) -> SettingError:
@@ -241,7 +279,7 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
 
     search = _table(raw, "search", where)
     _known_keys("search", search, {"strategy", "objective", "max_trials", "batch", "fine_points", "repeats", "seed",
-                                   "factor", "min_epochs"}, where)
+                                   "factor", "min_epochs", "time_limit"}, where)
     strategy = _choice("search.strategy", search.get("strategy", "grid"), STRATEGIES, where)
     for key in ("factor", "min_epochs"):
         if key in search and strategy not in RUNG_STRATEGIES:
@@ -317,6 +355,7 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
         factor=_integer("search.factor", search.get("factor", 3), where, low=2),
         min_epochs=_integer("search.min_epochs", search["min_epochs"], where, low=1) if "min_epochs" in search
         else None,
+        time_limit=check_seconds("search.time_limit", search["time_limit"], where) if "time_limit" in search else None,
         repeats=_integer("search.repeats", search.get("repeats", 1), where, low=1),
         seed=_integer("search.seed", search.get("seed", 0), where, low=0),
         epochs=_integer("training.epochs", training.get("epochs", 100), where, low=1),
@@ -326,6 +365,13 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
         evaluation=evaluation,
     )
     return definition
+
+
+def check_seconds(key: str, value: Any, where: str) -> float:
+    """A time budget in seconds: a finite number > 0 (``[search] time_limit``, ``--time-limit``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise SettingError(key, "a number of seconds > 0", value, where)
+    return float(value)
 
 
 def _evaluation(table: dict[str, Any], where: str) -> Protocol:
@@ -401,7 +447,7 @@ def _model(model: dict[str, Any], path: Path, where: str) -> tuple[str, dict[str
         model["file"] = _file_path("model.file", model["file"], path, where)
         return "Regularize", model
     hypermodel = _choice("model.hypermodel", model.pop("hypermodel"), HYPERMODELS, where)
-    _known_keys("model", model, _constructor_keys(hypermodel) - SPACE_ARGUMENTS, where)
+    _known_keys("model", model, MODEL_KEYS[hypermodel], where)
     return hypermodel, model
 
 
@@ -410,20 +456,6 @@ def _file_path(key: str, value: Any, definition_path: Path, where: str) -> Path:
     text = _string(key, value, where)
     candidate = Path(text).expanduser()
     return candidate if candidate.is_absolute() else definition_path.parent / candidate
-
-
-def _constructor_keys(hypermodel: str) -> set[str]:
-    import regsearch.hypermodels as hypermodels
-
-    cls = getattr(hypermodels, hypermodel)
-    keys: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" in vars(klass):
-            keys |= {
-                name for name, p in inspect.signature(klass.__init__).parameters.items()
-                if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-            }
-    return keys - {"name", "tunable"}
 
 
 PIECE_KEYS = {

@@ -183,6 +183,7 @@ def write_report(
     best_model: Any = None,
     baseline_model: Any = None,
     data: Any = None,
+    stopped: str | None = None,
 ) -> list[Path]:
     """Writes trials.csv, summary.csv, comparison.csv, summary.md, report.html and the plots, each atomically.
 
@@ -213,6 +214,8 @@ def write_report(
         baseline_model: Its baseline's (no regularization), beside it.
         data: The :class:`regsearch.datasets.Split` the runs trained on: with two features and two
             classes, ``decision_boundary.png`` shows both models' boundaries over its points.
+        stopped: Why the search ended before its plan did (``SearchResult.stopped``): a sentence
+            added to the answer.
         tensorboard: Write TensorBoard's HParams summaries, one run per training run, to
             ``tensorboard/`` (:func:`regsearch.report.tensorboard.write_hparams`).
 
@@ -234,6 +237,8 @@ def write_report(
     if not comparison.empty:
         written.append(write_csv_atomic(comparison, folder / "comparison.csv"))
     answer, assessment = answer_of(everything, summary, protocol, baseline)
+    if stopped:
+        answer = f"{answer} {stopped}" if answer else stopped
     rung_rows = pd.DataFrame.from_records(list(rungs or []))
     if not rung_rows.empty:
         written.append(write_csv_atomic(rung_rows, folder / "rungs.csv"))

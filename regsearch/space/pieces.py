@@ -8,9 +8,7 @@ in ``resolve(hp)`` and returns the trial's values as a flat dict; the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import keras
+from typing import TYPE_CHECKING, Any
 
 from regsearch.errors import SettingError, one_of
 from regsearch.space.values import (
@@ -23,6 +21,9 @@ from regsearch.space.values import (
     as_numbers,
     declare_value,
 )
+
+if TYPE_CHECKING:
+    import keras
 
 KINDS = ("none", "l1", "l2", "l1_l2")
 TARGETS = ("kernel", "bias", "activity", "recurrent", "embeddings")
@@ -163,6 +164,8 @@ class Regularizer:
 
 def make_regularizer(config: dict[str, Any]) -> keras.regularizers.Regularizer | None:
     """The Keras regularizer for a resolved configuration (None for kind none)."""
+    import keras  # only here: a search file's values are checked without a backend
+
     kind = config["kind"]
     if kind == "none":
         return None
@@ -296,6 +299,8 @@ def make_constraint(
     config: dict[str, Any], axis: int | list[int] = 0
 ) -> keras.constraints.Constraint | None:
     """A new Keras constraint for a resolved configuration (None for none)."""
+    import keras  # only here: a search file's values are checked without a backend
+
     kind = config["constraint"]
     if kind == "none":
         return None
@@ -373,6 +378,8 @@ class Dropout:
 
 def make_dropout(config: dict[str, Any], name: str) -> keras.layers.Layer:
     """A new noise layer for a resolved configuration (dropout_kind must not be none)."""
+    import keras  # only here: a search file's values are checked without a backend
+
     kind, rate = config["dropout_kind"], config["dropout_rate"]
     if kind == "dropout":
         return keras.layers.Dropout(rate, name=name)
