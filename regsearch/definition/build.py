@@ -142,7 +142,14 @@ def load_model_file(path: Path, split: Split, where: str) -> Any:
         reason = text[0][:160] if text else type(error).__name__
         raise SettingError("model.file", "a Keras model of built-in layers that loads in safe mode "
                            "(custom objects and Lambda layers are not loaded)", f"{path} ({reason})", where) from None
+    if isinstance(model, keras.Sequential) and not model.inputs:
+        model.build((None, *split.input_shape))  # saved before it was built: the data says its input
     inputs, outputs = model.inputs or [], model.outputs or []
+    if len(inputs) > 1:
+        shapes = [tuple(t.shape[1:]) for t in inputs]
+        raise SettingError("model.file", "a model with one input: a data file gives one array of rows, so a model "
+                           "of several inputs is searched through regsearch.Regularize, given its data as a list "
+                           "or dict of arrays", f"{path.name} with inputs {shapes}", where)
     if len(inputs) != 1 or tuple(inputs[0].shape[1:]) != tuple(split.input_shape):
         shapes = [tuple(t.shape[1:]) for t in inputs]
         raise SettingError("model.file", f"a model with one input of shape {tuple(split.input_shape)} "
