@@ -100,7 +100,10 @@ def _make_hypermodel(definition: SearchDefinition, split: Split) -> Any:
     arguments = dict(definition.model)
     pieces = definition.space
     if "regularizer" in pieces:
-        arguments["regularizer"] = space.Regularizer(**pieces["regularizer"])
+        # A search file's default strengths are the tutorials' decades, a grid every strategy can walk.
+        arguments["regularizer"] = space.Regularizer(**{"strengths": space.DEFAULT_GRID, **pieces["regularizer"]})
+    elif definition.hypermodel == "Regularize":
+        arguments["regularizer"] = space.Regularizer("none")  # a file without one searches no penalty
     if "constraint" in pieces:
         arguments["constraint"] = space.Constraint(**pieces["constraint"])
     if "dropout" in pieces:
@@ -142,7 +145,7 @@ def load_model_file(path: Path, split: Split, where: str) -> Any:
         reason = text[0][:160] if text else type(error).__name__
         raise SettingError("model.file", "a Keras model of built-in layers that loads in safe mode "
                            "(custom objects and Lambda layers are not loaded)", f"{path} ({reason})", where) from None
-    if isinstance(model, keras.Sequential) and not model.inputs:
+    if isinstance(model, keras.Sequential) and not getattr(model, "inputs", None):
         model.build((None, *split.input_shape))  # saved before it was built: the data says its input
     inputs, outputs = model.inputs or [], model.outputs or []
     if len(inputs) > 1:

@@ -44,7 +44,9 @@ class Regularize(RegularizedHyperModel):
             classes, or a list of them. Default: every Dense, Conv, recurrent
             and Embedding layer except the output layers, nested models' included.
         regularizer, placement, constraint, dropout, patience: The space, as in
-            :class:`RegularizedHyperModel`.
+            :class:`RegularizedHyperModel`. Given none of them (nor ``optimizer``
+            or ``learning_rate``), the space is ``Regularizer("l2")``: an L2
+            penalty on the kernels, its strength drawn from ``LogRange(1e-6, 1e-1)``.
         optimizer: An optimizer name or a list (searched); None keeps the model's.
         learning_rate: A learning rate or values to search; None keeps the model's.
         task: ``"binary"``, ``"multiclass"`` or ``"regression"``: the loss and
@@ -79,6 +81,8 @@ class Regularize(RegularizedHyperModel):
         where = "Regularize"
         if not isinstance(model, keras.Model) and not callable(model):
             raise SettingError("model", "a keras.Model or a function build(hp) -> keras.Model", model, where)
+        if all(piece is None for piece in (regularizer, constraint, dropout, optimizer, learning_rate, patience)):
+            regularizer = Regularizer("l2")  # no space given: L2 on the kernels, strengths on a log scale
         if task is not None and task not in TASKS:
             raise SettingError("task", one_of(TASKS), task, where)
         super().__init__(
@@ -115,7 +119,7 @@ class Regularize(RegularizedHyperModel):
         if not is_rewritable(model):
             raise SettingError("model", "a Sequential or functional keras.Model (a subclassed model's layers are "
                                "made in Python code that cannot be rewritten)", type(model).__name__, where)
-        if isinstance(model, keras.Sequential) and not model.inputs:
+        if isinstance(model, keras.Sequential) and not getattr(model, "inputs", None):
             raise SettingError("model", "a built Sequential model: start it with keras.Input(shape), or call "
                                "model.build((None, *shape)) before handing it over", f"{model.name} (not built)", where)
         if not model.compiled and self.task is None:
