@@ -9,6 +9,7 @@ import pytest
 
 from regsearch.errors import SettingError
 from regsearch.rewrite import output_layer_names, plan_layers, rewrite, select_layers
+from regsearch.sparsity import activation_sparsity
 from safe_load import load_without_regsearch
 
 NONE = dict(kind="none", target="none", constraint="none", dropout_kind="none")
@@ -93,6 +94,11 @@ def test_layers_inside_nested_models_are_chosen_by_path_and_rewritten():
     new.set_weights(model.get_weights())  # without noise (inference) it computes the source's function
     rows = np.random.default_rng(2).normal(size=(5, 2))
     np.testing.assert_allclose(new.predict(rows, verbose=0), model.predict(rows, verbose=0), atol=1e-6)
+    # Sparsity reaches into the nested models: the head's hidden layer, on the front layer's output.
+    inner = keras.ops.convert_to_numpy(head.get_layer("head_dense")(new.get_layer("front")(block(rows))))
+    measured = activation_sparsity(new, "head/head_dense", rows)
+    assert measured["mean_activation"] == pytest.approx(inner.mean(), abs=1e-6)
+    assert measured["zero_fraction"] == pytest.approx((inner == 0).mean()) and 0 < measured["zero_fraction"] < 1
 
 
 def test_penalties_go_on_the_chosen_layers_only_and_on_the_weights_each_has():
