@@ -169,3 +169,16 @@ def test_an_unbuilt_sequential_model_is_built_from_the_data_by_a_search_file_and
     with pytest.raises(SettingError, match="'model' must be a built Sequential model") as error:
         Regularize(unbuilt)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("kind", ["sequential with Input", "sequential built"])
+def test_activation_sparsity_of_a_rewritten_sequential_model(kind, moons, tmp_path):
+    """What failed every trial: a Sequential model has never been called, so ``model.input`` raised."""
+    from regsearch.sparsity import activation_sparsity
+
+    x, _ = moons
+    model = Regularize(saved_and_loaded(kind, tmp_path)).build(kt.HyperParameters())
+    hidden = keras.ops.convert_to_numpy(model.get_layer("hidden")(x))
+    measured = activation_sparsity(model, "hidden", x)
+    assert measured == {"mean_activation": pytest.approx(hidden.mean(), abs=1e-6),
+                        "zero_fraction": pytest.approx((hidden == 0).mean())}
