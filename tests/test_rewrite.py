@@ -76,7 +76,8 @@ def nested() -> keras.Model:
 def test_layers_inside_nested_models_are_chosen_by_path_and_rewritten():
     model = nested()
     assert output_layer_names(model) == {"head/out"}
-    assert [p.name for p in plan_layers(select_layers(model), model)] == ["block/inner_dense", "front", "head/head_dense"]
+    chosen = plan_layers(select_layers(model), model)
+    assert [p.name for p in chosen] == ["block/inner_dense", "front", "head/head_dense"]
     assert [p.name for p in plan_layers(select_layers(model, "inner_*"), model)] == ["block/inner_dense"]
     assert [p.name for p in plan_layers(select_layers(model, "head"), model)] == ["head/head_dense", "head/out"]
     assert [p.name for p in plan_layers(select_layers(model, "block/bn"), model)] == ["block/bn"]
