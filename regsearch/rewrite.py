@@ -11,15 +11,19 @@ inputs. Every weight is new (freshly initialized), and the result holds only
 built-in Keras layers, regularizers and constraints, so a saved copy loads in
 safe mode without regsearch.
 
-Sequential models stay Sequential; functional models are rewritten with
-``keras.models.clone_model``'s ``clone_function`` and ``call_function``.
-Only top-level layers are chosen: layers of a nested model are not rewritten.
+Sequential models stay Sequential (built from ``model.inputs``, so one built
+by ``build(shape)`` without an ``Input`` works too); functional models are
+rewritten with ``keras.models.clone_model``'s ``clone_function`` and
+``call_function``. A model used as a layer inside another (a nested
+Sequential or functional model) is rewritten the same way, recursively: its
+layers are named by path, ``"encoder/dense_1"``, and chosen like the others.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +32,8 @@ import keras
 from regsearch.errors import SettingError
 from regsearch.space import make_constraint, make_dropout, make_regularizer
 
-__all__ = ["LayerPlan", "default_layer_types", "is_rewritable", "plan_layers", "regularized", "rewrite", "select_layers"]
+__all__ = ["LayerPlan", "default_layer_types", "is_rewritable", "layer_paths", "plan_layers", "regularized", "rewrite",
+           "select_layers"]
 
 #: Weight names a regularizer or constraint target maps to in a layer's config.
 WEIGHT_KEYS = {
@@ -62,7 +67,8 @@ class LayerPlan:
     """What one chosen layer can take.
 
     Attributes:
-        name: The layer's name (kept by the rewritten layer, or by its Activation with placement before).
+        name: The layer's name (kept by the rewritten layer, or by its Activation with placement before);
+            inside a nested model, its path: ``"encoder/dense_1"``.
         targets: Regularizer targets the layer has (``activity`` always; ``kernel``, ``bias``, ...).
         constraint_targets: Constraint targets it has.
         can_go_before: True if its activation can move into its own layer (Dense, Conv).
@@ -74,26 +80,45 @@ class LayerPlan:
     can_go_before: bool
 
 
+def layer_paths(model: keras.Model) -> Iterator[tuple[str, keras.layers.Layer]]:
+    """Every layer but the inputs, in model order, by path; a nested model's layers follow it.
+
+    A top-level layer's path is its name; a layer inside a nested Sequential
+    or functional model is ``"<model name>/<layer name>"`` (deeper: more parts).
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        yield layer.name, layer
+        if _is_nested(layer):
+            for path, inner in layer_paths(layer):
+                yield f"{layer.name}/{path}", inner
+
+
 def select_layers(model: keras.Model, layers: Any = None, where: str = "Regularize") -> list[keras.layers.Layer]:
-    """The model's top-level layers that ``layers`` picks, in model order.
+    """The model's layers that ``layers`` picks, in model order, nested models' layers included.
 
     Args:
         model: A Sequential or functional model.
         layers: None (every Dense, Conv, recurrent and Embedding layer except
-            the output layers), or a name, glob pattern (``"dense_*"``), layer
-            class, or a list of them.
+            the output layers, inside nested models too), or a name, glob
+            pattern (``"dense_*"``), layer class, or a list of them. A name or
+            pattern matches a layer's name or its path (``"encoder/dense_1"``);
+            one that names a nested model picks that model's Dense, Conv,
+            recurrent and Embedding layers.
         where: Names the caller in error messages.
 
     Raises:
         SettingError: A selector matches no layer (the message lists the layers
             there are), or nothing is left to regularize.
     """
-    candidates = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    names = [layer.name for layer in candidates]
+    paths = list(layer_paths(model))
+    leaves = [(path, layer) for path, layer in paths if not _is_nested(layer)]
+    names = [path for path, _ in paths]
     if layers is None:
         outputs = output_layer_names(model)
-        chosen = [layer for layer in candidates
-                  if isinstance(_unwrapped(layer), default_layer_types()) and layer.name not in outputs]
+        chosen = [layer for path, layer in leaves
+                  if isinstance(_unwrapped(layer), default_layer_types()) and path not in outputs]
         if not chosen:
             raise SettingError("layers", "given: the model has no Dense, Conv, recurrent or Embedding layer "
                                f"besides its output layers (its layers: {', '.join(names)})", None, where)
@@ -102,17 +127,30 @@ def select_layers(model: keras.Model, layers: Any = None, where: str = "Regulari
     if not isinstance(selectors, Sequence) or not selectors:
         raise SettingError("layers", "a layer name, glob pattern, layer class or a non-empty list of them",
                            layers, where)
-    picked: set[str] = set()
+    nested = [path for path, layer in paths if _is_nested(layer)]
+    picked: set[int] = set()
     for selector in selectors:
-        matched = {layer.name for layer in candidates if _matches(layer, selector, where)}
+        matched = {id(layer) for path, layer in leaves if _matches(path, layer, selector, where)}
+        if isinstance(selector, str):  # a nested model's name stands for its regularizable layers
+            for model_path in (p for p in nested if fnmatch.fnmatchcase(p, selector)):
+                matched |= {id(layer) for path, layer in leaves if path.startswith(f"{model_path}/")
+                            and isinstance(_unwrapped(layer), default_layer_types())}
         if not matched:
-            raise SettingError("layers", _no_match(model, selector, names), selector, where)
+            raise SettingError("layers", f"a name, pattern or class matching one of the model's layers: "
+                               f"{', '.join(names)}", selector, where)
         picked |= matched
-    return [layer for layer in candidates if layer.name in picked]
+    return [layer for _, layer in leaves if id(layer) in picked]
 
 
-def plan_layers(layers: Sequence[keras.layers.Layer]) -> list[LayerPlan]:
-    """What each chosen layer can take, read from its config."""
+def plan_layers(layers: Sequence[keras.layers.Layer], model: keras.Model | None = None) -> list[LayerPlan]:
+    """What each chosen layer can take, read from its config.
+
+    Args:
+        layers: The chosen layers (``select_layers``).
+        model: The model they are in: names each plan by the layer's path
+            (needed for layers of nested models). None: by the layer's name.
+    """
+    paths = {id(layer): path for path, layer in layer_paths(model)} if model is not None else {}
     plans = []
     for layer in layers:
         config = _weight_configs(layer.get_config())[0]
@@ -121,7 +159,8 @@ def plan_layers(layers: Sequence[keras.layers.Layer]) -> list[LayerPlan]:
         constrained = {target for target, keys in WEIGHT_KEYS.items()
                        if any(f"{key}_constraint" in config for key in keys) and _has_weight(config, target)}
         before = "activation" in config and not isinstance(layer, (*_RECURRENT, *_WRAPPERS))
-        plans.append(LayerPlan(layer.name, frozenset(weights | {"activity"}), frozenset(constrained), before))
+        plans.append(LayerPlan(paths.get(id(layer), layer.name), frozenset(weights | {"activity"}),
+                               frozenset(constrained), before))
     return plans
 
 
@@ -138,7 +177,10 @@ def rewrite(model: keras.Model, plans: Sequence[LayerPlan], config: dict[str, An
     Returns:
         The rewritten model, with fresh weights.
     """
-    edits = _Edits(config, {plan.name: plan for plan in plans}, tuple(constraint_targets))
+    return _rewrite(model, _Edits(config, {plan.name: plan for plan in plans}, tuple(constraint_targets)))
+
+
+def _rewrite(model: keras.Model, edits: _Edits) -> keras.Model:
     if isinstance(model, keras.Sequential):
         return _rewrite_sequential(model, edits)
     return _rewrite_functional(model, edits)
@@ -181,14 +223,22 @@ def regularized(layer: keras.layers.Layer, config: dict[str, Any], constraint_ta
 class _Edits:
     """The per-layer changes of one configuration, and the layers they add (once per layer, shared layers too)."""
 
-    def __init__(self, config: dict[str, Any], plans: dict[str, LayerPlan], constraint_targets: tuple[str, ...]):
+    def __init__(self, config: dict[str, Any], plans: dict[str, LayerPlan], constraint_targets: tuple[str, ...],
+                 outermost: bool = True):
         self.config, self.plans, self.constraint_targets = config, plans, constraint_targets
         drops = config.get("dropout_kind", "none") != "none"
         self.hidden_noise = drops and config.get("dropout_where") in ("hidden", "both")
-        self.input_noise = drops and config.get("dropout_where") in ("input", "both")
+        # Input noise goes on the whole model's inputs, not again on a nested model's.
+        self.input_noise = outermost and drops and config.get("dropout_where") in ("input", "both")
         self.followers: dict[str, list[keras.layers.Layer]] = {}
 
     def clone(self, layer: keras.layers.Layer) -> keras.layers.Layer:
+        if _is_nested(layer):
+            prefix = f"{layer.name}/"
+            inner = {name[len(prefix):]: dataclasses.replace(plan, name=name[len(prefix):])
+                     for name, plan in self.plans.items() if name.startswith(prefix)}
+            if inner:
+                return _rewrite(layer, _Edits(self.config, inner, self.constraint_targets, outermost=False))
         plan = self.plans.get(layer.name)
         if plan is None:
             return layer.__class__.from_config(layer.get_config())
@@ -260,13 +310,14 @@ def output_layer_names(model: keras.Model) -> set[str]:
     """The layers with weights that make each output: the output layer, or the one before a weightless tail.
 
     A model ending in ``Dense(10) -> Activation("softmax")`` has ``Dense`` as its
-    output layer. Reads the producing layer of a tensor from
+    output layer; where a nested model makes an output, its own output layer
+    does (by path, ``"head/dense"``). Reads the producing layer of a tensor from
     ``KerasTensor._keras_history`` (Keras 3.15), a private attribute.
     """
     if isinstance(model, keras.Sequential):
         for layer in reversed(model.layers):
             if layer.weights:
-                return {layer.name}
+                return _output_paths(layer)
         return set()
     names = set()
     for tensor in keras.tree.flatten(model.outputs):
@@ -274,25 +325,28 @@ def output_layer_names(model: keras.Model) -> set[str]:
         while not layer.weights and isinstance(getattr(layer, "input", None), keras.KerasTensor):
             layer = layer.input._keras_history.operation
         if not isinstance(layer, keras.layers.InputLayer):
-            names.add(layer.name)
+            names |= _output_paths(layer)
     return names
 
 
-def _matches(layer: keras.layers.Layer, selector: Any, where: str) -> bool:
+def _output_paths(layer: keras.layers.Layer) -> set[str]:
+    """A layer that makes an output: its name, or a nested model's own output layers by path."""
+    if _is_nested(layer):
+        return {f"{layer.name}/{name}" for name in output_layer_names(layer)}
+    return {layer.name}
+
+
+def _is_nested(layer: keras.layers.Layer) -> bool:
+    """True for a Sequential or functional model used as a layer (its layers are rewritten too)."""
+    return isinstance(layer, keras.Model) and is_rewritable(layer)
+
+
+def _matches(path: str, layer: keras.layers.Layer, selector: Any, where: str) -> bool:
     if isinstance(selector, type):
         return isinstance(layer, selector)
     if isinstance(selector, str):
-        return fnmatch.fnmatchcase(layer.name, selector)
+        return fnmatch.fnmatchcase(path, selector) or fnmatch.fnmatchcase(layer.name, selector)
     raise SettingError("layers", "layer names, glob patterns or layer classes", selector, where)
-
-
-def _no_match(model: keras.Model, selector: Any, names: list[str]) -> str:
-    nested = [f"{layer.name}/{inner.name}" for layer in model.layers if isinstance(layer, keras.Model)
-              for inner in layer.layers if isinstance(selector, str) and fnmatch.fnmatchcase(inner.name, selector)]
-    if nested:
-        return (f"a top-level layer ({nested[0]} is inside a nested model, which regsearch does not rewrite); "
-                f"the model's layers: {', '.join(names)}")
-    return f"a name, pattern or class matching one of the model's layers: {', '.join(names)}"
 
 
 def _has_weight(config: dict[str, Any], target: str) -> bool:

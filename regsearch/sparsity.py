@@ -19,20 +19,22 @@ def activation_sparsity(
 
     Args:
         model: A functional or built Sequential Keras model.
-        layer_name: The layer whose output is measured.
+        layer_name: The layer whose output is measured; inside a nested model,
+            its path (``"encoder/dense_1"``).
         x: Input data: an array, or a list or dict of arrays for several inputs.
         batch_size: Rows per forward pass.
 
     Returns:
         ``{"mean_activation": float, "zero_fraction": float}``; NaN for empty data.
     """
-    layer = model.get_layer(layer_name)
-    probe = keras.Model(inputs=model.input, outputs=layer.output)
+    probes = _probes(model, layer_name)
     n_rows = len(keras.tree.flatten(x)[0])
     total = zeros = count = 0.0
     for start in range(0, n_rows, batch_size):
-        batch = keras.tree.map_structure(lambda a: np.asarray(a[start : start + batch_size]), x)
-        out = keras.ops.convert_to_numpy(probe(batch, training=False))
+        out = keras.tree.map_structure(lambda a: np.asarray(a[start : start + batch_size]), x)
+        for probe in probes:
+            out = probe(out, training=False)
+        out = keras.ops.convert_to_numpy(out)
         out = out.astype(np.float64, copy=False)
         total += float(out.sum())
         zeros += float(np.count_nonzero(out == 0.0))
@@ -40,3 +42,31 @@ def activation_sparsity(
     if count == 0:
         return {"mean_activation": float("nan"), "zero_fraction": float("nan")}
     return {"mean_activation": total / count, "zero_fraction": zeros / count}
+
+
+def _probes(model: keras.Model, path: str) -> list[keras.Model]:
+    """Models that, applied in turn, take ``model``'s input to the output of the layer at ``path``.
+
+    A layer inside a nested model lives in that model's own graph: the first
+    probe ends at the nested model's input (the tensors it was first called
+    on, read from Keras 3.15's private ``_inbound_nodes``), the next ones go on
+    inside it.
+    """
+    head, _, rest = path.partition("/")
+    layer = model.get_layer(head)
+    if not rest:
+        return [keras.Model(inputs=symbolic_input(model), outputs=layer.output)]
+    fed = layer._inbound_nodes[0].arguments.args[0]
+    return [keras.Model(inputs=symbolic_input(model), outputs=fed), *_probes(layer, rest)]
+
+
+def symbolic_input(model: keras.Model) -> Any:
+    """The model's symbolic input, in the structure its data comes in (a tensor, a list or a dict).
+
+    A functional model has it as ``model.input``; a built Sequential model has
+    never been called on a tensor of its own, so ``model.input`` raises, and
+    its one input is ``model.inputs[0]``.
+    """
+    if isinstance(model, keras.Sequential):
+        return model.inputs[0]
+    return model.input

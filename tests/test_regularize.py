@@ -255,3 +255,64 @@ def test_epochs_may_be_omitted_like_model_fit(moons, tmp_path):
     (trial,) = tuner.oracle.trials.values()
     assert trial.status == "COMPLETED" and trial.metrics.get_last_value("epochs_run") == 1
     assert any("no 'epochs' given; training 1 epoch" in str(w.message) for w in caught)
+
+
+# --- stock tuners over the default space train to their budget ----------------------------------------------------
+
+
+def test_no_space_at_all_searches_l2_strengths_on_a_log_scale():
+    hp = kt.HyperParameters()
+    config = Regularize(functional()).describe(hp)
+    assert (config["kind"], config["target"]) == ("l2", "kernel")
+    (strength,) = hp.space
+    assert (strength.name, strength.min_value, strength.max_value, strength.sampling) == ("strength", 1e-6, 0.1, "log")
+    # Any piece of space given is the whole space: no penalty is added to it.
+    dropout_only = Regularize(functional(), dropout=Dropout("dropout", [0.1, 0.2]))
+    assert dropout_only.describe(kt.HyperParameters())["kind"] == "none"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["regularize", "preset"])
+def test_stock_hyperband_over_the_defaults_trains_beyond_the_first_rung(which, moons, tmp_path):
+    """factor 7, max_epochs 7: a first bracket of 7 configurations at 1 epoch, its best continued to 7.
+
+    The tutorials' six decades ran out there: Keras Tuner stopped after six 1-epoch trials.
+    """
+    x, y, x_val, y_val = moons
+    hypermodel = (Regularize(functional()) if which == "regularize"
+                  else RegularizedMLP((2,), hidden=[8], regularizer=Regularizer("l2")))
+    tuner = kt.Hyperband(hypermodel, objective="val_loss", max_epochs=7, factor=7, hyperband_iterations=1,
+                         directory=str(tmp_path), project_name="hb", seed=1)
+    tuner.search(x, y, validation_data=(x_val, y_val), verbose=0)
+    trials = list(tuner.oracle.trials.values())
+    assert all(t.status == "COMPLETED" for t in trials)
+    first_rung = [t for t in trials if t.hyperparameters.values["tuner/epochs"] == 1]
+    beyond = [t for t in trials if t.hyperparameters.values["tuner/epochs"] == 7]
+    assert len(first_rung) == 7 and len({t.hyperparameters.values["strength"] for t in first_rung}) == 7
+    assert len(beyond) == 3  # the promoted one (6 more epochs) and the second bracket's two
+    assert sorted(t.metrics.get_last_value("epochs_run") for t in beyond) == [6, 7, 7]
+
+
+@pytest.mark.slow
+def test_stock_samplers_over_the_defaults_train_every_trial_to_its_epochs(moons, tmp_path):
+    x, y, x_val, y_val = moons
+    common = dict(objective="val_loss", max_trials=3, directory=str(tmp_path), seed=2)
+    for tuner in (kt.RandomSearch(Regularize(functional()), project_name="random", **common),
+                  kt.BayesianOptimization(Regularize(functional()), num_initial_points=2, project_name="bayes",
+                                          **common)):
+        tuner.search(x, y, validation_data=(x_val, y_val), epochs=4, verbose=0)
+        trials = list(tuner.oracle.trials.values())
+        assert len(trials) == 3 and all(t.status == "COMPLETED" for t in trials)
+        assert [t.metrics.get_last_value("epochs_run") for t in trials] == [4, 4, 4]
+        assert len({t.hyperparameters.values["strength"] for t in trials}) == 3
+
+
+def test_a_search_file_without_strengths_keeps_the_tutorials_decades(tmp_path):
+    from regsearch.definition import load_definition
+    from regsearch.definition.build import make_hypermodel
+    from regsearch.oracles import grid_configurations
+
+    (tmp_path / "decades.toml").write_text('description = "x"\n[data]\ndataset = "moons"\n[model]\n'
+                                           'hypermodel = "RegularizedMLP"\n[space.regularizer]\nkinds = ["l2"]\n')
+    hypermodel = make_hypermodel(load_definition(tmp_path / "decades.toml"))
+    assert [c["strength"] for c in grid_configurations(hypermodel)] == [0.1, 0.01, 0.001, 1e-4, 1e-5, 1e-6]

@@ -9,6 +9,7 @@ import pytest
 
 from regsearch.errors import SettingError
 from regsearch.rewrite import output_layer_names, plan_layers, rewrite, select_layers
+from regsearch.sparsity import activation_sparsity
 from safe_load import load_without_regsearch
 
 NONE = dict(kind="none", target="none", constraint="none", dropout_kind="none")
@@ -61,12 +62,44 @@ def test_selectors_that_match_nothing_list_the_layers(selector, expected):
     assert expected in str(error.value) and "\n" not in str(error.value)
 
 
-def test_a_layer_inside_a_nested_model_is_named_as_such():
-    inner = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3, name="inner_dense")], name="block")
+def nested() -> keras.Model:
+    """A Sequential block inside a functional model, and a functional head (holding the output layer) after it."""
+    block = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3, activation="relu", name="inner_dense"),
+                              keras.layers.BatchNormalization(name="bn")], name="block")
+    head_in = keras.Input((2,))
+    head_hidden = keras.layers.Dense(4, activation="relu", name="head_dense")(head_in)
+    head = keras.Model(head_in, keras.layers.Dense(1, name="out")(head_hidden), name="head")
     inputs = keras.Input((2,))
-    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(inner(inputs)))
-    with pytest.raises(SettingError, match="block/inner_dense is inside a nested model"):
-        select_layers(model, "inner_dense")
+    return keras.Model(inputs, head(keras.layers.Dense(2, name="front")(block(inputs))))
+
+
+def test_layers_inside_nested_models_are_chosen_by_path_and_rewritten():
+    model = nested()
+    assert output_layer_names(model) == {"head/out"}
+    chosen = plan_layers(select_layers(model), model)
+    assert [p.name for p in chosen] == ["block/inner_dense", "front", "head/head_dense"]
+    assert [p.name for p in plan_layers(select_layers(model, "inner_*"), model)] == ["block/inner_dense"]
+    assert [p.name for p in plan_layers(select_layers(model, "head"), model)] == ["head/head_dense", "head/out"]
+    assert [p.name for p in plan_layers(select_layers(model, "block/bn"), model)] == ["block/bn"]
+    settings = config(kind="l2", strength=0.02, target="kernel", dropout_kind="dropout", dropout_rate=0.1,
+                      dropout_where="both")
+    new = rewrite(model, plan_layers(select_layers(model, ["inner_dense", "head/head_dense"]), model), settings)
+    block, head = new.get_layer("block"), new.get_layer("head")
+    assert isinstance(block, keras.Sequential) and block is not model.get_layer("block")
+    assert block.get_layer("inner_dense").kernel_regularizer.l2 == pytest.approx(0.02)
+    assert head.get_layer("head_dense").kernel_regularizer.l2 == pytest.approx(0.02)
+    assert new.get_layer("front").kernel_regularizer is None and head.get_layer("out").kernel_regularizer is None
+    assert [layer.name for layer in block.layers] == ["inner_dense", "inner_dense_dropout", "bn"]
+    assert "input_dropout" in [layer.name for layer in new.layers]  # once, on the whole model's input
+    assert "input_dropout" not in [layer.name for layer in block.layers + head.layers]
+    new.set_weights(model.get_weights())  # without noise (inference) it computes the source's function
+    rows = np.random.default_rng(2).normal(size=(5, 2))
+    np.testing.assert_allclose(new.predict(rows, verbose=0), model.predict(rows, verbose=0), atol=1e-6)
+    # Sparsity reaches into the nested models: the head's hidden layer, on the front layer's output.
+    inner = keras.ops.convert_to_numpy(head.get_layer("head_dense")(new.get_layer("front")(block(rows))))
+    measured = activation_sparsity(new, "head/head_dense", rows)
+    assert measured["mean_activation"] == pytest.approx(inner.mean(), abs=1e-6)
+    assert measured["zero_fraction"] == pytest.approx((inner == 0).mean()) and 0 < measured["zero_fraction"] < 1
 
 
 def test_penalties_go_on_the_chosen_layers_only_and_on_the_weights_each_has():

@@ -75,6 +75,18 @@ def test_fixed_pieces_declare_nothing():
     assert declared(Placement("before")) == ({"placement": "before"}, {})
 
 
+def test_default_strengths_are_a_continuous_log_range_and_no_penalty_declares_none():
+    """Stock samplers (random, Bayesian, Hyperband) draw new strengths from it for as long as they ask."""
+    config, space = declared(Regularizer("l2"))
+    (strength,) = space.values()
+    assert isinstance(strength, kt.engine.hyperparameters.Float) and strength.step is None
+    assert (strength.min_value, strength.max_value, strength.sampling) == (1e-6, 1e-1, "log")
+    assert config["strength"] == 1e-6
+    assert declared(Regularizer("none")) == ({"kind": "none", "strength": None, "target": "none"}, {})
+    _, space = declared(Regularizer(["none", "l1"]))
+    assert list(space) == ["kind", "strength"] and space["strength"].sampling == "log"
+
+
 def test_one_kind_over_decades_is_an_ordered_float_choice():
     config, space = declared(Regularizer("l2", Decades(1e-1, 1e-6)))
     assert list(space) == ["strength"]

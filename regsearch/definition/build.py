@@ -121,7 +121,10 @@ def _make_space(definition: SearchDefinition) -> dict[str, Any]:
     arguments: dict[str, Any] = {}
     pieces = definition.space
     if "regularizer" in pieces:
-        arguments["regularizer"] = space.Regularizer(**pieces["regularizer"])
+        # A search file's default strengths are the tutorials' decades, a grid every strategy can walk.
+        arguments["regularizer"] = space.Regularizer(**{"strengths": space.DEFAULT_GRID, **pieces["regularizer"]})
+    elif definition.hypermodel == "Regularize":
+        arguments["regularizer"] = space.Regularizer("none")  # a file without one searches no penalty
     if "constraint" in pieces:
         arguments["constraint"] = space.Constraint(**pieces["constraint"])
     if "dropout" in pieces:
@@ -167,7 +170,14 @@ def load_model_file(path: Path, split: Split, where: str) -> Any:
         reason = text[0][:160] if text else type(error).__name__
         raise SettingError("model.file", f"{_LOADABLE} (custom objects and Lambda layers are not loaded)",
                            f"{path} ({reason})", where) from None
+    if isinstance(model, keras.Sequential) and not getattr(model, "inputs", None):
+        model.build((None, *split.input_shape))  # saved before it was built: the data says its input
     inputs, outputs = model.inputs or [], model.outputs or []
+    if len(inputs) > 1:
+        shapes = [tuple(t.shape[1:]) for t in inputs]
+        raise SettingError("model.file", "a model with one input: a data file gives one array of rows, so a model "
+                           "of several inputs is searched through regsearch.Regularize, given its data as a list "
+                           "or dict of arrays", f"{path.name} with inputs {shapes}", where)
     if len(inputs) != 1 or tuple(inputs[0].shape[1:]) != tuple(split.input_shape):
         shapes = [tuple(t.shape[1:]) for t in inputs]
         raise SettingError("model.file", f"a model with one input of shape {tuple(split.input_shape)} "

@@ -34,13 +34,19 @@ class Regularize(RegularizedHyperModel):
     :func:`regsearch.fit` and reports what the built-in HyperModels report.
 
     Args:
-        model: A Sequential or functional ``keras.Model``, or a function
-            ``build(hp) -> keras.Model`` that may declare hyperparameters of its own.
-        layers: The layers to regularize: names, glob patterns (``"dense_*"``),
-            layer classes, or a list of them. Default: every Dense, Conv,
-            recurrent and Embedding layer except the output layers.
+        model: A Sequential (started with ``keras.Input`` or built with
+            ``build(shape)``) or functional ``keras.Model``, with one input or
+            several, possibly holding nested Sequential or functional models;
+            or a function ``build(hp) -> keras.Model`` that may declare
+            hyperparameters of its own.
+        layers: The layers to regularize: names, paths into nested models
+            (``"encoder/dense_1"``), glob patterns (``"dense_*"``), layer
+            classes, or a list of them. Default: every Dense, Conv, recurrent
+            and Embedding layer except the output layers, nested models' included.
         regularizer, placement, constraint, dropout, patience: The space, as in
-            :class:`RegularizedHyperModel`.
+            :class:`RegularizedHyperModel`. Given none of them (nor ``optimizer``
+            or ``learning_rate``), the space is ``Regularizer("l2")``: an L2
+            penalty on the kernels, its strength drawn from ``LogRange(1e-6, 1e-1)``.
         optimizer: An optimizer name or a list (searched); None keeps the model's.
         learning_rate: A learning rate or values to search; None keeps the model's.
         task: ``"binary"``, ``"multiclass"`` or ``"regression"``: the loss and
@@ -75,6 +81,8 @@ class Regularize(RegularizedHyperModel):
         where = "Regularize"
         if not isinstance(model, keras.Model) and not callable(model):
             raise SettingError("model", "a keras.Model or a function build(hp) -> keras.Model", model, where)
+        if all(piece is None for piece in (regularizer, constraint, dropout, optimizer, learning_rate, patience)):
+            regularizer = Regularizer("l2")  # no space given: L2 on the kernels, strengths on a log scale
         if task is not None and task not in TASKS:
             raise SettingError("task", one_of(TASKS), task, where)
         super().__init__(
@@ -101,7 +109,8 @@ class Regularize(RegularizedHyperModel):
 
     def plans(self, hp: kt.HyperParameters) -> list[LayerPlan]:
         """The chosen layers of ``hp``'s model and what each can take."""
-        return plan_layers(select_layers(self.source(hp), self.layers))
+        source = self.source(hp)
+        return plan_layers(select_layers(source, self.layers), source)
 
     def _check_source(self, model: Any) -> None:
         where = "Regularize"
@@ -110,9 +119,12 @@ class Regularize(RegularizedHyperModel):
         if not is_rewritable(model):
             raise SettingError("model", "a Sequential or functional keras.Model (a subclassed model's layers are "
                                "made in Python code that cannot be rewritten)", type(model).__name__, where)
+        if isinstance(model, keras.Sequential) and not getattr(model, "inputs", None):
+            raise SettingError("model", "a built Sequential model: start it with keras.Input(shape), or call "
+                               "model.build((None, *shape)) before handing it over", f"{model.name} (not built)", where)
         if not model.compiled and self.task is None:
             raise SettingError("task", f"given for a model that is not compiled: {one_of(TASKS)}", None, where)
-        plans = plan_layers(select_layers(model, self.layers, where))
+        plans = plan_layers(select_layers(model, self.layers, where), model)
         wanted = self.regularizer.target_parts()
         for target in sorted(wanted):
             if not any(target in plan.targets for plan in plans):

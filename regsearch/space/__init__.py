@@ -17,6 +17,8 @@ in GridSearch (keras-tuner #614).
 # The helpers and constants are re-exported for the HyperModels; the public API is __all__.
 from regsearch.space.pieces import (  # noqa: F401
     CONSTRAINTS,
+    DEFAULT_GRID,
+    DEFAULT_STRENGTHS,
     DROPOUT_KINDS,
     DROPOUT_WHERE,
     KINDS,

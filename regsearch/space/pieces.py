@@ -34,6 +34,11 @@ DROPOUT_WHERE = ("input", "hidden", "both")
 
 __all__ = ["Constraint", "Dropout", "Placement", "Regularizer", "make_constraint", "make_dropout", "make_regularizer"]
 
+#: The strengths a ``Regularizer`` searches when none are given: continuous, on a log scale.
+DEFAULT_STRENGTHS = LogRange(1e-6, 1e-1)
+#: What a search file's ``[space.regularizer]`` without ``strengths`` searches: the tutorials' decades.
+DEFAULT_GRID = Decades(1e-1, 1e-6)
+
 
 class Regularizer:
     """Which weight/activity penalty, how strong, and on what.
@@ -41,8 +46,12 @@ class Regularizer:
     Args:
         kinds: ``"none"``, ``"l1"``, ``"l2"``, ``"l1_l2"`` or a list of them (searched).
         strengths: the strength (for ``l1_l2`` the L2 strength): a number, a
-            list, ``Decades``, ``FineGrid`` (grid searches) or ``LogRange`` (Bayesian);
-            default ``Decades(1e-1, 1e-6)``.
+            list, ``Decades``, ``FineGrid`` (grid searches) or ``LogRange``
+            (tuners that sample: random, Bayesian, Hyperband); default
+            ``LogRange(1e-6, 1e-1)``, a continuous log scale (:data:`DEFAULT_STRENGTHS`).
+            Keras Tuner's samplers draw new values from it for as long as they
+            ask, where a finite grid runs out (stock ``Hyperband`` then stops at
+            its first rung); give ``Decades(1e-1, 1e-6)`` for the tutorials' grid.
         target: where the penalty goes: ``"kernel"``, ``"bias"``, ``"activity"``,
             ``"recurrent"``, ``"embeddings"``; several at once joined by ``+``
             (``"kernel+bias"``); a list of such names is searched.
@@ -62,7 +71,7 @@ class Regularizer:
     ) -> None:
         where = "Regularizer"
         self.kinds = as_choices(kinds, "kinds", KINDS, where)
-        strengths = Decades(1e-1, 1e-6) if strengths is None else strengths
+        strengths = DEFAULT_STRENGTHS if strengths is None else strengths
         for setting, value in (("strengths", strengths), ("l1_strengths", l1_strengths)):
             if isinstance(value, Range):
                 raise SettingError(
@@ -112,6 +121,8 @@ class Regularizer:
         return config
 
     def _resolve_kind_and_strength(self, hp: Any) -> tuple[str, float | None, float | None]:
+        if not self.regularizes:  # no strength to declare, whatever the strengths are
+            return "none", None, None
         grids = isinstance(self.strengths, tuple) and (
             self.l1_strengths is None or isinstance(self.l1_strengths, tuple)
         )
