@@ -1,13 +1,16 @@
-"""The on-device training engine: ``model.fit`` with early stopping as one compiled loop.
+"""The on-device training engine: ``model.fit`` with early stopping as one compiled program.
 
 ``model.fit`` returns to Python after every epoch (callbacks, logs, the
 validation iterator). On the small models regularization studies use, that
-overhead is almost all of the run time. :func:`fit` runs the whole epoch loop,
-validation and early-stopping bookkeeping included, inside a single
-``tf.function``, calling the model's own
-``train_step``/``test_step`` so that losses, regularization penalties and
-metrics are exactly those of ``model.fit``. What that loop cannot run goes
-through ``model.fit`` itself, with a warning.
+overhead is almost all of the run time. :func:`fit` checks ``model.fit``'s
+arguments and trains the model as a population of one
+(:func:`regsearch.population.train_population`): the whole epoch loop,
+validation and early-stopping bookkeeping included, in one compiled program
+that calls the model's own ``train_step``/``test_step``, so that losses,
+regularization penalties and metrics are exactly those of ``model.fit``. The
+program is the one a search trains its members with, on TensorFlow and JAX
+alike, and is kept for the next model of the same structure. What it cannot
+run goes through ``model.fit`` itself, with a warning.
 """
 
 from __future__ import annotations
@@ -79,11 +82,15 @@ def fit(
     ``EarlyStopping``, ``TerminateOnNaN``, ``History`` and ``ProgbarLogger``
     (it must see every epoch).
 
-    On TensorFlow the loop is compiled with XLA when the model's
-    ``jit_compile`` asks for it (Keras's ``"auto"`` does where there is a
-    GPU), and runs as a plain TensorFlow graph otherwise or when XLA cannot
-    compile the model. On JAX it is a population of one
-    (:func:`regsearch.population.train_population`) under ``jax.jit``.
+    The model trains as a population of one
+    (:func:`regsearch.population.train_population`): under ``jax.jit`` on
+    JAX; on TensorFlow compiled with XLA, except a model with random layers
+    (dropout, noise) on a CPU unless compiled with ``jit_compile=True``, a
+    layer without XLA support, or a model XLA fails to compile (with a
+    warning), which run as a plain graph. The compiled program is kept for
+    the next model of the same structure (layers, compile settings, the
+    numbers a search varies apart) and data shapes, so the repeats and
+    configurations of a search trace it once.
 
     Args:
         model: A compiled Keras model.
@@ -166,17 +173,15 @@ def fit(
             early_stopping.stopped_epoch, early_stopping.best_epoch, early_stopping.wait = 0, 0, 0
         return _history(model, history, {}, [], params, stopped_epoch=0, best_epoch=0, diverged=False)
 
-    settings = dict(epochs=int(epochs), initial_epoch=int(initial_epoch), batch_size=int(batch_size),
-                    validation_batch_size=int(validation_batch_size or batch_size), shuffle=bool(shuffle),
-                    early_stopping=early_stopping)
-    if keras.backend.backend() == "tensorflow":
-        from regsearch import _loop  # TensorFlow is only needed on this path.
+    from regsearch.population import train_population  # the backend's modules load only on this path
 
-        outcome = _loop.train(model, data, validation, seed=seed, **settings)
-    else:  # JAX: a population of one, through the model's own stateless steps
-        from regsearch.population import train_population
-
-        (outcome,) = train_population([model], data, validation, seeds=[seed], **settings)
+    # A population of one: the program every search trains its members with, kept for the next model of this
+    # structure (the next trial of a search) and for this model trained again.
+    (outcome,) = train_population(
+        [model], data, validation, epochs=int(epochs), initial_epoch=int(initial_epoch), batch_size=int(batch_size),
+        validation_batch_size=int(validation_batch_size or batch_size), shuffle=bool(shuffle),
+        early_stopping=early_stopping, seeds=[seed],
+    )
     if early_stopping is not None:
         early_stopping.stopped_epoch = outcome.stopped_epoch
         early_stopping.best_epoch = outcome.best_epoch

@@ -422,10 +422,12 @@ def test_sample_weight_without_targets_is_refused():
 
 
 def test_weights_in_the_batches_trace_a_new_loop():
+    from regsearch import population
+
     model = make_model()
     regsearch.fit(model, X, Y, batch_size=8)
-    loop = model._regsearch_loop
+    programs = dict(population._PROGRAMS)
     regsearch.fit(model, X, Y, batch_size=8)
-    assert model._regsearch_loop is loop
+    assert dict(population._PROGRAMS) == programs
     regsearch.fit(model, X, Y, sample_weight=WEIGHTS, batch_size=8)
-    assert model._regsearch_loop is not loop
+    assert len(set(population._PROGRAMS) - set(programs)) == 1

@@ -38,10 +38,10 @@ class Backend:
         return self.model.test_step(state, batch)
 
     def log_specs(self, step: str, state: Any, batch: Any) -> dict[str, tuple[int, ...]]:
-        from regsearch.population.loop import flat_logs
+        from regsearch.population.loop import checked_logs
 
         logs, _ = jax.eval_shape(getattr(self, step), state, batch)
-        return {name: tuple(spec.shape) for name, spec in flat_logs(logs).items()}
+        return {name: tuple(spec.shape) for name, spec in checked_logs(step, logs).items()}
 
     @staticmethod
     def permutation(seed: Any, epoch: Any, n: int) -> Any:

@@ -19,7 +19,7 @@ from keras import ops, tree
 
 from regsearch.population import stopping
 
-__all__ = ["Layout", "Settings", "member_chunk", "member_scores"]
+__all__ = ["Layout", "Settings", "checked_logs", "flat_logs", "member_chunk", "member_scores"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,14 @@ def flat_logs(logs: dict[str, Any]) -> dict[str, Any]:
     for name, value in sorted(logs.items()):
         flat.update(flat_logs(value) if isinstance(value, dict) else {name: value})
     return flat
+
+
+def checked_logs(step: str, logs: Any) -> dict[str, Any]:
+    """The flat logs a model's ``train_step``/``test_step`` returned; refuses what ``model.fit`` cannot log."""
+    if not isinstance(logs, dict):
+        raise ValueError(f"fit: 'model.{step}' must return a dict of logs, as model.fit needs; "
+                         f"got {type(logs).__name__}.")
+    return flat_logs(logs)
 
 
 @dataclass(frozen=True)
