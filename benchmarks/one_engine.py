@@ -30,7 +30,7 @@ import keras  # noqa: E402
 from sklearn.datasets import make_moons  # noqa: E402
 
 import regsearch  # noqa: E402
-from regsearch import engine  # noqa: E402
+from regsearch.engine.checks import packed  # noqa: E402
 
 
 def moons_model(jit_compile: bool | str = "auto") -> keras.Model:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         spec.loader.exec_module(old_loop)
 
         def old(model: keras.Model) -> None:
-            old_loop.train(model, engine._packed(*train, None), engine._packed(*test, None), epochs=epochs,
+            old_loop.train(model, packed(*train, None), packed(*test, None), epochs=epochs,
                            initial_epoch=0, batch_size=32, validation_batch_size=32, shuffle=True,
                            early_stopping=None, seed=0)
 
