@@ -35,6 +35,8 @@ import keras
 import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
 
+from regsearch.population.loop import custom_step, epoch_logs
+
 __all__ = ["Backend", "dropout"]
 
 
@@ -66,6 +68,8 @@ class Backend:
         # Rows unknown to the graph, as in model.fit's batches (Keras reads the static batch size in places).
         batch = tf.nest.map_structure(lambda t: tf.compat.v1.placeholder_with_default(t, [None, *t.shape[1:]]), batch)
         logs = step(batch)
+        if custom_step(self.model, step.__name__):
+            logs = epoch_logs(logs, self.model.get_metrics_result)
         return logs, tuple([variable.value for variable in variables] for variables in groups)
 
     def train_step(self, state: Any, batch: Any) -> tuple[Any, Any]:

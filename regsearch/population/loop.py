@@ -68,6 +68,23 @@ def checked_logs(step: str, logs: Any) -> dict[str, Any]:
     return flat_logs(logs)
 
 
+def custom_step(model: Any, step: str) -> bool:
+    """Whether ``model`` overrides ``step`` (or ``compute_metrics``): its logs may then differ from its metrics'."""
+    import keras
+
+    return any(getattr(type(model), name) is not getattr(keras.Model, name) for name in (step, "compute_metrics"))
+
+
+def epoch_logs(logs: Any, metric_results: Callable[[], dict[str, Any]]) -> Any:
+    """The logs ``model.fit`` keeps of a step: its metrics' results when the step returns exactly their names.
+
+    Keras's ``Trainer._get_metrics_result_or_logs``: a custom step that
+    returns other keys is logged as it returned them.
+    """
+    results = metric_results()
+    return results if isinstance(logs, dict) and set(logs) == set(results) else logs
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the traced program bakes in: shapes and the rules shared by the group."""
