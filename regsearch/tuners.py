@@ -354,27 +354,17 @@ class _RecordingTuner:
 
 
     def _initial_model(self, hp: kt.HyperParameters, seed: int, model: keras.Model | None) -> keras.Model:
-        """The configuration's model with the initial state a fresh build under ``seed`` has.
+        """The configuration's model as a fresh build under ``seed`` makes it.
 
-        The first run builds it (after ``clear_session``, as Keras Tuner's own
-        build does). Later runs of the same configuration copy a fresh build's
-        weights and optimizer state into that first model instead, so that
-        ``regsearch.fit`` reuses the training loop it traced for it: tracing
-        costs about as much as training a small model for thousands of epochs.
+        The first run of a configuration (``model`` None) clears the session
+        first, as Keras Tuner's own build does. Nothing is traced again for
+        the repeats, nor for the next configuration of the same structure:
+        ``regsearch.fit`` keeps the compiled program per structure.
         """
         if model is None:
             keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
-        fresh = self.hypermodel.build(hp)
-        if model is None or not getattr(model, "_regsearch_loop", None):
-            return fresh
-        model.set_weights(fresh.get_weights())
-        fresh.optimizer.build(fresh.trainable_variables)
-        if len(fresh.optimizer.variables) != len(model.optimizer.variables):
-            return fresh
-        for variable, initial in zip(model.optimizer.variables, fresh.optimizer.variables):
-            variable.assign(initial)
-        return model
+        return self.hypermodel.build(hp)
 
 
 class _Stopped(Exception):

@@ -90,32 +90,43 @@ def test_xla_compiled_model_matches_model_fit_with_early_stopping():
 
 
 def test_training_again_reuses_the_traced_loop_and_continues_like_model_fit():
+    from regsearch import population
+
     x, y = moons(60)
     reference, ours = twin_models(units=16)
     data = dict(validation_data=(x[30:], y[30:]), epochs=10, batch_size=8)
+    programs = None
     for _ in range(2):  # the second call continues from the first one's weights and optimizer state
         expected = reference.fit(x[:30], y[:30], shuffle=False, verbose=0, **data)
         got = regsearch.fit(ours, x[:30], y[:30], shuffle=False, **data)
         assert_same_history(expected.history, got.history)
+        programs = programs or dict(population._PROGRAMS)
     assert_same_weights(reference, ours)
-    assert ours._regsearch_loop.graph.experimental_get_tracing_count() == 1
+    assert dict(population._PROGRAMS) == programs  # nothing traced again
+    regsearch.fit(make_model(units=16), x[:30], y[:30], shuffle=False, **data)
+    assert dict(population._PROGRAMS) == programs  # nor for another model of the same structure (the next trial)
 
 
 def test_new_data_of_the_same_shape_reuses_the_loop_and_new_settings_retrace():
+    from regsearch import population
+
     x, y = moons(60)
     first, second = twin_models(units=16)
     regsearch.fit(first, x[:30], y[:30], validation_data=(x[30:], y[30:]), epochs=5, seed=0)
-    loop = first._regsearch_loop
+    programs = dict(population._PROGRAMS)
     swapped = regsearch.fit(first, x[30:60], y[30:60], validation_data=(x[:30], y[:30]), epochs=5, seed=0)
-    assert first._regsearch_loop is loop
+    assert dict(population._PROGRAMS) == programs
     regsearch.fit(second, x[:30], y[:30], validation_data=(x[30:], y[30:]), epochs=5, seed=0)
     fresh = regsearch.fit(second, x[30:60], y[30:60], validation_data=(x[:30], y[:30]), epochs=5, seed=0)
     assert swapped.history == fresh.history
     regsearch.fit(first, x[:30], y[:30], validation_data=(x[30:], y[30:]), epochs=6, seed=0)
-    assert first._regsearch_loop is not loop
+    assert dict(population._PROGRAMS) == programs  # 5 and 6 epochs share a chunk of 8
+    regsearch.fit(first, x[:30], y[:30], validation_data=(x[30:], y[30:]), epochs=5, batch_size=16, seed=0)
+    (batches,) = set(population._PROGRAMS) - set(programs)  # a new program for the new batch size
     stop = keras.callbacks.EarlyStopping(patience=2)
     regsearch.fit(first, x[:30], y[:30], validation_data=(x[30:], y[30:]), epochs=6, early_stopping=stop)
-    assert first._regsearch_loop.state.best_weights == []  # a new loop for the new early-stopping rule
+    (stopping,) = set(population._PROGRAMS) - set(programs) - {batches}  # and for the new early-stopping rule
+    assert population._PROGRAMS[stopping].settings.rule.restore_best_weights is False
 
 
 def test_without_validation_data_has_only_train_logs():

@@ -217,6 +217,28 @@ def test_custom_steps_log_every_key_of_the_last_batch_like_model_fit(jit_compile
     assert_same_weights(reference, ours)
 
 
+class ReturnsMetricNames(keras.Model):
+    """A custom train_step returning exactly the metrics' names, with other values: model.fit logs the metrics."""
+
+    def train_step(self, data):
+        logs = super().train_step(data)
+        return {name: keras.ops.zeros_like(value) + 7.0 for name, value in logs.items()}
+
+
+def test_a_step_returning_the_metric_names_logs_the_metrics_like_model_fit():
+    x, y = moons(30)
+
+    def build() -> keras.Model:
+        inputs = keras.Input((2,))
+        model = ReturnsMetricNames(inputs, keras.layers.Dense(1, activation="sigmoid")(inputs))
+        model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy", metrics=["accuracy"])
+        return model
+
+    reference, expected, ours, got = both_fit(build, x, y, epochs=3, batch_size=8)
+    assert 7.0 not in got.history["loss"]
+    assert_same_history(expected.history, got.history)
+
+
 class NoLoss(keras.Model):
     def train_step(self, data):
         logs = super().train_step(data)
@@ -422,10 +444,12 @@ def test_sample_weight_without_targets_is_refused():
 
 
 def test_weights_in_the_batches_trace_a_new_loop():
+    from regsearch import population
+
     model = make_model()
     regsearch.fit(model, X, Y, batch_size=8)
-    loop = model._regsearch_loop
+    programs = dict(population._PROGRAMS)
     regsearch.fit(model, X, Y, batch_size=8)
-    assert model._regsearch_loop is loop
+    assert dict(population._PROGRAMS) == programs
     regsearch.fit(model, X, Y, sample_weight=WEIGHTS, batch_size=8)
-    assert model._regsearch_loop is not loop
+    assert len(set(population._PROGRAMS) - set(programs)) == 1

@@ -698,7 +698,9 @@ def test_jit_compile_reaches_the_model_and_the_engine_uses_xla(moons):
     model, hp = built(hypermodel)
     assert model.jit_compile is True
     hypermodel.fit(hp, model, x, y, validation_data=(xv, yv), epochs=3)
-    assert model._regsearch_loop.xla is not None
+    from regsearch import population
+
+    assert next(reversed(population._PROGRAMS.values())).backend.xla is True  # the program that trained it
     plain = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     plain.compile(optimizer="adam", loss="mse")
     assert built(mlp())[0].jit_compile == plain.jit_compile  # "auto": Keras decides (XLA only with a GPU)

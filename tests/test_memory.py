@@ -17,11 +17,11 @@ import regsearch
 BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "memory.py"
 
 
-def _train_once() -> None:
+def _train_once(units: int = 8) -> None:
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
-        [keras.Input((2,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")]
+        [keras.Input((2,)), keras.layers.Dense(units, activation="relu"), keras.layers.Dense(1, activation="sigmoid")]
     )
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     x = np.random.default_rng(0).normal(size=(20, 2)).astype("float32")
@@ -34,14 +34,24 @@ def _live_func_graphs() -> int:
     return sum(isinstance(obj, func_graph.FuncGraph) for obj in gc.get_objects())
 
 
+def _drop_kept_programs() -> None:
+    from regsearch import population
+
+    while population._PROGRAMS:
+        population._PROGRAMS.popitem()[1].keep.close()
+
+
 def test_fit_leaves_no_traced_graph_behind() -> None:
     # The optimizer's all_reduce registers a custom gradient per trace; left in
-    # TensorFlow's global registry, it kept every trial's graph alive.
-    _train_once()
+    # TensorFlow's global registry, it kept every trial's graph alive. Every run
+    # here has a new structure, so every run traces a program of its own.
+    _train_once(8)
+    _drop_kept_programs()
     registered, graphs = len(tf_ops._gradient_registry._registry), _live_func_graphs()
-    for _ in range(3):
-        _train_once()
+    for units in (9, 10, 11):
+        _train_once(units)
     assert len(tf_ops._gradient_registry._registry) == registered
+    _drop_kept_programs()  # what the kept programs held goes with them
     assert _live_func_graphs() <= graphs
 
 

@@ -97,7 +97,7 @@ def test_a_member_matches_model_fit() -> None:
 
 
 def test_regsearch_fit_equals_model_fit_on_this_backend(recwarn: pytest.WarningsRecorder) -> None:
-    """On TensorFlow its own compiled loop; on JAX a population of one. Either way no fallback to model.fit."""
+    """A population of one on either backend, and no fallback to model.fit."""
     import regsearch
 
     model = build(3, 1e-3, rate=0)

@@ -98,7 +98,12 @@ def _to_backend(array: np.ndarray) -> Any:
 
 
 def _values(variables: Sequence[Any]) -> list[np.ndarray]:
-    return [keras.ops.convert_to_numpy(v.value) for v in variables]
+    return [_read(v.value) for v in variables]
+
+
+def _read(value: Any) -> np.ndarray:
+    # TensorFlow's variables read through .numpy(): numpy's copy protocol warns on the variables themselves.
+    return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
 
 
 def train_population(
@@ -196,17 +201,16 @@ class Population:
         self.val = val = None if validation is None else tree.map_structure(_to_backend, validation)
         first_batch = tree.map_structure(lambda t: t[:batch_size], data)
         for model in models:
-            if not model.built:
-                model._symbolic_build(data_batch=first_batch)  # as model.fit builds it
-            if not model.optimizer.built:
-                model.optimizer.build(model.trainable_variables)
+            # As model.fit builds it: layers, compiled loss and metrics (mode="auto" early stopping reads their
+            # directions), optimizer; nothing is done for what is built already.
+            model._symbolic_build(data_batch=first_batch)
         self.rule = rule = (None if early_stopping is None
                             else stopping.StoppingRule.from_callback(early_stopping, models[0]))
         default_patience = 0 if early_stopping is None else int(early_stopping.patience)
         patiences = [default_patience if p is None else int(p) for p in (patiences or [None] * len(models))]
         table = _numbers.Table([_numbers.numbers_of(model) for model in models])
         size = _padded(len(models))
-        chunk = max(1, min(CHUNK, epochs - initial_epoch))
+        chunk = _chunk(epochs - initial_epoch)
         self.program = program = _program(
             models[0], _numbers.structure_of(models[0]), table.keys, data, val, first_batch, size=size, mode=mode,
             chunk=chunk, batch_size=batch_size, val_batch_size=val_batch_size, shuffle=bool(shuffle), rule=rule)
@@ -334,6 +338,16 @@ def _best_epoch(es: dict[str, Any], rule: stopping.StoppingRule | None, end: int
     return int(es["best_epoch"]) if has_best else max(end - 1, 0)
 
 
+def _chunk(epochs: int) -> int:
+    """Epochs per compiled call: ``epochs`` rounded up to a power of two, at most ``CHUNK``.
+
+    Rounding lets runs of nearby lengths (a Hyperband bracket's rounds, a
+    user's repeated ``regsearch.fit``) share a program; a member pauses at its
+    own last epoch whatever the chunk.
+    """
+    return max(1, min(CHUNK, 1 << max(0, int(epochs) - 1).bit_length()))
+
+
 def _padded(size: int) -> int:
     """Members rounded up to a multiple of 8, so that populations of nearby sizes share a compiled program.
 
@@ -363,6 +377,7 @@ class _Program:
     """A compiled population program and the private template model it was traced on."""
 
     template: keras.Model
+    backend: Any
     settings: Settings
     metrics_init: Any
     train: Callable[..., Any]
@@ -400,7 +415,9 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
              rule: stopping.StoppingRule | None) -> _Program:
     """The compiled program for this structure, settings and data shapes: kept from before, or traced now."""
     def spec(rows: Any) -> Any:
-        return None if rows is None else tree.map_structure(lambda t: (tuple(t.shape), str(t.dtype)), rows)
+        # Flattened with paths: data may be dicts (input names), which a key cannot hold.
+        return None if rows is None else tuple((path, tuple(t.shape), str(t.dtype))
+                                               for path, t in tree.flatten_with_path(rows))
 
     specs = (spec(data), spec(val))
     key = (keras.backend.backend(), structure, keys, specs, size, mode, chunk, batch_size,
@@ -441,7 +458,7 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
     eval_specs = backend.log_specs("test_step", (*weights, metrics_init), first_batch)
     eval_layout = Layout(tuple(eval_specs), tuple(eval_specs.values()))
     program = _Program(
-        template=template, settings=settings, metrics_init=metrics_init,
+        template=template, backend=backend, settings=settings, metrics_init=metrics_init,
         train=backend.compile(one_member, size, mode, (chunk, layout.width)),
         evaluate=backend.compile(one_score, size, mode, (2 * eval_layout.width,), once=True),
         eval_layout=eval_layout, keep=keep,
@@ -457,15 +474,22 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
 def _private_copy(model: keras.Model, first_batch: Any) -> keras.Model | None:
     """A compiled clone of ``model`` for a kept program to trace on, so members' own models stay untouched.
 
-    None where Keras cannot clone the model (a subclassed model without ``get_config``).
+    None where Keras cannot rebuild the model and its compile settings from their configs (a subclassed model
+    without ``get_config``, a loss that is a lambda) or the copy is not the same model (another class, another
+    structure): the program then traces on the member's own model and is not kept.
     """
     try:
         template = keras.models.clone_model(model)
-    except Exception:  # noqa: BLE001 - Keras raises several types for models it cannot rebuild from config
+        template.compile_from_config(model.get_compile_config())
+        template._symbolic_build(data_batch=first_batch)
+    except Exception:  # noqa: BLE001 - Keras raises several types for what it cannot rebuild from config
         return None
-    template.compile_from_config(model.get_compile_config())
-    template._symbolic_build(data_batch=first_batch)
-    template.optimizer.build(template.trainable_variables)
+    pairs = zip([model, *model._flatten_layers(include_self=False)],
+                [template, *template._flatten_layers(include_self=False)])
+    if (len(model.weights) != len(template.weights) or any(type(a) is not type(b) for a, b in pairs)
+            or len(model.optimizer.variables) != len(template.optimizer.variables)
+            or _numbers.structure_of(template) != _numbers.structure_of(model)):
+        return None
     return template
 
 

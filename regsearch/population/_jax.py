@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import keras
 
+from regsearch.population.loop import custom_step, epoch_logs
+
 __all__ = ["Backend", "dropout"]
 
 
@@ -32,16 +34,27 @@ class Backend:
         return "loop" if jax.default_backend() == "cpu" else "vmap"
 
     def train_step(self, state: Any, batch: Any) -> tuple[Any, Any]:
-        return self.model.train_step(state, batch)
+        return self._logged("train_step", *self.model.train_step(state, batch))
 
     def test_step(self, state: Any, batch: Any) -> tuple[Any, Any]:
-        return self.model.test_step(state, batch)
+        return self._logged("test_step", *self.model.test_step(state, batch))
+
+    def _logged(self, step: str, logs: Any, state: Any) -> tuple[Any, Any]:
+        """The step's logs as model.fit keeps them (:func:`epoch_logs`), the metrics read from ``state``."""
+        if not custom_step(self.model, step):
+            return logs, state
+
+        def results() -> dict[str, Any]:
+            with keras.StatelessScope(state_mapping=list(zip(self.model.metrics_variables, state[-1]))):
+                return self.model.get_metrics_result()
+
+        return epoch_logs(logs, results), state
 
     def log_specs(self, step: str, state: Any, batch: Any) -> dict[str, tuple[int, ...]]:
-        from regsearch.population.loop import flat_logs
+        from regsearch.population.loop import checked_logs
 
         logs, _ = jax.eval_shape(getattr(self, step), state, batch)
-        return {name: tuple(spec.shape) for name, spec in flat_logs(logs).items()}
+        return {name: tuple(spec.shape) for name, spec in checked_logs(step, logs).items()}
 
     @staticmethod
     def permutation(seed: Any, epoch: Any, n: int) -> Any:

@@ -6,19 +6,36 @@ variables, calls ``model.train_step`` and reads them back, all inside one
 ``tf.function`` (XLA where it compiles). Members run one after another in a
 ``tf.while_loop``, so a stopped member costs nothing.
 
-A model with random layers (dropout, noise) runs as a plain graph: XLA's
+The program is compiled with XLA, whatever ``jit_compile`` Keras resolved
+(``"auto"`` is ``False`` on a CPU, where XLA makes an epoch of the moons model
+several times cheaper once compiled), except where XLA cannot or should not
+run: a layer that does not support it, or random layers (dropout, noise) on a
+CPU, unless the model was compiled with ``jit_compile=True``. XLA's
 random-number kernels on the CPU made an epoch of the moons model with one
 Dropout about 12x slower than the graph (12 ms against 1 ms per
-member-epoch, ``benchmarks/RESULTS.md``).
+member-epoch, ``benchmarks/RESULTS.md``). A model XLA fails to compile runs as
+a plain graph, with a warning.
+
+Tracing a train step registers a custom gradient in TensorFlow's global
+registry whose closure keeps the traced graph alive for the life of the
+process (keras-tuner #395/#873/#1031): every trace here releases what it
+registered (:func:`_traced_graphs_released`), so a program dropped from the
+cache frees its graph.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import keras
 import tensorflow as tf
+from tensorflow.python.framework import ops as tf_ops
+
+from regsearch.population.loop import custom_step, epoch_logs
 
 __all__ = ["Backend", "dropout"]
 
@@ -37,9 +54,7 @@ _XLA_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.
 class Backend:
     def __init__(self, model: keras.Model, set_row: Callable[[Any], None]) -> None:
         self.model, self.bind_numbers = model, set_row
-        # XLA's CPU random-number kernels are slow; random layers keep the plain graph there.
-        random = any(getattr(layer, "_seed_generators", None) for layer in model._flatten_layers())
-        self.xla = not (random and not tf.config.list_physical_devices("GPU"))
+        self.xla = uses_xla(model)
         self.groups = (list(model.trainable_variables), list(model.non_trainable_variables),
                        list(model.optimizer.variables), list(model.metrics_variables))
 
@@ -53,6 +68,8 @@ class Backend:
         # Rows unknown to the graph, as in model.fit's batches (Keras reads the static batch size in places).
         batch = tf.nest.map_structure(lambda t: tf.compat.v1.placeholder_with_default(t, [None, *t.shape[1:]]), batch)
         logs = step(batch)
+        if custom_step(self.model, step.__name__):
+            logs = epoch_logs(logs, self.model.get_metrics_result)
         return logs, tuple([variable.value for variable in variables] for variables in groups)
 
     def train_step(self, state: Any, batch: Any) -> tuple[Any, Any]:
@@ -62,11 +79,12 @@ class Backend:
         return self._swapped(state, self.model.test_step, (self.groups[0], self.groups[1], self.groups[3]), batch)
 
     def log_specs(self, step: str, state: Any, batch: Any) -> dict[str, tuple[int, ...]]:
-        from regsearch.population.loop import flat_logs
+        from regsearch.population.loop import checked_logs
 
         traced = tf.function(lambda s, b: getattr(self, step)(s, b)[0], autograph=False)
-        logs = traced.get_concrete_function(state, batch).structured_outputs
-        return {name: tuple(value.shape) for name, value in flat_logs(logs).items()}
+        with _traced_graphs_released():
+            logs = traced.get_concrete_function(state, batch).structured_outputs
+        return {name: tuple(value.shape) for name, value in checked_logs(step, logs).items()}
 
     @staticmethod
     def permutation(seed: Any, epoch: Any, n: int) -> Any:
@@ -90,6 +108,12 @@ class Backend:
             raise ValueError(f"population: mode '{mode}' needs the JAX backend; the TensorFlow backend runs 'loop'.")
 
         def population(members: Any, data: Any, val: Any, metrics_init: Any) -> Any:
+            if size == 1:  # a lone run (regsearch.fit): no loop over members to trace and compile
+                member, chunk_rows = member_chunk(tf.nest.map_structure(lambda a: a[0], members), data, val,
+                                                  metrics_init)
+                return tf.nest.map_structure(lambda a, b: a if a.shape.num_elements() == 0 else b[None],
+                                             members, member), chunk_rows[None]
+
             def body(k: Any, members: Any, rows: Any) -> Any:
                 member, chunk_rows = member_chunk(tf.nest.map_structure(lambda a: a[k], members), data, val,
                                                   metrics_init)
@@ -109,16 +133,75 @@ class Backend:
 
         def run(*args: Any) -> Any:
             nonlocal xla
-            if xla is not None:
-                try:
-                    return xla(*args)
-                except _XLA_ERRORS as error:
-                    if "XLA" not in str(error) and "compil" not in str(error).lower():
-                        raise
-                    warnings.warn(f"population: XLA could not compile this model, running as a plain graph "
-                                  f"({type(error).__name__}).", stacklevel=3)
-                    xla = None
-            return graph(*args)
+            with _traced_graphs_released(), _retracing_notice_silenced():
+                if xla is not None:
+                    try:
+                        return xla(*args)
+                    except _XLA_ERRORS as error:
+                        if "XLA" not in str(error) and "compil" not in str(error).lower():
+                            raise
+                        # Nothing has run: XLA fails while compiling, before the first step.
+                        warnings.warn(f"regsearch: XLA could not compile this model, running as a plain graph "
+                                      f"({type(error).__name__}).", stacklevel=4)
+                        xla = None
+                return graph(*args)
 
         return run
+
+
+def uses_xla(model: keras.Model) -> bool:
+    """Whether the program compiles with XLA: see the module's docstring."""
+    if not all(getattr(layer, "supports_jit", True) for layer in model._flatten_layers()):
+        return False
+    if model.jit_compile is True:
+        return True
+    random = any(getattr(layer, "_seed_generators", None) for layer in model._flatten_layers())
+    return not (random and not tf.config.list_physical_devices("GPU"))
+
+
+@contextlib.contextmanager
+def _traced_graphs_released() -> Iterator[None]:
+    """Unregisters the custom gradients traced inside, once the tracing is done with them.
+
+    Tracing a train step registers a ``CustomGradient-N`` function in TensorFlow's
+    global gradient registry (the optimizer's ``ReplicaContext.all_reduce`` is a
+    ``tf.custom_gradient``, even without a distribution strategy), and its closure
+    keeps the whole traced graph alive for the life of the process: about 2 MiB
+    per trial on the moons model, the resident-memory growth of keras-tuner
+    #395/#873/#1031, which ``clear_session`` and ``gc`` do not touch. The gradient
+    is used while tracing only: nothing differentiates through a traced program
+    again. A private registry, checked on TensorFlow 2.21: if TensorFlow renames
+    it, this does nothing.
+    """
+    registry = getattr(getattr(tf_ops, "_gradient_registry", None), "_registry", None)
+    before = set(registry) if isinstance(registry, dict) else None
+    try:
+        yield
+    finally:
+        if before is not None:
+            for name in [name for name in list(registry) if name not in before]:
+                if isinstance(name, str) and name.startswith("CustomGradient-"):
+                    registry.pop(name, None)
+
+
+class _RetracingNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _retracing_notice_silenced() -> Iterator[None]:
+    """Drops TensorFlow's "frequent retracing" notice while a program runs, and only that.
+
+    TensorFlow counts traces per Python function, and every program is a new
+    function from the same code: tracing one per structure is the design, not
+    the accident the notice warns about.
+    """
+    logger = logging.getLogger("tensorflow")
+    notice = _RetracingNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
 

@@ -19,7 +19,7 @@ from keras import ops, tree
 
 from regsearch.population import stopping
 
-__all__ = ["Layout", "Settings", "member_chunk", "member_scores"]
+__all__ = ["Layout", "Settings", "checked_logs", "flat_logs", "member_chunk", "member_scores"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,31 @@ def flat_logs(logs: dict[str, Any]) -> dict[str, Any]:
     for name, value in sorted(logs.items()):
         flat.update(flat_logs(value) if isinstance(value, dict) else {name: value})
     return flat
+
+
+def checked_logs(step: str, logs: Any) -> dict[str, Any]:
+    """The flat logs a model's ``train_step``/``test_step`` returned; refuses what ``model.fit`` cannot log."""
+    if not isinstance(logs, dict):
+        raise ValueError(f"fit: 'model.{step}' must return a dict of logs, as model.fit needs; "
+                         f"got {type(logs).__name__}.")
+    return flat_logs(logs)
+
+
+def custom_step(model: Any, step: str) -> bool:
+    """Whether ``model`` overrides ``step`` (or ``compute_metrics``): its logs may then differ from its metrics'."""
+    import keras
+
+    return any(getattr(type(model), name) is not getattr(keras.Model, name) for name in (step, "compute_metrics"))
+
+
+def epoch_logs(logs: Any, metric_results: Callable[[], dict[str, Any]]) -> Any:
+    """The logs ``model.fit`` keeps of a step: its metrics' results when the step returns exactly their names.
+
+    Keras's ``Trainer._get_metrics_result_or_logs``: a custom step that
+    returns other keys is logged as it returned them.
+    """
+    results = metric_results()
+    return results if isinstance(logs, dict) and set(logs) == set(results) else logs
 
 
 @dataclass(frozen=True)

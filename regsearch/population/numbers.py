@@ -117,7 +117,14 @@ def structure_of(model: keras.Model) -> str:
             return [renamed(v) for v in node]
         return canonical.get(node, node) if isinstance(node, str) else node
 
-    described = {"model": masked(model.get_config()), "compile": masked(compiled)}
+    try:
+        config = model.get_config()
+    except NotImplementedError:
+        # A subclassed model Keras cannot describe: a structure of its own, shared with no other model.
+        return f"<model without a config {id(model)}>"
+    # The class too: a subclassed model's config need not name it, and its own train_step is structure.
+    described = {"class": f"{type(model).__module__}.{type(model).__qualname__}", "model": masked(config),
+                 "compile": masked(compiled)}
     return json.dumps(renamed(described), sort_keys=True, default=str)
 
 
