@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -21,15 +20,13 @@ from typing import Any, Sequence
 
 from regsearch.definition.schema import RUNG_STRATEGIES
 from regsearch.errors import SearchFailedError, SettingError
+from regsearch.results import BASELINE_MODEL, BEST_MODEL, DEFINITION_COPY
 
 __all__ = ["build_parser", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 #: Ctrl-C: 128 + SIGINT, as a shell reports it.
 EXIT_INTERRUPTED = 130
-DEFINITION_COPY = "search.toml"
-BEST_MODEL = "best_model.keras"
-BASELINE_MODEL = "baseline_model.keras"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -439,11 +436,14 @@ def _cell(value: Any, missing: str = "nan") -> str:
 
 
 def _report(results: Path, names: list[str], *, quiet: bool) -> int:
-    """Rebuilds reports from saved runs; with no names, every search and results/README.md."""
-    from regsearch.atomic import LockedError, ResultsLock, write_text_atomic
-    from regsearch.report import index_markdown, index_row, write_index
+    """Rebuilds reports from what each search left (its trials.csv and search.toml suffice; no tuner state needed),
+    then results/index.html and results/README.md, both listing every search of the folder."""
+    from regsearch.atomic import LockedError, ResultsLock
+    from regsearch.report import write_index
+    from regsearch.report.write import INDEX_MARKDOWN
+    from regsearch.results import saved_searches
 
-    available = sorted({p.parents[3].name for p in results.glob("*/tuner/*/trial_*/trial.json")})
+    available = saved_searches(results)
     if not available:
         raise SettingError("--results", "a folder with saved searches (run one first: python -m regsearch NAME)",
                            f"{results} (no saved runs)", "command line")
@@ -465,93 +465,27 @@ def _report(results: Path, names: list[str], *, quiet: bool) -> int:
     index = write_index(results)
     if not quiet:
         print(f"wrote {index}")
-    if not names:
-        rows = [row for name in chosen if (row := index_row(results / name)) is not None]
-        rows = [{**row, "link": row["markdown_link"]} for row in rows]
-        write_text_atomic(results / "README.md", index_markdown(rows, title="regsearch results"))
-        if not quiet:
-            print(f"wrote {results / 'README.md'}")
+        print(f"wrote {results / INDEX_MARKDOWN}")
     return EXIT_OK
 
 
 def _rebuild(folder: Path, name: str) -> None:
-    """Rewrites one search's report from its saved runs."""
+    """Rewrites one search's report from its saved runs: the tuner's state if present, else trials.csv."""
     from regsearch.report import write_report
     from regsearch.report.write import report_settings
+    from regsearch.results import report_runs, saved_definition, saved_models, saved_rungs
 
-    records, histories = saved_runs(folder)
-    definition = _saved_definition(folder)
+    records, histories, from_tuner = report_runs(folder)
+    definition = saved_definition(folder)
     objective, direction, protocol, baseline = report_settings(definition, records)
+    # trials.csv holds no epochs, and a moved data file no points: those plots of these same runs stay as they are.
+    kept = ("decision_boundary.png",) if from_tuner else ("learning_curves.png", "decision_boundary.png")
     write_report(folder, records, histories, search_name=name, rerun_command=f"python -m regsearch {name}",
                  objective=objective, direction=direction,
                  definition_text=definition.text if definition else None,
                  description=definition.description if definition else None, protocol=protocol, baseline=baseline,
-                 rungs=saved_rungs(folder), **_saved_models(folder, definition),
+                 rungs=saved_rungs(folder), **saved_models(folder, definition), kept_figures=kept,
                  **_plot_settings(definition.report if definition else {}))
-
-
-def _saved_models(folder: Path, definition: Any) -> dict[str, Any]:
-    """The saved best and baseline models and the search's data, for the plots that need them; what is missing is None.
-
-    The data is loaded again from the definition (the named datasets are generated);
-    data files that have moved since the search ran leave it None.
-    """
-    import keras
-
-    from regsearch.definition.build import load_data
-
-    models = {}
-    for key, name in (("best_model", BEST_MODEL), ("baseline_model", BASELINE_MODEL)):
-        models[key] = keras.saving.load_model(folder / name, safe_mode=True) if (folder / name).is_file() else None
-    try:
-        data = load_data(definition) if definition is not None else None
-    except (SettingError, OSError):
-        data = None
-    return {**models, "data": data}
-
-
-def saved_rungs(folder: Path) -> list[dict]:
-    """Every run's score at every rung, from the runs.json files of a search with rungs (else none)."""
-    from regsearch.runs import RUNS_FILE, load_rungs
-
-    return [row for path in sorted(folder.glob(f"tuner/*/trial_*/{RUNS_FILE}")) for row in load_rungs(path)]
-
-
-def saved_runs(folder: Path) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:
-    """Every run recorded under ``folder/tuner``, read from the runs.json files (no TensorFlow needed)."""
-    from regsearch.runs import RUNS_FILE, failed_trial_record, load_runs
-
-    records: list[dict] = []
-    histories: dict[str, dict[str, list[float]]] = {}
-    for trial_file in sorted(folder.glob("tuner/*/trial_*/trial.json")):
-        path = trial_file.with_name(RUNS_FILE)
-        if not path.is_file():
-            trial = json.loads(trial_file.read_text(encoding="utf-8"))
-            if trial.get("status") == "FAILED":  # failed before it could write runs.json
-                records.append(failed_trial_record(folder.name, trial_file.parent.parent.name, trial["trial_id"],
-                                                   trial["hyperparameters"]["values"], trial.get("message")))
-            continue
-        trial_records, trial_histories = load_runs(path)
-        records.extend(trial_records)
-        histories.update(trial_histories)
-    refit = folder / "tuner" / "refit" / RUNS_FILE
-    if refit.is_file():  # kfold's assessment (regsearch.search.write_refit)
-        records.extend(load_runs(refit)[0])
-    phase_order = {"coarse": 0, "fine": 1, "baseline": 3, "refit": 4}  # as run_search runs them; grid, bayesian: 2
-    records.sort(key=lambda r: (phase_order.get(r["phase"], 2), r["trial_id"], r["repeat"]))
-    return records, histories
-
-
-def _saved_definition(folder: Path) -> Any:
-    """The definition copied into the results folder when the search ran, or None.
-
-    Read against the schema only: its data and model files are where the
-    original definition was, and a report needs neither.
-    """
-    from regsearch.definition import read_definition
-
-    path = folder / DEFINITION_COPY
-    return read_definition(path) if path.is_file() else None
 
 
 class _Progress:

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from regsearch.atomic import save_figure_atomic, write_csv_atomic, write_text_atomic
 from regsearch.report.html import PlotImage, index_html, report_html
-from regsearch.report.markdown import summary_markdown
+from regsearch.report.markdown import index_markdown, summary_markdown
 from regsearch.report.boundary import plot_decision_boundaries
 from regsearch.report.study_plots import (
     heatmap_axes,
@@ -56,6 +56,8 @@ REPORT_FILES = (
 REPORT_PAGE = "report.html"
 TENSORBOARD_FOLDER = "tensorboard"
 INDEX_PAGE = "index.html"
+INDEX_MARKDOWN = "README.md"
+INDEX_TITLE = "regsearch results"
 
 #: What each plot shows, as its caption on the page.
 CAPTIONS = {
@@ -183,6 +185,7 @@ def write_report(
     best_model: Any = None,
     baseline_model: Any = None,
     data: Any = None,
+    kept_figures: Sequence[str] = (),
 ) -> list[Path]:
     """Writes trials.csv, summary.csv, comparison.csv, summary.md, report.html and the plots, each atomically.
 
@@ -215,6 +218,9 @@ def write_report(
             classes, ``decision_boundary.png`` shows both models' boundaries over its points.
         tensorboard: Write TensorBoard's HParams summaries, one run per training run, to
             ``tensorboard/`` (:func:`regsearch.report.tensorboard.write_hparams`).
+        kept_figures: Plots of these same runs that this call cannot draw (a rebuild from
+            ``trials.csv`` has no per-epoch histories; a moved data file, no points): when
+            not drawn, the file already in ``out_dir`` stays and the page shows it.
 
     Returns:
         The written files, in the order of ``REPORT_FILES``.
@@ -294,6 +300,11 @@ def write_report(
             save_figure_atomic(ax.get_figure(), folder / "optimization_history.png", dpi=DPI)
         )
 
+    drawn = {path.name for path in figures}
+    figures += [folder / name for name in kept_figures if name not in drawn and (folder / name).is_file()]
+    order = list(CAPTIONS)
+    figures.sort(key=lambda path: order.index(path.name) if path.name in order else len(order))
+
     text = summary_markdown(
         summary,
         search_name=search_name,
@@ -372,8 +383,20 @@ def index_row(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def write_index(results: str | os.PathLike[str]) -> Path:
-    """Writes ``index.html`` of a results folder: every search in it, linked to its page, with its answer."""
+    """Writes ``index.html`` and ``README.md`` of a results folder from the same rows: every search in it (every
+    folder with a ``trials.csv``), linked to its page, with its answer.
+
+    ``README.md`` is left alone when it exists and is not regsearch's own
+    index (a user's file in a folder passed as ``--results``).
+
+    Returns:
+        The path of ``index.html``.
+    """
     results = Path(results)
     rows = [row for folder in sorted(p for p in results.iterdir() if p.is_dir())
             if (row := index_row(folder)) is not None]
-    return write_text_atomic(results / INDEX_PAGE, index_html(rows))
+    readme = results / INDEX_MARKDOWN
+    if not readme.exists() or readme.read_text(encoding="utf-8", errors="replace").startswith(f"# {INDEX_TITLE}\n"):
+        write_text_atomic(readme, index_markdown([{**row, "link": row["markdown_link"]} for row in rows],
+                                                 title=INDEX_TITLE))
+    return write_text_atomic(results / INDEX_PAGE, index_html(rows, title=INDEX_TITLE))
