@@ -360,6 +360,7 @@ def _write_outputs(folder: Path, result: Any) -> None:
         best_model=result.best_model,
         baseline_model=result.baseline_model,
         data=result.split,
+        epochs=definition.epochs, early_stopping=definition.early_stopping is not None,
         **_plot_settings(definition.report),
     )
     if result.best_model is not None:
@@ -419,11 +420,16 @@ def _print_best(console: Any, folder: Path, definition: Any, seconds: float) -> 
     from regsearch.report import trials_frame
     from regsearch.report.write import answer_of
 
+    from regsearch.evaluation.caveats import caveats
+
     summary.attrs = {"objective": definition.objective, "direction": definition.direction}
-    answer, _ = answer_of(trials_frame(pd.read_csv(folder / "trials.csv").to_dict("records")), summary,
-                          definition.evaluation.kind, definition.evaluation.baseline)
+    trials = trials_frame(pd.read_csv(folder / "trials.csv").to_dict("records"))
+    answer, _ = answer_of(trials, summary, definition.evaluation.kind, definition.evaluation.baseline)
     if answer:
         console.print(answer)
+    for sentence in caveats(trials, summary, epochs=definition.epochs,
+                            early_stopping=definition.early_stopping is not None):
+        console.print(f"warning: {sentence}", markup=False, highlight=False)
     console.print(f"{len(summary)} configurations in {seconds:.1f} s; results in {folder}/")
 
 
@@ -485,6 +491,8 @@ def _rebuild(folder: Path, name: str) -> None:
                  definition_text=definition.text if definition else None,
                  description=definition.description if definition else None, protocol=protocol, baseline=baseline,
                  rungs=saved_rungs(folder), **saved_models(folder, definition), kept_figures=kept,
+                 epochs=definition.epochs if definition else None,
+                 early_stopping=definition is None or definition.early_stopping is not None,
                  **_plot_settings(definition.report if definition else {}))
 
 

@@ -90,9 +90,13 @@ learning_rate = {rates}
 
 [search]
 strategy = "grid"
+repeats = 1
 
 [training]
 epochs = 5
+
+[early_stopping]
+patience = "none"
 """
 
 

@@ -111,9 +111,12 @@ target = "kernel"
 
 [search]
 strategy = "grid"
+repeats = 1
 
 [training]
 epochs = 1500
+[early_stopping]
+patience = "none"
 [evaluation]
 baseline = false   # resume of one grid phase; the baseline phase is resumed in the coarse-to-fine test
 """
@@ -137,9 +140,13 @@ target = "kernel"
 [search]
 strategy = "coarse_to_fine"
 fine_points = 4
+repeats = 1
 
 [training]
 epochs = 1500
+
+[early_stopping]
+patience = "none"
 """
 
 

@@ -22,6 +22,7 @@ from regsearch.evaluation.compare import Assessment
 from regsearch.report.sections import (
     PROTOCOL_NAMES,
     PROTOCOL_TEXT,
+    WARNINGS_HEADING,
     assessment_table,
     best_table,
     comparison_note,
@@ -68,6 +69,7 @@ def report_html(
     answer: str | None = None,
     assessment: Assessment | None = None,
     comparison: pd.DataFrame | None = None,
+    warnings: Sequence[str] = (),
     figures: Sequence[PlotImage] = (),
     definition_text: str | None = None,
     files: Sequence[str] = (),
@@ -83,6 +85,7 @@ def report_html(
         answer: The one-line answer (:func:`regsearch.evaluation.compare.answer_line`).
         assessment: The selected configuration's selection and test scores.
         comparison: Paired differences to the baseline (:func:`regsearch.evaluation.compare.paired_differences`).
+        warnings: Reasons not to trust the answer (:func:`regsearch.evaluation.caveats.caveats`), under it.
         figures: The plots, in the order shown.
         definition_text: The search definition (TOML), shown verbatim.
         files: Files beside the page to link (``trials.csv``, ...).
@@ -100,6 +103,8 @@ def report_html(
         search_name=search_name,
         description=description,
         answer=answer,
+        warnings=list(warnings),
+        warnings_heading=WARNINGS_HEADING,
         best=None if best is None else {
             "params": format_params(best["params"]),
             "table": _rows(best_table(best, objective)),

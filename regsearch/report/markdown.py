@@ -16,6 +16,7 @@ from regsearch.errors import SearchFailedError
 from regsearch.evaluation.compare import Assessment
 from regsearch.report.sections import (
     PROTOCOL_TEXT,
+    WARNINGS_HEADING,
     assessment_table,
     best_table,
     comparison_note,
@@ -64,6 +65,7 @@ def summary_markdown(
     answer: str | None = None,
     assessment: Assessment | None = None,
     comparison: pd.DataFrame | None = None,
+    warnings: Sequence[str] = (),
 ) -> str:
     """Writes the page of one search: the answer, best configuration, ranked table, how to rerun.
 
@@ -77,6 +79,7 @@ def summary_markdown(
         answer: The one-line answer (:func:`regsearch.evaluation.compare.answer_line`), shown first.
         assessment: The selected configuration's selection and test scores.
         comparison: Paired differences to the baseline (:func:`regsearch.evaluation.compare.paired_differences`).
+        warnings: Reasons not to trust the answer (:func:`regsearch.evaluation.caveats.caveats`), under it.
 
     Returns:
         The Markdown text, ending in a newline.
@@ -87,6 +90,8 @@ def summary_markdown(
     parts = [f"# Search `{search_name}`", ""]
     if answer:
         parts += [f"**{answer}**", ""]
+    if warnings:
+        parts += [f"> **{WARNINGS_HEADING}**", *[f"> - {sentence}" for sentence in warnings], ""]
     try:
         best = best_configuration(summary, objective)
     except SearchFailedError:

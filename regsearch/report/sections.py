@@ -21,6 +21,7 @@ __all__ = [
     "PROTOCOL_NAMES",
     "PROTOCOL_TEXT",
     "SHOWN_METRICS",
+    "WARNINGS_HEADING",
     "assessment_table",
     "best_table",
     "comparison_note",
@@ -47,6 +48,8 @@ SHOWN_METRICS = (
     "seconds",
 )
 _FRACTIONS = ("accuracy", "gap", "zero_fraction")
+#: Above the warnings under the answer (:func:`regsearch.evaluation.caveats.caveats`).
+WARNINGS_HEADING = "Read the answer with care:"
 
 PROTOCOL_TEXT = {
     "holdout": "Selected by the validation score on a held-out split of the training rows; the test rows were "

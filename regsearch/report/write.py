@@ -31,6 +31,7 @@ from regsearch.report.plots import (
     plot_rungs,
 )
 from regsearch.evaluation import compare
+from regsearch.evaluation.caveats import caveats
 from regsearch.report.tables import (
     best_configuration,
     format_params,
@@ -186,6 +187,8 @@ def write_report(
     baseline_model: Any = None,
     data: Any = None,
     kept_figures: Sequence[str] = (),
+    epochs: int | None = None,
+    early_stopping: bool = True,
 ) -> list[Path]:
     """Writes trials.csv, summary.csv, comparison.csv, summary.md, report.html and the plots, each atomically.
 
@@ -218,6 +221,9 @@ def write_report(
             classes, ``decision_boundary.png`` shows both models' boundaries over its points.
         tensorboard: Write TensorBoard's HParams summaries, one run per training run, to
             ``tensorboard/`` (:func:`regsearch.report.tensorboard.write_hparams`).
+        epochs: The epoch budget of a run (``[training] epochs``), which the warnings
+            (:func:`regsearch.evaluation.caveats.caveats`) compare the best epoch with, and whether
+            the runs stopped early (else their best epoch is their last).
         kept_figures: Plots of these same runs that this call cannot draw (a rebuild from
             ``trials.csv`` has no per-epoch histories; a moved data file, no points): when
             not drawn, the file already in ``out_dir`` stays and the page shows it.
@@ -240,6 +246,7 @@ def write_report(
     if not comparison.empty:
         written.append(write_csv_atomic(comparison, folder / "comparison.csv"))
     answer, assessment = answer_of(everything, summary, protocol, baseline)
+    warnings = caveats(everything, summary, epochs=epochs, early_stopping=early_stopping)
     rung_rows = pd.DataFrame.from_records(list(rungs or []))
     if not rung_rows.empty:
         written.append(write_csv_atomic(rung_rows, folder / "rungs.csv"))
@@ -315,11 +322,12 @@ def write_report(
         answer=answer,
         assessment=assessment,
         comparison=comparison,
+        warnings=warnings,
     )
     written.append(write_text_atomic(folder / "summary.md", text))
     page = report_html(
         summary, search_name=search_name, rerun_command=rerun_command, objective=objective,
-        description=description, answer=answer, assessment=assessment, comparison=comparison,
+        description=description, answer=answer, assessment=assessment, comparison=comparison, warnings=warnings,
         figures=[PlotImage(path.name, CAPTIONS.get(path.name, path.stem.replace("_", " ")), path.read_bytes())
                  for path in figures],
         definition_text=definition_text,
