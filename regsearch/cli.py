@@ -111,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as run, for provenance.json
         if args.command == "list":
             return _list()
         if args.command == "report":
@@ -248,7 +249,7 @@ def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) 
     from regsearch.search import run_search
 
     console = _console(args.quiet)
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), _now()
     try:
         with _Progress(console, definition) as progress:
             serve = None
@@ -273,9 +274,9 @@ def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) 
         failed = getattr(error, "result", None)
         if failed is None or not failed.records:
             raise
-        _write_outputs(folder, failed)
+        _write_outputs(folder, failed, _provenance(args, started_at, time.perf_counter() - started))
         raise SearchFailedError(f"{error}; the reasons are in {folder / 'trials.csv'}") from None
-    _write_outputs(folder, result)
+    _write_outputs(folder, result, _provenance(args, started_at, time.perf_counter() - started))
     seconds = time.perf_counter() - started
     _print_best(console, folder, definition, seconds)
     return EXIT_OK
@@ -338,7 +339,23 @@ def _work(definition: Any, folder: Path, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_outputs(folder: Path, result: Any) -> None:
+def _now() -> Any:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _provenance(args: argparse.Namespace, started_at: Any, seconds: float) -> dict[str, Any]:
+    """What produced this run's numbers, and the command that reruns it into the same folder."""
+    from regsearch.provenance import collect, rerun_command
+
+    changing = {"--epochs": args.epochs, "--repeats": args.repeats, "--max-trials": args.max_trials,
+                "--engine": None if args.engine == "population" else args.engine}
+    rerun = rerun_command(args.command, results=args.results, options=changing)
+    return collect(command=args.argv, rerun=rerun, started=started_at, seconds=seconds)
+
+
+def _write_outputs(folder: Path, result: Any, provenance: dict[str, Any] | None = None) -> None:
     """The report, the best model and the definition as it ran."""
     from regsearch.atomic import write_text_atomic
     from regsearch.report import write_index, write_report
@@ -349,7 +366,8 @@ def _write_outputs(folder: Path, result: Any) -> None:
         result.records,
         result.histories,
         search_name=definition.name,
-        rerun_command=_rerun_command(definition),
+        rerun_command=provenance["rerun"] if provenance else f"python -m regsearch {definition.name}",
+        provenance=provenance,
         objective=definition.objective,
         direction=definition.direction,
         definition_text=definition.text,
@@ -385,10 +403,6 @@ def _save_model_atomic(model: Any, path: Path) -> None:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
-
-
-def _rerun_command(definition: Any) -> str:
-    return f"python -m regsearch {definition.name}"
 
 
 def _print_best(console: Any, folder: Path, definition: Any, seconds: float) -> None:
@@ -479,14 +493,16 @@ def _rebuild(folder: Path, name: str) -> None:
     """Rewrites one search's report from its saved runs: the tuner's state if present, else trials.csv."""
     from regsearch.report import write_report
     from regsearch.report.write import report_settings
-    from regsearch.results import report_runs, saved_definition, saved_models, saved_rungs
+    from regsearch.results import report_runs, saved_definition, saved_models, saved_provenance, saved_rungs
 
     records, histories, from_tuner = report_runs(folder)
     definition = saved_definition(folder)
+    provenance = saved_provenance(folder)
     objective, direction, protocol, baseline = report_settings(definition, records)
     # trials.csv holds no epochs, and a moved data file no points: those plots of these same runs stay as they are.
     kept = ("decision_boundary.png",) if from_tuner else ("learning_curves.png", "decision_boundary.png")
-    write_report(folder, records, histories, search_name=name, rerun_command=f"python -m regsearch {name}",
+    rerun = provenance["rerun"] if provenance else f"python -m regsearch {name}"
+    write_report(folder, records, histories, search_name=name, rerun_command=rerun, provenance=provenance,
                  objective=objective, direction=direction,
                  definition_text=definition.text if definition else None,
                  description=definition.description if definition else None, protocol=protocol, baseline=baseline,

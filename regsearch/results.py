@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["BASELINE_MODEL", "BEST_MODEL", "DEFINITION_COPY", "TRIALS_FILE", "committed_runs", "report_runs",
-           "saved_definition", "saved_models", "saved_rungs", "saved_runs", "saved_searches"]
+           "saved_definition", "saved_models", "saved_provenance", "saved_rungs", "saved_runs", "saved_searches"]
 
 DEFINITION_COPY = "search.toml"
 BEST_MODEL = "best_model.keras"
@@ -94,6 +94,14 @@ def report_runs(folder: Path) -> tuple[list[dict], dict[str, dict[str, list[floa
         if records:
             return records, histories, True
     return committed_runs(folder), {}, False
+
+
+def saved_provenance(folder: Path) -> dict[str, Any] | None:
+    """The search's ``provenance.json`` (versions, device, command, times), or None for results made before it."""
+    from regsearch.provenance import PROVENANCE_FILE
+
+    path = folder / PROVENANCE_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def saved_definition(folder: Path) -> Any:

@@ -22,6 +22,7 @@ from regsearch.evaluation.compare import Assessment
 from regsearch.report.sections import (
     PROTOCOL_NAMES,
     PROTOCOL_TEXT,
+    PROVENANCE_NOTE,
     WARNINGS_HEADING,
     assessment_table,
     best_table,
@@ -29,6 +30,7 @@ from regsearch.report.sections import (
     comparison_table,
     fixed_settings,
     index_table,
+    provenance_table,
     ranked_table,
     words,
 )
@@ -73,6 +75,7 @@ def report_html(
     figures: Sequence[PlotImage] = (),
     definition_text: str | None = None,
     files: Sequence[str] = (),
+    provenance: Mapping[str, Any] | None = None,
 ) -> str:
     """The page of one search: the answer first, then the plots, the tables, the definition and the rerun command.
 
@@ -89,6 +92,7 @@ def report_html(
         figures: The plots, in the order shown.
         definition_text: The search definition (TOML), shown verbatim.
         files: Files beside the page to link (``trials.csv``, ...).
+        provenance: What produced the numbers (:func:`regsearch.provenance.collect`), above the rerun command.
 
     Returns:
         The HTML text.
@@ -127,6 +131,8 @@ def report_html(
         definition_text=definition_text,
         rerun_command=rerun_command,
         files=files,
+        provenance=_rows(provenance_table(provenance)) if provenance else None,
+        provenance_note=PROVENANCE_NOTE,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +33,7 @@ from regsearch.report.plots import (
 )
 from regsearch.evaluation import compare
 from regsearch.evaluation.caveats import caveats
+from regsearch.provenance import PROVENANCE_FILE
 from regsearch.report.tables import (
     best_configuration,
     format_params,
@@ -189,6 +191,7 @@ def write_report(
     kept_figures: Sequence[str] = (),
     epochs: int | None = None,
     early_stopping: bool = True,
+    provenance: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Writes trials.csv, summary.csv, comparison.csv, summary.md, report.html and the plots, each atomically.
 
@@ -224,6 +227,8 @@ def write_report(
         epochs: The epoch budget of a run (``[training] epochs``), which the warnings
             (:func:`regsearch.evaluation.caveats.caveats`) compare the best epoch with, and whether
             the runs stopped early (else their best epoch is their last).
+        provenance: What produced the runs (:func:`regsearch.provenance.collect`): written to
+            ``provenance.json`` and shown on both pages.
         kept_figures: Plots of these same runs that this call cannot draw (a rebuild from
             ``trials.csv`` has no per-epoch histories; a moved data file, no points): when
             not drawn, the file already in ``out_dir`` stays and the page shows it.
@@ -247,6 +252,8 @@ def write_report(
         written.append(write_csv_atomic(comparison, folder / "comparison.csv"))
     answer, assessment = answer_of(everything, summary, protocol, baseline)
     warnings = caveats(everything, summary, epochs=epochs, early_stopping=early_stopping)
+    if provenance:
+        written.append(write_text_atomic(folder / PROVENANCE_FILE, json.dumps(provenance, indent=1) + "\n"))
     rung_rows = pd.DataFrame.from_records(list(rungs or []))
     if not rung_rows.empty:
         written.append(write_csv_atomic(rung_rows, folder / "rungs.csv"))
@@ -323,6 +330,7 @@ def write_report(
         assessment=assessment,
         comparison=comparison,
         warnings=warnings,
+        provenance=provenance,
     )
     written.append(write_text_atomic(folder / "summary.md", text))
     page = report_html(
@@ -330,7 +338,7 @@ def write_report(
         description=description, answer=answer, assessment=assessment, comparison=comparison, warnings=warnings,
         figures=[PlotImage(path.name, CAPTIONS.get(path.name, path.stem.replace("_", " ")), path.read_bytes())
                  for path in figures],
-        definition_text=definition_text,
+        definition_text=definition_text, provenance=provenance,
         files=[path.name for path in written] + ["summary.md"] + ([TENSORBOARD_FOLDER] if tensorboard else []),
     )
     written.append(write_text_atomic(folder / REPORT_PAGE, page))
