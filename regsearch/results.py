@@ -5,17 +5,19 @@ What a search leaves in ``results/NAME/`` splits in two. ``trials.csv``,
 Tuner's state, with each trial's ``runs.json``) is not (see ``.gitignore``).
 Everything here works from the committed part alone and prefers the tuner's
 state where it is present (it is the authority while a search is unfinished).
-Only the standard library is imported at module level: the CLI imports this.
+:func:`open_results` hands a finished search back to Python. Only the
+standard library is imported at module level: the CLI imports this.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BASELINE_MODEL", "BEST_MODEL", "DEFINITION_COPY", "TRIALS_FILE", "committed_runs", "report_runs",
-           "saved_definition", "saved_models", "saved_provenance", "saved_rungs", "saved_runs", "saved_searches"]
+__all__ = ["BASELINE_MODEL", "BEST_MODEL", "DEFINITION_COPY", "TRIALS_FILE", "Results", "committed_runs", "open_results",
+           "report_runs", "saved_definition", "saved_models", "saved_provenance", "saved_rungs", "saved_runs", "saved_searches"]
 
 DEFINITION_COPY = "search.toml"
 BEST_MODEL = "best_model.keras"
@@ -135,3 +137,100 @@ def saved_models(folder: Path, definition: Any) -> dict[str, Any]:
     except (SettingError, OSError):
         data = None
     return {**models, "data": data}
+
+
+class Results:
+    """One search's results folder, back in Python: ``regsearch.open_results("results/moons_l2")``.
+
+    Attributes:
+        folder: The results folder.
+        trials: Every run (``trials.csv`` as :func:`regsearch.trials_frame` types it).
+        summary: The configurations, ranked as the report ranks them (``summary.csv``).
+        best: The selected configuration's settings, ``{"kind": "l2", "strength": 0.00562, ...}``
+            (its scores are ``summary.iloc[0]``).
+        answer: The report's one-line answer (None when every run failed).
+        warnings: The report's reasons to read the answer with care, one sentence each.
+        definition: The search definition as it ran (``search.toml``), or None.
+        provenance: ``provenance.json`` (versions, device, command, times), or None for older results.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        from regsearch.errors import SettingError
+        from regsearch.report import trials_frame
+
+        self.folder = Path(folder)
+        if not (self.folder / TRIALS_FILE).is_file():
+            raise SettingError("results folder", f"a search's results folder (holding {TRIALS_FILE})",
+                               str(self.folder), where="open_results")
+        self.trials = trials_frame(committed_runs(self.folder))
+        self.provenance = saved_provenance(self.folder)
+
+    def __repr__(self) -> str:
+        return f"Results({str(self.folder)!r})"
+
+    @functools.cached_property
+    def definition(self) -> Any:
+        return saved_definition(self.folder)
+
+    @functools.cached_property
+    def _settings(self) -> tuple[str, str, str, bool]:
+        from regsearch.report.write import report_settings
+
+        return report_settings(self.definition, self.trials.to_dict("records"))
+
+    @functools.cached_property
+    def summary(self) -> Any:
+        from regsearch.evaluation import compare
+        from regsearch.report import summary_frame
+
+        objective, direction, _, _ = self._settings
+        return summary_frame(compare.selection_rows(self.trials), objective, direction)
+
+    @property
+    def best(self) -> dict[str, Any]:
+        from regsearch.report import best_configuration
+
+        return dict(best_configuration(self.summary)["params"])
+
+    @property
+    def answer(self) -> str | None:
+        from regsearch.report.write import answer_of
+
+        _, _, protocol, baseline = self._settings
+        return answer_of(self.trials, self.summary, protocol, baseline)[0]
+
+    @property
+    def warnings(self) -> list[str]:
+        from regsearch.evaluation.caveats import caveats
+
+        definition = self.definition
+        return caveats(self.trials, self.summary, epochs=definition.epochs if definition else None,
+                       early_stopping=definition is None or definition.early_stopping is not None)
+
+    def best_model(self) -> Any:
+        """The selected configuration's trained model (its first run), loaded in safe mode."""
+        return self._model(BEST_MODEL)
+
+    def baseline_model(self) -> Any:
+        """Its baseline's (no regularization), loaded in safe mode."""
+        return self._model(BASELINE_MODEL)
+
+    def _model(self, name: str) -> Any:
+        import keras
+
+        path = self.folder / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no saved model (every run failed, or the search has no baseline)")
+        return keras.saving.load_model(path, safe_mode=True)
+
+
+def open_results(folder: str | Path) -> Results:
+    """Opens a search's results folder (from the CLI or ``run_search``): its tables, answer and models.
+
+    Works from what git holds (``trials.csv``, ``search.toml``, the models); no
+    tuner state is needed.
+
+    Raises:
+        SettingError: ``folder`` holds no ``trials.csv``.
+    """
+    return Results(folder)
