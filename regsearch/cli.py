@@ -431,10 +431,9 @@ def _print_best(console: Any, folder: Path, definition: Any, seconds: float) -> 
         table.add_row(str(row["rank"]), *([str(row["phase"])] if phases else []), *settings,
                       *[_cell(row[m]) for m in metrics], str(row["n_runs"]))
     console.print(table)
+    from regsearch.evaluation.caveats import caveats
     from regsearch.report import trials_frame
     from regsearch.report.write import answer_of
-
-    from regsearch.evaluation.caveats import caveats
 
     summary.attrs = {"objective": definition.objective, "direction": definition.direction}
     trials = trials_frame(pd.read_csv(folder / "trials.csv").to_dict("records"))
