@@ -13,7 +13,8 @@ messages do not wait for TensorFlow:
 - tuners that keep every run: :class:`GridSearch`, :class:`BayesianOptimization`;
 - data and reports: :func:`load_dataset`, :func:`load_file` (your csv, parquet, npz), :func:`trials_frame`,
   :func:`summary_frame`, :func:`write_report` and the plots;
-- named searches: :func:`load_definition`, :func:`run_search`.
+- named searches: :func:`load_definition`, :func:`run_search`;
+- a finished search back in Python: :func:`open_results` (a :class:`Results`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ _EXPORTS = {
     "load_definition": "regsearch.definition",
     "SearchDefinition": "regsearch.definition",
     "run_search": "regsearch.search",
+    "open_results": "regsearch.results",
+    "Results": "regsearch.results",
     "ResultsLock": "regsearch.atomic",
     "LockedError": "regsearch.atomic",
 }

@@ -22,15 +22,13 @@ from typing import Any, Callable, Iterator, Sequence
 
 from regsearch.definition.schema import RUNG_STRATEGIES
 from regsearch.errors import SearchFailedError, SettingError
+from regsearch.results import BASELINE_MODEL, BEST_MODEL, DEFINITION_COPY
 
 __all__ = ["build_parser", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 #: Ctrl-C: 128 + SIGINT, as a shell reports it.
 EXIT_INTERRUPTED = 130
-DEFINITION_COPY = "search.toml"
-BEST_MODEL = "best_model.keras"
-BASELINE_MODEL = "baseline_model.keras"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -118,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as run, for provenance.json
         if args.command == "list":
             return _list()
         if args.command == "report":
@@ -316,7 +315,7 @@ def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) 
     from regsearch.search import run_search
 
     console = _console(args.quiet)
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), _now()
     try:
         with _Progress(console, definition) as progress:
             serve = None
@@ -341,9 +340,9 @@ def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) 
         failed = getattr(error, "result", None)
         if failed is None or not failed.records:
             raise
-        _write_outputs(folder, failed)
+        _write_outputs(folder, failed, _provenance(args, started_at, time.perf_counter() - started))
         raise SearchFailedError(f"{error}; the reasons are in {folder / 'trials.csv'}") from None
-    _write_outputs(folder, result)
+    _write_outputs(folder, result, _provenance(args, started_at, time.perf_counter() - started))
     seconds = time.perf_counter() - started
     _print_best(_console(args.quiet, answer=True), folder, definition, seconds, result.stopped)
     return EXIT_OK
@@ -408,7 +407,23 @@ def _work(definition: Any, folder: Path, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_outputs(folder: Path, result: Any) -> None:
+def _now() -> Any:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _provenance(args: argparse.Namespace, started_at: Any, seconds: float) -> dict[str, Any]:
+    """What produced this run's numbers, and the command that reruns it into the same folder."""
+    from regsearch.provenance import collect, rerun_command
+
+    changing = {"--epochs": args.epochs, "--repeats": args.repeats, "--max-trials": args.max_trials,
+                "--engine": None if args.engine == "population" else args.engine}
+    rerun = rerun_command(args.command, results=args.results, options=changing)
+    return collect(command=args.argv, rerun=rerun, started=started_at, seconds=seconds)
+
+
+def _write_outputs(folder: Path, result: Any, provenance: dict[str, Any] | None = None) -> None:
     """The report, the best and baseline models (whole predictors, :mod:`regsearch.predictor`) and the definition."""
     from regsearch.atomic import write_text_atomic
     from regsearch.predictor import whole_predictor, write_description
@@ -425,7 +440,8 @@ def _write_outputs(folder: Path, result: Any) -> None:
         result.histories,
         stopped=result.stopped,
         search_name=definition.name,
-        rerun_command=_rerun_command(definition),
+        rerun_command=provenance["rerun"] if provenance else f"python -m regsearch {definition.name}",
+        provenance=provenance,
         objective=definition.objective,
         direction=definition.direction,
         definition_text=definition.text,
@@ -436,6 +452,7 @@ def _write_outputs(folder: Path, result: Any) -> None:
         best_model=best_model,
         baseline_model=baseline_model,
         data=data,
+        epochs=definition.epochs, early_stopping=definition.early_stopping is not None,
         **_plot_settings(definition.report),
     )
     if best_model is not None:
@@ -461,10 +478,6 @@ def _save_model_atomic(model: Any, path: Path) -> None:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
-
-
-def _rerun_command(definition: Any) -> str:
-    return f"python -m regsearch {definition.name}"
 
 
 def _print_best(console: Any, folder: Path, definition: Any, seconds: float, stopped: str | None = None) -> None:
@@ -493,16 +506,20 @@ def _print_best(console: Any, folder: Path, definition: Any, seconds: float, sto
         table.add_row(str(row["rank"]), *([str(row["phase"])] if phases else []), *settings,
                       *[_cell(row[m]) for m in metrics], str(row["n_runs"]))
     console.print(table)
+    from regsearch.evaluation.caveats import caveats
     from regsearch.report import trials_frame
     from regsearch.report.write import answer_of
 
     summary.attrs = {"objective": definition.objective, "direction": definition.direction}
-    answer, _ = answer_of(trials_frame(pd.read_csv(folder / "trials.csv").to_dict("records")), summary,
-                          definition.evaluation.kind, definition.evaluation.baseline)
+    trials = trials_frame(pd.read_csv(folder / "trials.csv").to_dict("records"))
+    answer, _ = answer_of(trials, summary, definition.evaluation.kind, definition.evaluation.baseline)
     if stopped:
         answer = f"{answer} {stopped}" if answer else stopped
     if answer:
         console.print(answer, soft_wrap=True)  # one line, in a log too
+    for sentence in caveats(trials, summary, epochs=definition.epochs,
+                            early_stopping=definition.early_stopping is not None):
+        console.print(f"warning: {sentence}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"{_plural(len(summary), 'configuration')} in {seconds:.1f} s; results in {folder}/", soft_wrap=True)
 
 
@@ -515,11 +532,14 @@ def _cell(value: Any, missing: str = "nan") -> str:
 
 
 def _report(results: Path, names: list[str], *, quiet: bool) -> int:
-    """Rebuilds reports from saved runs; with no names, every search and results/README.md."""
-    from regsearch.atomic import LockedError, ResultsLock, write_text_atomic
-    from regsearch.report import index_markdown, index_row, write_index
+    """Rebuilds reports from what each search left (its trials.csv and search.toml suffice; no tuner state needed),
+    then results/index.html and results/README.md, both listing every search of the folder."""
+    from regsearch.atomic import LockedError, ResultsLock
+    from regsearch.report import write_index
+    from regsearch.report.write import INDEX_MARKDOWN
+    from regsearch.results import saved_searches
 
-    available = sorted({p.parents[3].name for p in results.glob("*/tuner/*/trial_*/trial.json")})
+    available = saved_searches(results)
     if not available:
         raise SettingError("--results", "a folder with saved searches (run one first: python -m regsearch NAME)",
                            f"{results} (no saved runs)", "command line")
@@ -542,98 +562,31 @@ def _report(results: Path, names: list[str], *, quiet: bool) -> int:
     index = write_index(results)
     if not quiet:
         print(f"wrote {index}")
-    if not names:
-        rows = [row for name in chosen if (row := index_row(results / name)) is not None]
-        rows = [{**row, "link": row["markdown_link"]} for row in rows]
-        write_text_atomic(results / "README.md", index_markdown(rows, title="regsearch results"))
-        if not quiet:
-            print(f"wrote {results / 'README.md'}")
+        print(f"wrote {results / INDEX_MARKDOWN}")
     return EXIT_OK
 
 
 def _rebuild(folder: Path, name: str) -> None:
-    """Rewrites one search's report from its saved runs."""
+    """Rewrites one search's report from its saved runs: the tuner's state if present, else trials.csv."""
     from regsearch.report import write_report
     from regsearch.report.write import report_settings
+    from regsearch.results import report_runs, saved_definition, saved_models, saved_provenance, saved_rungs
 
-    records, histories = saved_runs(folder)
-    definition = _saved_definition(folder)
+    records, histories, from_tuner = report_runs(folder)
+    definition = saved_definition(folder)
+    provenance = saved_provenance(folder)
     objective, direction, protocol, baseline = report_settings(definition, records)
-    write_report(folder, records, histories, search_name=name, rerun_command=f"python -m regsearch {name}",
+    # trials.csv holds no epochs, and a moved data file no points: those plots of these same runs stay as they are.
+    kept = ("decision_boundary.png",) if from_tuner else ("learning_curves.png", "decision_boundary.png")
+    rerun = provenance["rerun"] if provenance else f"python -m regsearch {name}"
+    write_report(folder, records, histories, search_name=name, rerun_command=rerun, provenance=provenance,
                  objective=objective, direction=direction,
                  definition_text=definition.text if definition else None,
                  description=definition.description if definition else None, protocol=protocol, baseline=baseline,
-                 rungs=saved_rungs(folder), **_saved_models(folder, definition),
+                 rungs=saved_rungs(folder), **saved_models(folder, definition), kept_figures=kept,
+                 epochs=definition.epochs if definition else None,
+                 early_stopping=definition is None or definition.early_stopping is not None,
                  **_plot_settings(definition.report if definition else {}))
-
-
-def _saved_models(folder: Path, definition: Any) -> dict[str, Any]:
-    """The saved best and baseline models and the search's data, for the plots that need them; what is missing is None.
-
-    The data is loaded again from the definition (the named datasets are generated);
-    data files that have moved since the search ran leave it None. Its rows are in
-    the file's units, as the saved models take them; a folder saved before the
-    models carried their scaling (no predictor.json) keeps the scaled rows its models take.
-    """
-    import keras
-
-    from regsearch.definition.build import load_data
-    from regsearch.predictor import PREDICTOR_FILE
-
-    models = {}
-    for key, name in (("best_model", BEST_MODEL), ("baseline_model", BASELINE_MODEL)):
-        models[key] = keras.saving.load_model(folder / name, safe_mode=True) if (folder / name).is_file() else None
-    try:
-        data = load_data(definition) if definition is not None else None
-    except (SettingError, OSError):
-        data = None
-    if data is not None and (folder / PREDICTOR_FILE).is_file():
-        data = data.unscaled()
-    return {**models, "data": data}
-
-
-def saved_rungs(folder: Path) -> list[dict]:
-    """Every run's score at every rung, from the runs.json files of a search with rungs (else none)."""
-    from regsearch.runs import RUNS_FILE, load_rungs
-
-    return [row for path in sorted(folder.glob(f"tuner/*/trial_*/{RUNS_FILE}")) for row in load_rungs(path)]
-
-
-def saved_runs(folder: Path) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:
-    """Every run recorded under ``folder/tuner``, read from the runs.json files (no TensorFlow needed)."""
-    from regsearch.runs import RUNS_FILE, failed_trial_record, load_runs
-
-    records: list[dict] = []
-    histories: dict[str, dict[str, list[float]]] = {}
-    for trial_file in sorted(folder.glob("tuner/*/trial_*/trial.json")):
-        path = trial_file.with_name(RUNS_FILE)
-        if not path.is_file():
-            trial = json.loads(trial_file.read_text(encoding="utf-8"))
-            if trial.get("status") == "FAILED":  # failed before it could write runs.json
-                records.append(failed_trial_record(folder.name, trial_file.parent.parent.name, trial["trial_id"],
-                                                   trial["hyperparameters"]["values"], trial.get("message")))
-            continue
-        trial_records, trial_histories = load_runs(path)
-        records.extend(trial_records)
-        histories.update(trial_histories)
-    refit = folder / "tuner" / "refit" / RUNS_FILE
-    if refit.is_file():  # kfold's assessment (regsearch.search.write_refit)
-        records.extend(load_runs(refit)[0])
-    phase_order = {"coarse": 0, "fine": 1, "baseline": 3, "refit": 4}  # as run_search runs them; grid, bayesian: 2
-    records.sort(key=lambda r: (phase_order.get(r["phase"], 2), r["trial_id"], r["repeat"]))
-    return records, histories
-
-
-def _saved_definition(folder: Path) -> Any:
-    """The definition copied into the results folder when the search ran, or None.
-
-    Read against the schema only: its data and model files are where the
-    original definition was, and a report needs neither.
-    """
-    from regsearch.definition import read_definition
-
-    path = folder / DEFINITION_COPY
-    return read_definition(path) if path.is_file() else None
 
 
 #: Not a terminal (a log, a pipe): at most one progress line per this many seconds while a phase trains.

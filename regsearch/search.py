@@ -45,6 +45,7 @@ import numpy as np
 
 from regsearch.datasets import Split
 from regsearch.definition import NOTHING, SearchDefinition
+from regsearch.definition.schema import DEFAULT_REPEATS
 from regsearch.definition.build import Bracket, brackets, load_data, make_folds, make_hypermodel
 from regsearch.errors import SearchFailedError, SettingError
 
@@ -428,7 +429,7 @@ def _trial_settings(definition: SearchDefinition) -> dict[str, Any]:
                 or k.startswith("report.")]:
         del flat[key]
     flat["training.epochs"] = definition.epochs  # --epochs included
-    if "search.repeats" in flat or definition.repeats != 1:  # --repeats included; 1 is the default
+    if "search.repeats" in flat or definition.repeats != DEFAULT_REPEATS:  # --repeats included
         flat["search.repeats"] = definition.repeats
     return flat
 

@@ -185,6 +185,7 @@ def test_a_search_writes_its_outputs_and_a_copy_of_its_definition(tiny_results: 
     # Every search run updates the index of its results folder.
     index = (tiny_results / "index.html").read_text()
     assert '<a href="tiny/report.html">tiny</a>' in index and "tiny search for CLI tests" in index
+    assert "[tiny](tiny/summary.md)" in (tiny_results / "README.md").read_text()  # and its README.md, alike
 
 
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
@@ -268,13 +269,56 @@ def test_report_rebuilds_from_saved_runs_without_training(
         assert (folder / name).is_file(), name
     assert '<a href="tiny/report.html">tiny</a>' in (tiny_results / "index.html").read_text()
     assert {p: p.stat().st_mtime_ns for p in (folder / "tuner").rglob("*") if p.is_file()} == tuner_files
-    assert not (tiny_results / "README.md").exists()  # only `report` with no name writes the index
 
     assert main(["report", "--results", str(tiny_results)]) == 0
     index = (tiny_results / "README.md").read_text()
     assert "[tiny](tiny/summary.md)" in index
     assert "tiny search for CLI tests" in index
     assert f"wrote {tiny_results / 'README.md'}" in capsys.readouterr().out
+
+
+def test_report_in_a_fresh_clone_rebuilds_every_search_from_trials_csv(
+    tiny_results: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What git holds (tuner/ is ignored): trials.csv, search.toml, the pages and models. Nothing is lost."""
+    import shutil
+
+    results = tmp_path / "results"
+    for name in ("tiny", "other"):  # two searches, neither with tuner state
+        shutil.copytree(tiny_results / "tiny", results / name, ignore=shutil.ignore_patterns("tuner", "tensorboard"))
+    before = {name: pd.read_csv(results / name / "summary.csv") for name in ("tiny", "other")}
+    (results / "other" / "summary.csv").unlink()
+    (results / "other" / "report.html").unlink()
+    curves = (results / "tiny" / "learning_curves.png").read_bytes()
+
+    assert main(["report", "--results", str(results)]) == 0
+
+    readme, index = (results / "README.md").read_text(), (results / "index.html").read_text()
+    for name in ("tiny", "other"):
+        assert f"[{name}]({name}/summary.md)" in readme and f'<a href="{name}/report.html">{name}</a>' in index
+        pd.testing.assert_frame_equal(pd.read_csv(results / name / "summary.csv"), before[name])
+        # The learning curves (trials.csv has no epochs) stay on the page as they were drawn.
+        assert 'id="learning_curves.png"' in (results / name / "report.html").read_text()
+        assert "](learning_curves.png)" in (results / name / "summary.md").read_text()
+    assert (results / "tiny" / "learning_curves.png").read_bytes() == curves
+    assert capsys.readouterr().out.splitlines()[:2] == [f"rebuilt {results / 'other'}/", f"rebuilt {results / 'tiny'}/"]
+
+    # Rebuilding one search keeps both indexes listing both.
+    assert main(["report", "tiny", "--results", str(results), "--quiet"]) == 0
+    assert "[other](other/summary.md)" in (results / "README.md").read_text()
+    assert '<a href="other/report.html">other</a>' in (results / "index.html").read_text()
+
+
+def test_a_user_readme_in_the_results_folder_is_left_alone(tiny_results: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from regsearch.report import write_index
+
+    shutil.copytree(tiny_results / "tiny", tmp_path / "tiny", ignore=shutil.ignore_patterns("tuner", "tensorboard"))
+    (tmp_path / "README.md").write_text("# my project\n")
+    write_index(tmp_path)
+    assert (tmp_path / "README.md").read_text() == "# my project\n"
+    assert '<a href="tiny/report.html">tiny</a>' in (tmp_path / "index.html").read_text()
 
 
 def test_report_of_an_unknown_search_exits_2(tiny_results: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,9 +39,13 @@ target = "kernel"
 
 [search]
 strategy = "grid"
+repeats = 1
 
 [training]
 epochs = 10
+
+[early_stopping]
+patience = "none"
 """
 COARSE_TO_FINE = GRID.replace('strategy = "grid"', 'strategy = "coarse_to_fine"\nfine_points = 2').replace(
     "[1e-1, 1e-2, 1e-3, 1e-4]", "[1e-1, 1e-2, 1e-3]")
@@ -551,7 +555,7 @@ def test_a_chief_and_two_workers_run_every_configuration_exactly_once(tmp_path: 
 
 #: Long enough runs that a process can be killed in the middle of one: six trials of two repeats.
 FAULTS = GRID.replace("[1e-1, 1e-2, 1e-3, 1e-4]", "[1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4]").replace(
-    "epochs = 10", "epochs = 300").replace('strategy = "grid"', 'strategy = "grid"\nrepeats = 2')
+    "epochs = 10", "epochs = 300").replace("repeats = 1", "repeats = 2")
 SEQUENTIAL = ["--engine", "sequential"]
 
 

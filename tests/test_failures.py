@@ -17,6 +17,7 @@ import pytest
 from fake_hypermodel import FakeHyperModel, make_tuner, search
 from regsearch import cli
 from regsearch.cli import main
+from regsearch.results import saved_runs
 from regsearch.tuners import read_runs
 
 VALUES = list(range(1, 11))
@@ -60,7 +61,7 @@ def test_a_trial_failing_outside_its_runs_is_recorded_from_keras_tuner(tmp_path:
     assert records[3]["status"] == "failed"
     assert records[3]["reason"] == "RuntimeError: describe cannot handle value 3"
     # `regsearch report` finds the same record in the saved files
-    saved, _ = cli.saved_runs(tmp_path)
+    saved, _ = saved_runs(tmp_path)
     assert [(r["trial_id"], r["status"], r["reason"]) for r in saved if r["param_value"] == 3] == [
         (records[3]["trial_id"], "failed", records[3]["reason"])
     ]
@@ -89,9 +90,13 @@ learning_rate = {rates}
 
 [search]
 strategy = "grid"
+repeats = 1
 
 [training]
 epochs = 5
+
+[early_stopping]
+patience = "none"
 """
 
 

@@ -111,9 +111,12 @@ target = "kernel"
 
 [search]
 strategy = "grid"
+repeats = 1
 
 [training]
 epochs = 1500
+[early_stopping]
+patience = "none"
 [evaluation]
 baseline = false   # resume of one grid phase; the baseline phase is resumed in the coarse-to-fine test
 """
@@ -137,9 +140,13 @@ target = "kernel"
 [search]
 strategy = "coarse_to_fine"
 fine_points = 4
+repeats = 1
 
 [training]
 epochs = 1500
+
+[early_stopping]
+patience = "none"
 """
 
 
@@ -338,4 +345,4 @@ def test_resuming_under_other_settings_is_refused(tmp_path: Path, capsys: pytest
 
     definition.write_text(TWO.replace("1e-3]", "1e-4]"))
     assert main([str(definition), "--results", str(results), "--quiet", "--overwrite"]) == 0
-    assert sorted(pd.read_csv(folder / "trials.csv")["param_strength"].dropna()) == [1e-4, 1e-2]
+    assert sorted(pd.read_csv(folder / "trials.csv")["param_strength"].dropna().unique()) == [1e-4, 1e-2]

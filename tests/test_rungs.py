@@ -198,6 +198,8 @@ repeats = 2
 [training]
 epochs = 12
 batch_size = 16
+[early_stopping]
+patience = "none"
 [evaluation]
 protocol = "{protocol}"
 """

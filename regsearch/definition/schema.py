@@ -87,6 +87,16 @@ MODEL_KEYS = {
     "RegularizedLSTM": _SHARED_MODEL_KEYS | {"vocab_size", "embedding_dim", "units"},
 }
 MODES = ("auto", "min", "max")
+# Defaults that give an answer to trust (README, "Every key of a search file"): several seeds, so the
+# comparison with no regularization has a confidence interval, and early stopping restoring the best weights.
+DEFAULT_EPOCHS = 200
+DEFAULT_REPEATS = 5
+
+
+def default_patience(epochs: int) -> int:
+    """Early stopping's patience when the file gives none: a tenth of the epochs (at least 1)."""
+    return max(1, epochs // 10)
+
 # Objectives regsearch can select on, and which way is better.
 OBJECTIVES = {
     "test_accuracy": "max",
@@ -296,16 +306,21 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
 
     training = _table(raw, "training", where)
     _known_keys("training", training, {"epochs", "batch_size"}, where)
+    epochs = _integer("training.epochs", training.get("epochs", DEFAULT_EPOCHS), where, low=1)
 
-    stopping = _table(raw, "early_stopping", where) if "early_stopping" in raw else None
+    # Early stopping is on by default (a careful user's choice); patience = "none" turns it off.
+    stopping = _table(raw, "early_stopping", where)
     early_stopping = None
-    if stopping is not None:
+    if stopping.get("patience") == "none" and len(stopping) > 1:
+        raise SettingError("early_stopping", 'only patience = "none" (no early stopping uses no other key)',
+                           sorted(set(stopping) - {"patience"}), where)
+    if stopping.get("patience") != "none":
         _known_keys(
             "early_stopping", stopping,
             {"monitor", "patience", "min_delta", "mode", "baseline", "restore_best_weights", "start_from_epoch"}, where,
         )
         early_stopping = dict(stopping)
-        patience = early_stopping.get("patience", 0)
+        patience = early_stopping.get("patience", default_patience(epochs))
         if isinstance(patience, list):
             if not patience:
                 raise SettingError("early_stopping.patience", "an integer >= 0 or a non-empty list", patience, where)
@@ -356,9 +371,9 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
         min_epochs=_integer("search.min_epochs", search["min_epochs"], where, low=1) if "min_epochs" in search
         else None,
         time_limit=check_seconds("search.time_limit", search["time_limit"], where) if "time_limit" in search else None,
-        repeats=_integer("search.repeats", search.get("repeats", 1), where, low=1),
+        repeats=_integer("search.repeats", search.get("repeats", DEFAULT_REPEATS), where, low=1),
         seed=_integer("search.seed", search.get("seed", 0), where, low=0),
-        epochs=_integer("training.epochs", training.get("epochs", 100), where, low=1),
+        epochs=epochs,
         batch_size=_integer("training.batch_size", training.get("batch_size", 32), where, low=1),
         early_stopping=early_stopping,
         report={key: _string(f"report.{key}", value, where) for key, value in report.items()},

@@ -22,12 +22,15 @@ from regsearch.evaluation.compare import Assessment
 from regsearch.report.sections import (
     PROTOCOL_NAMES,
     PROTOCOL_TEXT,
+    PROVENANCE_NOTE,
+    WARNINGS_HEADING,
     assessment_table,
     best_table,
     comparison_note,
     comparison_table,
     fixed_settings,
     index_table,
+    provenance_table,
     ranked_table,
     words,
 )
@@ -68,9 +71,11 @@ def report_html(
     answer: str | None = None,
     assessment: Assessment | None = None,
     comparison: pd.DataFrame | None = None,
+    warnings: Sequence[str] = (),
     figures: Sequence[PlotImage] = (),
     definition_text: str | None = None,
     files: Sequence[str] = (),
+    provenance: Mapping[str, Any] | None = None,
 ) -> str:
     """The page of one search: the answer first, then the plots, the tables, the definition and the rerun command.
 
@@ -83,9 +88,11 @@ def report_html(
         answer: The one-line answer (:func:`regsearch.evaluation.compare.answer_line`).
         assessment: The selected configuration's selection and test scores.
         comparison: Paired differences to the baseline (:func:`regsearch.evaluation.compare.paired_differences`).
+        warnings: Reasons not to trust the answer (:func:`regsearch.evaluation.caveats.caveats`), under it.
         figures: The plots, in the order shown.
         definition_text: The search definition (TOML), shown verbatim.
         files: Files beside the page to link (``trials.csv``, ...).
+        provenance: What produced the numbers (:func:`regsearch.provenance.collect`), above the rerun command.
 
     Returns:
         The HTML text.
@@ -100,6 +107,8 @@ def report_html(
         search_name=search_name,
         description=description,
         answer=answer,
+        warnings=list(warnings),
+        warnings_heading=WARNINGS_HEADING,
         best=None if best is None else {
             "params": format_params(best["params"]),
             "table": _rows(best_table(best, objective)),
@@ -122,6 +131,8 @@ def report_html(
         definition_text=definition_text,
         rerun_command=rerun_command,
         files=files,
+        provenance=_rows(provenance_table(provenance)) if provenance else None,
+        provenance_note=PROVENANCE_NOTE,
     )
 
 

@@ -16,6 +16,8 @@ from regsearch.errors import SearchFailedError
 from regsearch.evaluation.compare import Assessment
 from regsearch.report.sections import (
     PROTOCOL_TEXT,
+    PROVENANCE_NOTE,
+    WARNINGS_HEADING,
     assessment_table,
     best_table,
     comparison_note,
@@ -23,6 +25,7 @@ from regsearch.report.sections import (
     fixed_settings,
     index_table,
     mean_std,
+    provenance_table,
     ranked_table,
     words,
 )
@@ -64,6 +67,8 @@ def summary_markdown(
     answer: str | None = None,
     assessment: Assessment | None = None,
     comparison: pd.DataFrame | None = None,
+    warnings: Sequence[str] = (),
+    provenance: Mapping[str, Any] | None = None,
 ) -> str:
     """Writes the page of one search: the answer, best configuration, ranked table, how to rerun.
 
@@ -77,6 +82,8 @@ def summary_markdown(
         answer: The one-line answer (:func:`regsearch.evaluation.compare.answer_line`), shown first.
         assessment: The selected configuration's selection and test scores.
         comparison: Paired differences to the baseline (:func:`regsearch.evaluation.compare.paired_differences`).
+        warnings: Reasons not to trust the answer (:func:`regsearch.evaluation.caveats.caveats`), under it.
+        provenance: What produced the numbers (:func:`regsearch.provenance.collect`), above the rerun command.
 
     Returns:
         The Markdown text, ending in a newline.
@@ -87,6 +94,8 @@ def summary_markdown(
     parts = [f"# Search `{search_name}`", ""]
     if answer:
         parts += [f"**{answer}**", ""]
+    if warnings:
+        parts += [f"> **{WARNINGS_HEADING}**", *[f"> - {sentence}" for sentence in warnings], ""]
     try:
         best = best_configuration(summary, objective)
     except SearchFailedError:
@@ -134,6 +143,8 @@ def summary_markdown(
     ]
     if definition_text:
         parts += ["## Search definition", "", "```toml", definition_text.rstrip("\n"), "```", ""]
+    if provenance:
+        parts += ["## Provenance", "", PROVENANCE_NOTE, "", markdown_table(provenance_table(provenance)), ""]
     parts += ["## Rerun", "", "```sh", rerun_command, "```", ""]
     return "\n".join(parts)
 

@@ -20,7 +20,9 @@ __all__ = [
     "CLAIM_CHECK",
     "PROTOCOL_NAMES",
     "PROTOCOL_TEXT",
+    "PROVENANCE_NOTE",
     "SHOWN_METRICS",
+    "WARNINGS_HEADING",
     "assessment_table",
     "best_table",
     "comparison_note",
@@ -28,6 +30,7 @@ __all__ = [
     "fixed_settings",
     "index_table",
     "mean_std",
+    "provenance_table",
     "ranked_table",
     "varying_params",
     "words",
@@ -47,6 +50,11 @@ SHOWN_METRICS = (
     "seconds",
 )
 _FRACTIONS = ("accuracy", "gap", "zero_fraction")
+#: Above the provenance table.
+PROVENANCE_NOTE = ("What produced these numbers (also in provenance.json): another version or device may differ in "
+                   "the last decimals. The command below reruns the search into this folder, resuming what finished.")
+#: Above the warnings under the answer (:func:`regsearch.evaluation.caveats.caveats`).
+WARNINGS_HEADING = "Read the answer with care:"
 
 PROTOCOL_TEXT = {
     "holdout": "Selected by the validation score on a held-out split of the training rows; the test rows were "
@@ -174,6 +182,27 @@ def comparison_table(comparison: pd.DataFrame, summary: pd.DataFrame) -> pd.Data
     shown["beyond seed noise"] = ["yes" if (not _missing(lo) and (lo > 0 or hi < 0)) else "no"
                                   for lo, hi in zip(table["ci_low"], table["ci_high"])]
     return shown.reset_index(drop=True)
+
+
+#: How provenance.json names each package on the page.
+_PACKAGE_NAMES = {"regsearch": "regsearch", "keras": "Keras", "keras-tuner": "Keras Tuner", "tensorflow": "TensorFlow",
+                  "jax": "JAX", "jaxlib": "jaxlib", "numpy": "NumPy", "python": "Python"}
+
+
+def provenance_table(provenance: Mapping[str, Any]) -> pd.DataFrame:
+    """What produced the numbers (:func:`regsearch.provenance.collect`): versions, backend, device, command, times."""
+    versions = provenance.get("versions", {})
+    rows = [
+        ("versions", ", ".join(f"{_PACKAGE_NAMES.get(name, name)} {version}" for name, version in versions.items()
+                               if version)),
+        ("backend", str(provenance.get("backend", ""))),
+        ("device", str(provenance.get("device", ""))),
+        ("command", str(provenance.get("command", ""))),
+        ("in", str(provenance.get("working_directory", ""))),
+        ("started (UTC)", str(provenance.get("started", ""))),
+        ("wall time", f"{provenance['wall_seconds']:.1f} s" if "wall_seconds" in provenance else ""),
+    ]
+    return pd.DataFrame([r for r in rows if r[1]], columns=["", "value"])
 
 
 def index_table(rows: Sequence[Mapping[str, Any]], strong: Callable[[str], str] = str) -> pd.DataFrame:

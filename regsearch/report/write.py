@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -13,7 +14,7 @@ from matplotlib.figure import Figure
 
 from regsearch.atomic import save_figure_atomic, write_csv_atomic, write_text_atomic
 from regsearch.report.html import PlotImage, index_html, report_html
-from regsearch.report.markdown import summary_markdown
+from regsearch.report.markdown import index_markdown, summary_markdown
 from regsearch.report.boundary import plot_decision_boundaries
 from regsearch.report.study_plots import (
     heatmap_axes,
@@ -31,6 +32,8 @@ from regsearch.report.plots import (
     plot_rungs,
 )
 from regsearch.evaluation import compare
+from regsearch.evaluation.caveats import caveats
+from regsearch.provenance import PROVENANCE_FILE
 from regsearch.report.tables import (
     best_configuration,
     format_params,
@@ -56,6 +59,8 @@ REPORT_FILES = (
 REPORT_PAGE = "report.html"
 TENSORBOARD_FOLDER = "tensorboard"
 INDEX_PAGE = "index.html"
+INDEX_MARKDOWN = "README.md"
+INDEX_TITLE = "regsearch results"
 
 #: What each plot shows, as its caption on the page.
 CAPTIONS = {
@@ -184,6 +189,10 @@ def write_report(
     baseline_model: Any = None,
     data: Any = None,
     stopped: str | None = None,
+    kept_figures: Sequence[str] = (),
+    epochs: int | None = None,
+    early_stopping: bool = True,
+    provenance: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Writes trials.csv, summary.csv, comparison.csv, summary.md, report.html and the plots, each atomically.
 
@@ -218,6 +227,14 @@ def write_report(
             added to the answer.
         tensorboard: Write TensorBoard's HParams summaries, one run per training run, to
             ``tensorboard/`` (:func:`regsearch.report.tensorboard.write_hparams`).
+        epochs: The epoch budget of a run (``[training] epochs``), which the warnings
+            (:func:`regsearch.evaluation.caveats.caveats`) compare the best epoch with, and whether
+            the runs stopped early (else their best epoch is their last).
+        provenance: What produced the runs (:func:`regsearch.provenance.collect`): written to
+            ``provenance.json`` and shown on both pages.
+        kept_figures: Plots of these same runs that this call cannot draw (a rebuild from
+            ``trials.csv`` has no per-epoch histories; a moved data file, no points): when
+            not drawn, the file already in ``out_dir`` stays and the page shows it.
 
     Returns:
         The written files, in the order of ``REPORT_FILES``.
@@ -239,6 +256,9 @@ def write_report(
     answer, assessment = answer_of(everything, summary, protocol, baseline)
     if stopped:
         answer = f"{answer} {stopped}" if answer else stopped
+    warnings = caveats(everything, summary, epochs=epochs, early_stopping=early_stopping)
+    if provenance:
+        written.append(write_text_atomic(folder / PROVENANCE_FILE, json.dumps(provenance, indent=1) + "\n"))
     rung_rows = pd.DataFrame.from_records(list(rungs or []))
     if not rung_rows.empty:
         written.append(write_csv_atomic(rung_rows, folder / "rungs.csv"))
@@ -299,6 +319,11 @@ def write_report(
             save_figure_atomic(ax.get_figure(), folder / "optimization_history.png", dpi=DPI)
         )
 
+    drawn = {path.name for path in figures}
+    figures += [folder / name for name in kept_figures if name not in drawn and (folder / name).is_file()]
+    order = list(CAPTIONS)
+    figures.sort(key=lambda path: order.index(path.name) if path.name in order else len(order))
+
     text = summary_markdown(
         summary,
         search_name=search_name,
@@ -309,14 +334,16 @@ def write_report(
         answer=answer,
         assessment=assessment,
         comparison=comparison,
+        warnings=warnings,
+        provenance=provenance,
     )
     written.append(write_text_atomic(folder / "summary.md", text))
     page = report_html(
         summary, search_name=search_name, rerun_command=rerun_command, objective=objective,
-        description=description, answer=answer, assessment=assessment, comparison=comparison,
+        description=description, answer=answer, assessment=assessment, comparison=comparison, warnings=warnings,
         figures=[PlotImage(path.name, CAPTIONS.get(path.name, path.stem.replace("_", " ")), path.read_bytes())
                  for path in figures],
-        definition_text=definition_text,
+        definition_text=definition_text, provenance=provenance,
         files=[path.name for path in written] + ["summary.md"] + ([TENSORBOARD_FOLDER] if tensorboard else []),
     )
     written.append(write_text_atomic(folder / REPORT_PAGE, page))
@@ -377,8 +404,20 @@ def index_row(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def write_index(results: str | os.PathLike[str]) -> Path:
-    """Writes ``index.html`` of a results folder: every search in it, linked to its page, with its answer."""
+    """Writes ``index.html`` and ``README.md`` of a results folder from the same rows: every search in it (every
+    folder with a ``trials.csv``), linked to its page, with its answer.
+
+    ``README.md`` is left alone when it exists and is not regsearch's own
+    index (a user's file in a folder passed as ``--results``).
+
+    Returns:
+        The path of ``index.html``.
+    """
     results = Path(results)
     rows = [row for folder in sorted(p for p in results.iterdir() if p.is_dir())
             if (row := index_row(folder)) is not None]
-    return write_text_atomic(results / INDEX_PAGE, index_html(rows))
+    readme = results / INDEX_MARKDOWN
+    if not readme.exists() or readme.read_text(encoding="utf-8", errors="replace").startswith(f"# {INDEX_TITLE}\n"):
+        write_text_atomic(readme, index_markdown([{**row, "link": row["markdown_link"]} for row in rows],
+                                                 title=INDEX_TITLE))
+    return write_text_atomic(results / INDEX_PAGE, index_html(rows, title=INDEX_TITLE))
