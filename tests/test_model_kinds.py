@@ -125,6 +125,8 @@ file = "model.keras"
 [space.regularizer]
 kinds = ["l2"]
 strengths = [1e-2]
+[search]
+repeats = 1
 """
 
 
