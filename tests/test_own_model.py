@@ -37,6 +37,7 @@ strengths = { decades = [1e-1, 1e-3] }
 [search]
 strategy = "coarse_to_fine"
 fine_points = 2
+repeats = 2  # two seeds that must differ, and cheap (the default is 5)
 
 [training]
 epochs = 12
