@@ -569,6 +569,7 @@ def _report(results: Path, names: list[str], *, quiet: bool) -> int:
 def _rebuild(folder: Path, name: str) -> None:
     """Rewrites one search's report from its saved runs: the tuner's state if present, else trials.csv."""
     from regsearch.report import write_report
+    from regsearch.provenance import STOPPED
     from regsearch.report.write import report_settings
     from regsearch.results import report_runs, saved_definition, saved_models, saved_provenance, saved_rungs
 
@@ -584,6 +585,7 @@ def _rebuild(folder: Path, name: str) -> None:
                  definition_text=definition.text if definition else None,
                  description=definition.description if definition else None, protocol=protocol, baseline=baseline,
                  rungs=saved_rungs(folder), **saved_models(folder, definition), kept_figures=kept,
+                 stopped=(provenance or {}).get(STOPPED),
                  epochs=definition.epochs if definition else None,
                  early_stopping=definition is None or definition.early_stopping is not None,
                  **_plot_settings(definition.report if definition else {}))

@@ -18,9 +18,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROVENANCE_FILE", "collect", "device", "rerun_command", "versions"]
+__all__ = ["PROVENANCE_FILE", "STOPPED", "collect", "device", "rerun_command", "versions"]
 
 PROVENANCE_FILE = "provenance.json"
+#: The key of ``provenance.json`` saying why the search stopped before its plan (the time limit), if it did.
+STOPPED = "stopped"
 #: Distributions whose versions shape the numbers.
 PACKAGES = ("regsearch", "keras", "keras-tuner", "tensorflow", "jax", "jaxlib", "numpy")
 DEFAULT_RESULTS = "results"

@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from regsearch.provenance import STOPPED
+
 __all__ = ["BASELINE_MODEL", "BEST_MODEL", "DEFINITION_COPY", "TRIALS_FILE", "Results", "committed_runs", "open_results",
            "report_runs", "saved_definition", "saved_models", "saved_provenance", "saved_rungs", "saved_runs", "saved_searches"]
 
@@ -154,7 +156,9 @@ class Results:
         summary: The configurations, ranked as the report ranks them (``summary.csv``).
         best: The selected configuration's settings, ``{"kind": "l2", "strength": 0.00562, ...}``
             (its scores are ``summary.iloc[0]``).
-        answer: The report's one-line answer (None when every run failed).
+        answer: The report's one-line answer (None when every run failed), ending with ``stopped``
+            when the search stopped early.
+        stopped: Why the search stopped before its plan did ("Stopped by the time limit ..."), or None.
         warnings: The report's reasons to read the answer with care, one sentence each.
         definition: The search definition as it ran (``search.toml``), or None.
         provenance: ``provenance.json`` (versions, device, command, times), or None for older results.
@@ -170,6 +174,7 @@ class Results:
                                str(self.folder), where="open_results")
         self.trials = trials_frame(committed_runs(self.folder))
         self.provenance = saved_provenance(self.folder)
+        self.stopped: str | None = (self.provenance or {}).get(STOPPED)
 
     def __repr__(self) -> str:
         return f"Results({str(self.folder)!r})"
@@ -203,7 +208,10 @@ class Results:
         from regsearch.report.write import answer_of
 
         _, _, protocol, baseline = self._settings
-        return answer_of(self.trials, self.summary, protocol, baseline)[0]
+        answer = answer_of(self.trials, self.summary, protocol, baseline)[0]
+        if self.stopped:  # as write_report says it
+            return f"{answer} {self.stopped}" if answer else self.stopped
+        return answer
 
     @property
     def warnings(self) -> list[str]:

@@ -137,8 +137,9 @@ def test_grid_search_over_a_functional_model_records_every_run(moons, tmp_path):
 
 def search_metrics(tmp_path, moons, name, **arguments) -> dict:
     x, y, x_val, y_val = moons
-    tuner = regsearch.GridSearch(RegularizedMLP((2,), hidden=[16]), objective=kt.Objective("test_accuracy", "max"),
-                                 directory=str(tmp_path), project_name=name)
+    tuner = regsearch.GridSearch(RegularizedMLP((2,), hidden=[16], regularizer=Regularizer("none")),
+                                 objective=kt.Objective("test_accuracy", "max"), directory=str(tmp_path),
+                                 project_name=name)
     arguments.setdefault("validation_data", (x_val, y_val))
     tuner.search(x, y, epochs=arguments.pop("epochs", 30), verbose=0, **arguments)
     (record,), _ = read_runs(tuner)
@@ -171,8 +172,9 @@ def test_validation_split_holds_out_the_last_rows(moons, tmp_path):
 
 def test_an_argument_model_fit_does_not_take_is_refused_by_name(moons, tmp_path):
     x, y, x_val, y_val = moons
-    tuner = regsearch.GridSearch(RegularizedMLP((2,)), objective=kt.Objective("test_accuracy", "max"),
-                                 directory=str(tmp_path), project_name="bad")
+    tuner = regsearch.GridSearch(RegularizedMLP((2,), regularizer=Regularizer("none")),
+                                 objective=kt.Objective("test_accuracy", "max"), directory=str(tmp_path),
+                                 project_name="bad")
     with pytest.raises(SettingError, match="'patiense' must be an argument of model.fit") as error:
         tuner.search(x, y, validation_data=(x_val, y_val), epochs=2, patiense=3)
     assert "\n" not in str(error.value)
@@ -260,15 +262,39 @@ def test_epochs_may_be_omitted_like_model_fit(moons, tmp_path):
 # --- stock tuners over the default space train to their budget ----------------------------------------------------
 
 
-def test_no_space_at_all_searches_l2_strengths_on_a_log_scale():
+NO_SPACE = {
+    "Regularize": lambda **space: Regularize(functional(), **space),
+    "RegularizedMLP": lambda **space: RegularizedMLP((2,), **space),
+    "RegularizedCNN": lambda **space: regsearch.RegularizedCNN(**space),
+    "RegularizedLSTM": lambda **space: regsearch.RegularizedLSTM(input_shape=(6,), vocab_size=20, **space),
+}
+
+
+@pytest.mark.parametrize("name", list(NO_SPACE))
+def test_no_space_at_all_searches_l2_strengths_on_a_log_scale(name):
+    make = NO_SPACE[name]
     hp = kt.HyperParameters()
-    config = Regularize(functional()).describe(hp)
+    config = make().describe(hp)
     assert (config["kind"], config["target"]) == ("l2", "kernel")
     (strength,) = hp.space
     assert (strength.name, strength.min_value, strength.max_value, strength.sampling) == ("strength", 1e-6, 0.1, "log")
     # Any piece of space given is the whole space: no penalty is added to it.
-    dropout_only = Regularize(functional(), dropout=Dropout("dropout", [0.1, 0.2]))
-    assert dropout_only.describe(kt.HyperParameters())["kind"] == "none"
+    for piece in ({"dropout": Dropout("dropout", [0.1, 0.2])}, {"optimizer": "sgd"}, {"learning_rate": [1e-3, 1e-2]},
+                  {"patience": 3}, {"regularizer": Regularizer("none")}):
+        assert make(**piece).describe(kt.HyperParameters())["kind"] == "none", piece
+
+
+def test_a_search_file_without_a_regularizer_searches_no_penalty(tmp_path):
+    from regsearch.definition import load_definition
+    from regsearch.definition.build import load_data, make_hypermodel
+
+    path = tmp_path / "plain.toml"
+    path.write_text('description = "plain"\n[data]\ndataset = "moons"\ntrain_size = 30\n\n'
+                    '[model]\nhypermodel = "RegularizedMLP"\nhidden = [8]\n\n[training]\nepochs = 1\n')
+    definition = load_definition(path)
+    hp = kt.HyperParameters()
+    assert make_hypermodel(definition, load_data(definition)).describe(hp)["kind"] == "none"
+    assert not hp.space
 
 
 @pytest.mark.slow
@@ -280,7 +306,7 @@ def test_stock_hyperband_over_the_defaults_trains_beyond_the_first_rung(which, m
     """
     x, y, x_val, y_val = moons
     hypermodel = (Regularize(functional()) if which == "regularize"
-                  else RegularizedMLP((2,), hidden=[8], regularizer=Regularizer("l2")))
+                  else RegularizedMLP((2,), hidden=[8]))  # no space: both search the L2 strength on a log scale
     tuner = kt.Hyperband(hypermodel, objective="val_loss", max_epochs=7, factor=7, hyperband_iterations=1,
                          directory=str(tmp_path), project_name="hb", seed=1)
     tuner.search(x, y, validation_data=(x_val, y_val), verbose=0)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import regsearch
 from fake_hypermodel import FakeHyperModel, make_tuner, search
 from regsearch.cli import main
 from test_cli import TINY
@@ -98,9 +99,17 @@ def test_a_search_stopped_by_its_time_limit_reports_and_a_rerun_equals_an_uninte
     assert stopped in (folder / "summary.md").read_text() and stopped in (folder / "report.html").read_text()
     assert list(pd.read_csv(folder / "trials.csv")["trial_id"]) == ["grid-0000"]
     assert not (folder / "tuner" / "baseline").exists()
+    assert main(["report", "tiny", "--results", str(results), "--quiet"]) == 0  # a rebuild says it again
+    assert stopped in (folder / "summary.md").read_text() and stopped in (folder / "report.html").read_text()
+    opened = regsearch.open_results(folder)
+    assert opened.stopped == stopped and opened.answer.endswith(stopped)
 
     assert main([str(definition), "--results", str(results), *SEQUENTIAL]) == 0  # the same command, no limit
     assert "Stopped" not in capsys.readouterr().out and "Stopped" not in (folder / "summary.md").read_text()
+    assert main(["report", "tiny", "--results", str(results), "--quiet"]) == 0
+    assert "Stopped" not in (folder / "summary.md").read_text()
+    opened = regsearch.open_results(folder)
+    assert opened.stopped is None and "Stopped" not in opened.answer
     assert main([str(definition), "--results", str(tmp_path / "uninterrupted"), "--quiet", *SEQUENTIAL]) == 0
     same_runs(folder, tmp_path / "uninterrupted" / "tiny")
 

@@ -123,8 +123,9 @@ def _make_space(definition: SearchDefinition) -> dict[str, Any]:
     if "regularizer" in pieces:
         # A search file's default strengths are the tutorials' decades, a grid every strategy can walk.
         arguments["regularizer"] = space.Regularizer(**{"strengths": space.DEFAULT_GRID, **pieces["regularizer"]})
-    elif definition.hypermodel == "Regularize":
-        arguments["regularizer"] = space.Regularizer("none")  # a file without one searches no penalty
+    else:
+        # A file without one searches no penalty (the classes' own default, for a space given nowhere, is L2).
+        arguments["regularizer"] = space.Regularizer("none")
     if "constraint" in pieces:
         arguments["constraint"] = space.Constraint(**pieces["constraint"])
     if "dropout" in pieces:

@@ -77,6 +77,17 @@ class RunResult:
     rungs: list[RungScore] = field(default_factory=list)
 
 
+class _Unset:
+    """The type of :data:`UNSET`."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: An argument not given: tells "no space given" apart from a value equal to the default.
+UNSET = _Unset()
+
+
 class RegularizedHyperModel(kt.HyperModel):
     """Base class: a network whose regularization is searched.
 
@@ -88,13 +99,17 @@ class RegularizedHyperModel(kt.HyperModel):
             ``"multiclass"`` (softmax, sparse categorical cross-entropy,
             accuracy) or ``"regression"`` (linear, mse).
         classes: Number of classes; required for ``"multiclass"``.
-        regularizer: The penalty to search; None means no regularization.
+        regularizer: The penalty to search. Given no space at all (no
+            ``regularizer``, ``constraint``, ``dropout``, ``patience``,
+            ``optimizer`` or ``learning_rate``), it is ``Regularizer("l2")``:
+            an L2 penalty on the kernels, its strength drawn from
+            ``LogRange(1e-6, 1e-1)``; ``Regularizer("none")`` searches no penalty.
         placement: Where activity regularization goes: ``"after"``,
             ``"before"``, a list of both, or a ``Placement``.
         constraint: A weight constraint; None means none.
         dropout: Noise layers; None means none.
-        optimizer: An optimizer name, or a list of names (searched).
-        learning_rate: A number, a list, ``Decades``, ``FineGrid`` or ``LogRange``.
+        optimizer: An optimizer name, or a list of names (searched); default ``"adam"``.
+        learning_rate: A number, a list, ``Decades``, ``FineGrid`` or ``LogRange``; default 1e-3.
         patience: Early-stopping patience, an int or a list (searched); ``"none"``
             in the list means a run without early stopping;
             None leaves early stopping to the ``early_stopping`` argument of ``run``.
@@ -128,8 +143,8 @@ class RegularizedHyperModel(kt.HyperModel):
         placement: str | Sequence[str] | Placement = "after",
         constraint: Constraint | None = None,
         dropout: Dropout | None = None,
-        optimizer: str | Sequence[str] | None = "adam",
-        learning_rate: Values | None = 1e-3,
+        optimizer: str | Sequence[str] | None | _Unset = UNSET,
+        learning_rate: Values | None | _Unset = UNSET,
         patience: int | Sequence[int | str] | None = None,
         layers: str | Sequence[str] | None = None,
         jit_compile: bool | str = "auto",
@@ -137,6 +152,13 @@ class RegularizedHyperModel(kt.HyperModel):
         tunable: bool = True,
     ) -> None:
         super().__init__(name=name, tunable=tunable)
+        if regularizer is None and all(
+            piece is None or piece is UNSET for piece in (constraint, dropout, patience, optimizer, learning_rate)
+        ):
+            # No space given: search the L2 strength (as Regularize does), on a scale stock tuners never exhaust.
+            regularizer = Regularizer("l2")
+        optimizer = "adam" if optimizer is UNSET else optimizer
+        learning_rate = 1e-3 if learning_rate is UNSET else learning_rate
         if jit_compile not in (True, False, "auto"):
             raise SettingError("jit_compile", "true, false or 'auto'", jit_compile, type(self).__name__)
         self.jit_compile = jit_compile

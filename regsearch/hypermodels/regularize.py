@@ -44,7 +44,7 @@ class Regularize(RegularizedHyperModel):
             classes, or a list of them. Default: every Dense, Conv, recurrent
             and Embedding layer except the output layers, nested models' included.
         regularizer, placement, constraint, dropout, patience: The space, as in
-            :class:`RegularizedHyperModel`. Given none of them (nor ``optimizer``
+            :class:`RegularizedHyperModel`, whose rule holds here: given none of them (nor ``optimizer``
             or ``learning_rate``), the space is ``Regularizer("l2")``: an L2
             penalty on the kernels, its strength drawn from ``LogRange(1e-6, 1e-1)``.
         optimizer: An optimizer name or a list (searched); None keeps the model's.
@@ -81,8 +81,6 @@ class Regularize(RegularizedHyperModel):
         where = "Regularize"
         if not isinstance(model, keras.Model) and not callable(model):
             raise SettingError("model", "a keras.Model or a function build(hp) -> keras.Model", model, where)
-        if all(piece is None for piece in (regularizer, constraint, dropout, optimizer, learning_rate, patience)):
-            regularizer = Regularizer("l2")  # no space given: L2 on the kernels, strengths on a log scale
         if task is not None and task not in TASKS:
             raise SettingError("task", one_of(TASKS), task, where)
         super().__init__(

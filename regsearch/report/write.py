@@ -33,7 +33,7 @@ from regsearch.report.plots import (
 )
 from regsearch.evaluation import compare
 from regsearch.evaluation.caveats import caveats
-from regsearch.provenance import PROVENANCE_FILE
+from regsearch.provenance import PROVENANCE_FILE, STOPPED
 from regsearch.report.tables import (
     best_configuration,
     format_params,
@@ -224,7 +224,7 @@ def write_report(
         data: The :class:`regsearch.datasets.Split` the runs trained on: with two features and two
             classes, ``decision_boundary.png`` shows both models' boundaries over its points.
         stopped: Why the search ended before its plan did (``SearchResult.stopped``): a sentence
-            added to the answer.
+            added to the answer, and saved in ``provenance.json`` (key ``stopped``) when ``provenance`` is given.
         tensorboard: Write TensorBoard's HParams summaries, one run per training run, to
             ``tensorboard/`` (:func:`regsearch.report.tensorboard.write_hparams`).
         epochs: The epoch budget of a run (``[training] epochs``), which the warnings
@@ -258,7 +258,11 @@ def write_report(
         answer = f"{answer} {stopped}" if answer else stopped
     warnings = caveats(everything, summary, epochs=epochs, early_stopping=early_stopping)
     if provenance:
-        written.append(write_text_atomic(folder / PROVENANCE_FILE, json.dumps(provenance, indent=1) + "\n"))
+        # The stop is saved with what produced the runs, so that a rebuild (``report``) says it again.
+        saved = {key: value for key, value in provenance.items() if key != STOPPED}
+        if stopped:
+            saved[STOPPED] = stopped
+        written.append(write_text_atomic(folder / PROVENANCE_FILE, json.dumps(saved, indent=1) + "\n"))
     rung_rows = pd.DataFrame.from_records(list(rungs or []))
     if not rung_rows.empty:
         written.append(write_csv_atomic(rung_rows, folder / "rungs.csv"))
