@@ -27,7 +27,10 @@ def activation_sparsity(
         ``{"mean_activation": float, "zero_fraction": float}``; NaN for empty data.
     """
     layer = model.get_layer(layer_name)
-    probe = keras.Model(inputs=model.input, outputs=layer.output)
+    # A Sequential model has no ``input`` in Keras 3 until it is called on a tensor (built from keras.Input,
+    # cloned or loaded from a .keras file, it has not been); its one symbolic input is in ``inputs``.
+    inputs = model.inputs[0] if isinstance(model, keras.Sequential) else model.input
+    probe = keras.Model(inputs=inputs, outputs=layer.output)
     n_rows = len(keras.tree.flatten(x)[0])
     total = zeros = count = 0.0
     for start in range(0, n_rows, batch_size):
