@@ -1,7 +1,7 @@
 """Keras Tuner + model.fit against python -m regsearch on users' models, each side a fresh process, imports included.
 
-Usage: python benchmarks/peers.py [--rows moons,cnn,lstm,tabular] [--epochs N] [--repeats N] [--quick]
-                                  [--no-fixed] [--keep DIR]
+Usage: python benchmarks/peers.py [--rows moons,cnn,lstm,tabular] [--epochs N] [--repeats N] [--patience N]
+                                  [--quick] [--no-fixed] [--keep DIR]
 
 For each row the script writes a user's files into a temporary folder (the
 data as a .npz or .csv file, the model without regularization as a .keras
@@ -387,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {', '.join(ROWS)}")
     parser.add_argument("--epochs", type=int, help="every row's epochs (default: each row's own)")
     parser.add_argument("--repeats", type=int, help="every row's runs per configuration (default: each row's own)")
+    parser.add_argument("--patience", type=int, help="every row's early-stopping patience (default: each row's own)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 strengths, 1 run, 5 epochs, little data")
     parser.add_argument("--no-fixed", action="store_true", help="skip the --epochs 1 run that times fixed costs")
     parser.add_argument("--keep", type=Path, help="write the rows' folders here (default: a temporary folder)")
@@ -405,9 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = []
     for name in names:
         row = quick(FULL[name]) if args.quick else FULL[name]
-        row = dataclasses.replace(row, epochs=args.epochs or row.epochs, repeats=args.repeats or row.repeats)
+        row = dataclasses.replace(row, epochs=args.epochs or row.epochs, repeats=args.repeats or row.repeats,
+                                  patience=args.patience or row.patience)
         started = time.perf_counter()
-        outcomes.append(run_row(row, work / name, fixed=not (args.no_fixed or args.quick)))
+        outcomes.append(run_row(row, work / name, fixed=not args.no_fixed))
         print(f"{name} done in {time.perf_counter() - started:.0f} s", flush=True)
     show(outcomes)
     return 0

@@ -9,7 +9,11 @@ variables, calls ``model.train_step`` and reads them back, all inside one
 A model with random layers (dropout, noise) runs as a plain graph: XLA's
 random-number kernels on the CPU made an epoch of the moons model with one
 Dropout about 12x slower than the graph (12 ms against 1 ms per
-member-epoch, ``benchmarks/RESULTS.md``).
+member-epoch, ``benchmarks/RESULTS.md``). So does a model with convolutions
+where there is no GPU: XLA's CPU convolutions made an epoch of a small digits
+CNN about 3x slower than the graph's oneDNN kernels (``benchmarks/peers.py``).
+A recurrent layer without dropout draws nothing and runs under XLA, whose CPU
+recurrences beat the graph's (an LSTM's epoch about 2.5x faster).
 """
 
 from __future__ import annotations
@@ -32,14 +36,27 @@ def dropout(inputs: Any, rate: Any, noise_shape: Any, seed_generator: Any) -> An
     return tf.nn.experimental.stateless_dropout(inputs, rate=rate, noise_shape=shape, seed=seed)
 
 _XLA_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError)
+_CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Conv1DTranspose,
+                 keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose, keras.layers.DepthwiseConv1D,
+                 keras.layers.DepthwiseConv2D, keras.layers.SeparableConv1D, keras.layers.SeparableConv2D,
+                 keras.layers.ConvLSTM1D, keras.layers.ConvLSTM2D, keras.layers.ConvLSTM3D)
+
+
+def _draws_random_numbers(layer: keras.Layer) -> bool:
+    """A layer with seed generators, unless a recurrent cell without dropout (an LSTMCell keeps one regardless)."""
+    if not getattr(layer, "_seed_generators", None):
+        return False
+    return not (getattr(layer, "dropout", None) == 0 and getattr(layer, "recurrent_dropout", None) == 0)
 
 
 class Backend:
     def __init__(self, model: keras.Model, set_row: Callable[[Any], None]) -> None:
         self.model, self.bind_numbers = model, set_row
-        # XLA's CPU random-number kernels are slow; random layers keep the plain graph there.
-        random = any(getattr(layer, "_seed_generators", None) for layer in model._flatten_layers())
-        self.xla = not (random and not tf.config.list_physical_devices("GPU"))
+        # XLA's CPU random-number kernels and convolutions are slow: such models keep the plain graph there.
+        layers = list(model._flatten_layers())
+        random = any(_draws_random_numbers(layer) for layer in layers)
+        convolution = any(isinstance(layer, _CONVOLUTIONS) for layer in layers)
+        self.xla = not ((random or convolution) and not tf.config.list_physical_devices("GPU"))
         self.groups = (list(model.trainable_variables), list(model.non_trainable_variables),
                        list(model.optimizer.variables), list(model.metrics_variables))
 
