@@ -571,6 +571,17 @@ def test_activation_sparsity_counts_exact_zeros():
     assert result == {"mean_activation": 1.0, "zero_fraction": 0.5}
 
 
+def test_activation_sparsity_of_a_sequential_model_loaded_from_a_keras_file(tmp_path):
+    # Keras 3 gives a Sequential model no ``input`` until it is called: a user's saved Sequential model failed here.
+    hidden = keras.layers.Dense(4, activation="relu", name="h")
+    model = keras.Sequential([keras.Input((2,)), hidden, keras.layers.Dense(1)])
+    hidden.set_weights([np.zeros((2, 4), "float32"), np.array([1.0, 3.0, -1.0, -2.0], "float32")])
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    result = regsearch.activation_sparsity(loaded, "h", np.ones((5, 2), "float32"), batch_size=2)
+    assert result == {"mean_activation": 1.0, "zero_fraction": 0.5}
+
+
 # --- Keras Tuner ---------------------------------------------------------------
 
 

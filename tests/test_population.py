@@ -345,19 +345,25 @@ def test_what_a_population_cannot_train_falls_back_once_with_a_warning(tmp_path)
     assert [r["status"] for r in records] == ["completed", "completed"]
 
 
-def test_random_layers_run_as_a_plain_graph_on_a_cpu_and_other_models_under_xla() -> None:
+def test_random_layers_and_convolutions_run_as_a_plain_graph_on_a_cpu_and_other_models_under_xla() -> None:
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the TensorFlow backend's choice")
+    import tensorflow as tf
+
     from regsearch.population import _tensorflow
 
-    def backend(*extra):
-        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(4), *extra, keras.layers.Dense(1)])
+    def backend(*extra, shape=(2,)):
+        model = keras.Sequential([keras.Input(shape), *extra, keras.layers.Dense(4), keras.layers.Dense(1)])
         model.compile("adam", "mse")
         return _tensorflow.Backend(model, lambda row: None)
 
+    gpu = bool(tf.config.list_physical_devices("GPU"))
     assert backend().xla is True
-    assert backend(keras.layers.Dropout(0.2)).xla is False
-    assert backend(keras.layers.GaussianNoise(0.2)).xla is False
+    assert backend(keras.layers.Dropout(0.2)).xla is gpu
+    assert backend(keras.layers.GaussianNoise(0.2)).xla is gpu
+    assert backend(keras.layers.Conv1D(2, 2), keras.layers.Flatten(), shape=(4, 1)).xla is gpu
+    assert backend(keras.layers.LSTM(2), shape=(4, 1)).xla is True  # its cell's seed generator draws nothing
+    assert backend(keras.layers.LSTM(2, recurrent_dropout=0.1), shape=(4, 1)).xla is gpu
 
 
 def test_a_listener_hears_every_chunk_with_members_alive_and_epochs_done(monkeypatch: pytest.MonkeyPatch) -> None:

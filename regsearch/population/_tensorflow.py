@@ -13,7 +13,11 @@ run: a layer that does not support it, or random layers (dropout, noise) on a
 CPU, unless the model was compiled with ``jit_compile=True``. XLA's
 random-number kernels on the CPU made an epoch of the moons model with one
 Dropout about 12x slower than the graph (12 ms against 1 ms per
-member-epoch, ``benchmarks/RESULTS.md``). A model XLA fails to compile runs as
+member-epoch, ``benchmarks/RESULTS.md``). So does a model with convolutions
+where there is no GPU: XLA's CPU convolutions made an epoch of a small digits
+CNN about 3x slower than the graph's oneDNN kernels (``benchmarks/peers.py``).
+A recurrent layer without dropout draws nothing and runs under XLA, whose CPU
+recurrences beat the graph's (an LSTM's epoch about 2.5x faster). A model XLA fails to compile runs as
 a plain graph, with a warning.
 
 Tracing a train step registers a custom gradient in TensorFlow's global
@@ -49,6 +53,17 @@ def dropout(inputs: Any, rate: Any, noise_shape: Any, seed_generator: Any) -> An
     return tf.nn.experimental.stateless_dropout(inputs, rate=rate, noise_shape=shape, seed=seed)
 
 _XLA_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError)
+_CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Conv1DTranspose,
+                 keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose, keras.layers.DepthwiseConv1D,
+                 keras.layers.DepthwiseConv2D, keras.layers.SeparableConv1D, keras.layers.SeparableConv2D,
+                 keras.layers.ConvLSTM1D, keras.layers.ConvLSTM2D, keras.layers.ConvLSTM3D)
+
+
+def _draws_random_numbers(layer: keras.Layer) -> bool:
+    """A layer with seed generators, unless a recurrent cell without dropout (an LSTMCell keeps one regardless)."""
+    if not getattr(layer, "_seed_generators", None):
+        return False
+    return not (getattr(layer, "dropout", None) == 0 and getattr(layer, "recurrent_dropout", None) == 0)
 
 
 class Backend:
@@ -155,8 +170,11 @@ def uses_xla(model: keras.Model) -> bool:
         return False
     if model.jit_compile is True:
         return True
-    random = any(getattr(layer, "_seed_generators", None) for layer in model._flatten_layers())
-    return not (random and not tf.config.list_physical_devices("GPU"))
+    # XLA's CPU random-number kernels and convolutions are slow: such models keep the plain graph there.
+    layers = list(model._flatten_layers())
+    random = any(_draws_random_numbers(layer) for layer in layers)
+    convolution = any(isinstance(layer, _CONVOLUTIONS) for layer in layers)
+    return not ((random or convolution) and not tf.config.list_physical_devices("GPU"))
 
 
 @contextlib.contextmanager
