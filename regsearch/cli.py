@@ -231,7 +231,8 @@ def _check_backend() -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from regsearch.atomic import LockedError, ResultsLock
-    from regsearch.definition import check_inputs, load_definition, read_definition
+    from regsearch.definition import check_inputs, read_definition
+    from regsearch.definition.plan import make_plan
     from regsearch.search import check_writable
 
     # Everything that needs no Keras is checked first: a bad file is refused in a fraction of a second.
@@ -265,15 +266,15 @@ def _run(args: argparse.Namespace) -> int:
     check_writable(folder)
     definition, split = check_inputs(definition)
     _import_tensorflow_quietly()
-    definition = load_definition(definition, split)
+    plan = make_plan(definition, split)  # the data read above, the model file read here: once for the whole search
     if args.worker:  # the chief holds the lock, makes the folder and writes the report; workers only add trials
-        return _work(definition, folder, args)
+        return _work(plan, folder, args)
     created = [p for p in (folder, *folder.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     try:
         with ResultsLock(folder):
             _remove_stale_temporaries(folder)
-            return _search_and_report(definition, folder, args)
+            return _search_and_report(plan, folder, args)
     except LockedError as error:
         raise _locked(folder, error) from None
     except SettingError:  # refused before any trial ran: take back the folders this run made
@@ -311,8 +312,10 @@ def _with_max_trials(definition: Any, max_trials: int) -> Any:
     return dataclasses.replace(definition, max_trials=max_trials)
 
 
-def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) -> int:
+def _search_and_report(plan: Any, folder: Path, args: argparse.Namespace) -> int:
     from regsearch.search import run_search
+
+    definition = plan.definition
 
     console = _console(args.quiet)
     started, started_at = time.perf_counter(), _now()
@@ -332,7 +335,7 @@ def _search_and_report(definition: Any, folder: Path, args: argparse.Namespace) 
 
             with reporting(progress.population):
                 result = run_search(
-                    definition, folder, overwrite=args.overwrite, on_phase=progress.phase, on_run=progress.run,
+                    plan, folder, overwrite=args.overwrite, on_phase=progress.phase, on_run=progress.run,
                     serve=serve, engine=args.engine,
                 )
     except SearchFailedError as error:
@@ -383,9 +386,11 @@ def _check_distributed_options(args: argparse.Namespace) -> None:
             distributed.worker_id(args.tuner_id)
 
 
-def _work(definition: Any, folder: Path, args: argparse.Namespace) -> int:
+def _work(plan: Any, folder: Path, args: argparse.Namespace) -> int:
     """A distributed worker: runs the trials the chief hands out until it has none left."""
     from regsearch import distributed
+
+    definition = plan.definition
 
     where = distributed.endpoint(args.oracle_ip, args.oracle_port)
     tuner_id = distributed.worker_id(args.tuner_id)
@@ -399,7 +404,7 @@ def _work(definition: Any, folder: Path, args: argparse.Namespace) -> int:
                       f"{definition.objective}={_cell(value)} ({record['seconds']:.1f} s)")
 
     distributed.run_worker(
-        definition, folder, where=where, tuner_id=tuner_id,
+        plan, folder, where=where, tuner_id=tuner_id,
         chief_timeout=args.chief_timeout or distributed.DEFAULT_CHIEF_TIMEOUT_SECONDS, engine=args.engine,
         on_start=lambda: console.print(f"{definition.name}: worker {tuner_id} running trials of the chief at {where}"),
         on_phase=lambda phase: console.print(f"phase {phase}"), on_run=on_run)

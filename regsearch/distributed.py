@@ -463,7 +463,8 @@ def run_worker(
     """Runs trials the chief hands out, phase after phase, until it has none left.
 
     Args:
-        definition: The same definition (and overrides) as the chief's.
+        definition: The same definition (and overrides) as the chief's, or its
+            :class:`~regsearch.definition.plan.Plan` (made here when not given).
         results_dir: The search's folder, shared with the chief.
         where: The chief's address.
         tuner_id: This worker's id (:func:`worker_id`).
@@ -483,6 +484,10 @@ def run_worker(
     """
     import grpc
 
+    from regsearch.definition.plan import Plan, make_plan
+
+    plan = definition if isinstance(definition, Plan) else make_plan(definition)
+    definition = plan.definition
     link = ChiefLink(where, tuner_id, chief_timeout)
     if not link.wait_for_chief():
         raise SettingError("--oracle-ip/--oracle-port", f"the address of a running chief (none answered within "
@@ -492,7 +497,7 @@ def run_worker(
     if on_start is not None:
         on_start()
     try:
-        _run_phases(definition, results_dir, link, lease, engine, on_phase, on_run)
+        _run_phases(plan, results_dir, link, lease, engine, on_phase, on_run)
     except (grpc.RpcError, KeyboardInterrupt) as error:
         if isinstance(error, KeyboardInterrupt) and link.lost is None:
             raise
@@ -593,15 +598,14 @@ class ChiefLink:
         os._exit(1)
 
 
-def _run_phases(definition: Any, results_dir: Path, link: ChiefLink, lease: float, engine: str,
+def _run_phases(plan: Any, results_dir: Path, link: ChiefLink, lease: float, engine: str,
                 on_phase: Callable[[str], None] | None, on_run: Callable[[dict], None] | None) -> None:
     from regsearch import search
-    from regsearch.definition.build import load_data, make_hypermodel
 
-    split = load_data(definition)
+    definition, split = plan.definition, plan.split
     arguments = search.fit_arguments(definition, split)
     evaluation = search.evaluation_options(definition, split)
-    coarse_hypermodel = hypermodel = make_hypermodel(definition, split)
+    coarse_hypermodel = hypermodel = plan.hypermodel
     tuner_dir = results_dir / search.TUNER_FOLDER
     for phase in phases(definition):
         if phase == "fine":
@@ -609,9 +613,9 @@ def _run_phases(definition: Any, results_dir: Path, link: ChiefLink, lease: floa
             fine = search.fine_definition(definition, coarse_hypermodel, coarse)
             if fine is None:  # every fine strength was measured by the coarse grid: the chief skips it too
                 continue
-            hypermodel = make_hypermodel(fine, split)
+            hypermodel = plan.hypermodel_for(fine)
         elif phase == "baseline":
-            hypermodel = make_hypermodel(search.baseline_definition(definition), split)
+            hypermodel = plan.hypermodel_for(search.baseline_definition(definition))
         _set_role(f"{link.tuner_id}@{phase}", link.where)
         tuner = search._make_tuner(definition, hypermodel, phase, tuner_dir, on_run, {"engine": engine, **evaluation})
         _follow_chief(tuner, link, lease)

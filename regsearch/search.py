@@ -46,7 +46,8 @@ import numpy as np
 from regsearch.datasets import Split
 from regsearch.definition import NOTHING, SearchDefinition
 from regsearch.definition.schema import DEFAULT_REPEATS
-from regsearch.definition.build import Bracket, brackets, load_data, make_folds, make_hypermodel
+from regsearch.definition.build import Bracket, brackets, make_folds
+from regsearch.definition.plan import Plan, make_plan
 from regsearch.errors import SearchFailedError, SettingError
 
 __all__ = ["SearchResult", "run_search", "fine_strengths", "plan_size", "phases", "evaluation_options", "brackets",
@@ -93,7 +94,7 @@ def plan_size(hypermodel: Any) -> int:
 
 
 def run_search(
-    definition: SearchDefinition,
+    definition: SearchDefinition | Plan,
     results_dir: Path,
     *,
     overwrite: bool = False,
@@ -106,7 +107,8 @@ def run_search(
     """Runs every phase of the definition's strategy; resumes what an earlier run left.
 
     Args:
-        definition: A validated search definition.
+        definition: A validated search definition, or its :class:`~regsearch.definition.plan.Plan`
+            (the CLI's: its data and model file read once); given a definition, the plan is made here.
         results_dir: The search's own folder (``results/NAME``).
         overwrite: Forget the tuners' saved state and start afresh.
         on_phase: Called with the phase name and its planned number of trials.
@@ -120,10 +122,10 @@ def run_search(
     Raises:
         SearchFailedError: Every run of the search failed.
     """
-    split = load_data(definition)
-    hypermodel = make_hypermodel(definition, split)
+    plan = definition if isinstance(definition, Plan) else make_plan(definition)
+    definition, split, hypermodel = plan.definition, plan.split, plan.hypermodel
     evaluation = evaluation_options(definition, split)
-    planned_brackets = brackets(definition, hypermodel)
+    planned_brackets = list(plan.brackets)
     if planned_brackets and engine != "population":
         raise SettingError("--engine", f"'population' for strategy '{definition.strategy}' (its rungs stop members "
                            "inside a population)", engine, where="command line")
@@ -194,16 +196,16 @@ def run_search(
         _check_some_completed(definition, records, histories)
         fine = None if stopped() else fine_definition(definition, hypermodel, coarse)
         if fine is not None:
-            fine_hypermodel = make_hypermodel(fine, split)
+            fine_hypermodel = plan.hypermodel_for(fine)
             search("fine", fine_hypermodel, plan_size(fine_hypermodel))
     if "baseline" in phases(definition, hypermodel) and not stopped():
-        baseline_hypermodel = make_hypermodel(baseline_definition(definition), split)
+        baseline_hypermodel = plan.hypermodel_for(baseline_definition(definition))
         search("baseline", baseline_hypermodel, plan_size(baseline_hypermodel))
 
     _check_some_completed(definition, records, histories)
     best_model, baseline_model = _chosen_models(tuners, records, definition)
     if stopped():
-        note = _stopped_note(definition, hypermodel, split, records, planned_trials)
+        note = _stopped_note(plan, records, planned_trials)
         return SearchResult(definition, records, histories, best_model, rung_rows, baseline_model, split, note)
     if definition.evaluation.kind == "kfold":
         refit_records, models = _refit(definition, hypermodel, tuners, records, split)
@@ -214,13 +216,13 @@ def run_search(
     return SearchResult(definition, records, histories, best_model, rung_rows, baseline_model, split)
 
 
-def _stopped_note(definition: SearchDefinition, hypermodel: Any, split: Split, records: list[dict],
-                  planned_trials: dict[str, int]) -> str:
+def _stopped_note(plan: Plan, records: list[dict], planned_trials: dict[str, int]) -> str:
     """The sentence a search stopped by its time limit ends its answer with: how far it got, how to go on.
 
     ``kfold``'s refit on every training row is left for the rerun as well: it
     assesses the configuration the whole search selects.
     """
+    definition, hypermodel = plan.definition, plan.hypermodel
     exact = True
     planned = 0
     for phase in phases(definition, hypermodel):
@@ -229,9 +231,9 @@ def _stopped_note(definition: SearchDefinition, hypermodel: Any, split: Split, r
         elif phase == "fine":  # its strengths come from the whole coarse grid
             exact = False
         elif phase == "baseline":
-            planned += plan_size(make_hypermodel(baseline_definition(definition), split))
+            planned += plan_size(plan.hypermodel_for(baseline_definition(definition)))
         else:
-            planned += next(len(b.configurations) for b in brackets(definition, hypermodel) if b.phase == phase)
+            planned += next(len(b.configurations) for b in plan.brackets if b.phase == phase)
     done = len({(record["phase"], record["trial_id"]) for record in records})
     return (f"Stopped by the time limit ({definition.time_limit:g} s) after {done} of {'' if exact else 'at least '}"
             f"{planned} configurations; rerun the same command to continue.")

@@ -284,15 +284,14 @@ def shuffled_test_labels(split):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", ['protocol = "holdout"', 'protocol = "kfold"\nfolds = 3'])
-def test_shuffling_the_test_labels_changes_no_selection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_shuffling_the_test_labels_changes_no_selection(tmp_path: Path,
                                                         protocol: str) -> None:
-    from regsearch import search
+    from regsearch.definition.build import load_data
+    from regsearch.definition.plan import make_plan
 
     definition = load_definition(write(tmp_path, TINY + "[evaluation]\n" + protocol + "\n"))
     plain = run_search(definition, tmp_path / "plain")
-    load = search.load_data
-    monkeypatch.setattr(search, "load_data", lambda d: shuffled_test_labels(load(d)))
-    shuffled = run_search(definition, tmp_path / "shuffled")
+    shuffled = run_search(make_plan(definition, shuffled_test_labels(load_data(definition))), tmp_path / "shuffled")
     a, b = trials_frame(plain.records), trials_frame(shuffled.records)
     selection = ["trial_id", "phase", "seed", "fold", "val_accuracy", "val_loss", "train_loss", "best_epoch"]
     pd.testing.assert_frame_equal(a[selection], b[selection])

@@ -60,11 +60,9 @@ def load_definition(name_or_path: str | Path | SearchDefinition, split: Split | 
         SettingError: For malformed TOML (with line and column), unknown keys
             (with the nearest known key), wrong types and out-of-range values.
     """
-    from regsearch.definition.build import brackets, make_hypermodel
+    from regsearch.definition.plan import make_plan
 
     definition = name_or_path if isinstance(name_or_path, SearchDefinition) else read_definition(name_or_path)
     if split is None:
         definition, split = check_inputs(definition)
-    hypermodel = make_hypermodel(definition, split)
-    brackets(definition, hypermodel)
-    return definition
+    return make_plan(definition, split).definition  # the CLI keeps the plan itself (its data and model, read once)

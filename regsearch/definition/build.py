@@ -80,15 +80,18 @@ def make_folds(definition: SearchDefinition, split: Split) -> list[Fold] | None:
                                  seed=definition.seed, where=str(definition.path))
 
 
-def make_hypermodel(definition: SearchDefinition, split: Split | None = None) -> Any:
+def make_hypermodel(definition: SearchDefinition, split: Split | None = None, model: Any = None) -> Any:
     """Builds the definition's HyperModel; the data (loaded when not given) fills in shapes, task, classes.
+
+    ``model`` is the ``[model] file`` loaded already (:class:`regsearch.definition.plan.Plan` shares it
+    between phases); left out, the file is loaded.
 
     Raises:
         SettingError: A value the HyperModel, a space piece or the model file refuses, named by its TOML key.
     """
     split = load_data(definition) if split is None else split
     try:
-        return _make_hypermodel(definition, split)
+        return _make_hypermodel(definition, split, model)
     except SettingError as error:
         raise _named(error, definition) from None
 
@@ -135,12 +138,13 @@ def _make_space(definition: SearchDefinition) -> dict[str, Any]:
     return arguments
 
 
-def _make_hypermodel(definition: SearchDefinition, split: Split) -> Any:
+def _make_hypermodel(definition: SearchDefinition, split: Split, model: Any = None) -> Any:
     from regsearch import hypermodels
 
     arguments = {**definition.model, **_make_space(definition)}
     if definition.hypermodel == "Regularize":
-        model = load_model_file(arguments.pop("file"), split, str(definition.path))
+        path = arguments.pop("file")
+        model = load_model_file(path, split, str(definition.path)) if model is None else model
         return hypermodels.Regularize(model, task=split.task, **arguments)
     arguments.setdefault("input_shape", split.input_shape)
     arguments.setdefault("task", split.task)
