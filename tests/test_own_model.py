@@ -90,7 +90,9 @@ def test_own_model_and_csv_run_end_to_end_and_write_every_output(project: Path) 
     assert set(trials["phase"]) == {"coarse", "fine", "baseline"}
     assert (trials["status"] == "completed").all()
     assert set(trials["param_layers"]) == {"dense_1, dense_2"}
-    assert sorted(trials.loc[trials["phase"] == "coarse", "param_strength"]) == [1e-3, 1e-2, 1e-1]
+    coarse = trials[trials["phase"] == "coarse"]
+    assert sorted(coarse["param_strength"]) == [1e-3, 1e-3, 1e-2, 1e-2, 1e-1, 1e-1]  # two seeds each
+    assert (coarse.groupby("param_strength")["seed"].nunique() == 2).all()  # and the seeds differ
     # scale = "standard": the saved model is the scaling layer in front of the trained model (regsearch.predictor).
     regularized = ("[l.name for l in m.layers][:2], sorted(l.name for l in m.layers[-1].layers "
                    "if getattr(l, 'kernel_regularizer', None) is not None)")
