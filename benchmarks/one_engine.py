@@ -32,13 +32,8 @@ from sklearn.datasets import make_moons  # noqa: E402
 import regsearch  # noqa: E402
 from regsearch.engine.checks import packed  # noqa: E402
 
-
-def moons_model(jit_compile: bool | str = "auto") -> keras.Model:
-    model = keras.Sequential(
-        [keras.Input((2,)), keras.layers.Dense(500, activation="relu"), keras.layers.Dense(1, activation="sigmoid")]
-    )
-    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"], jit_compile=jit_compile)
-    return model
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from engine import moons_model  # noqa: E402  (benchmarks/engine.py: the same moons model)
 
 
 def main(argv: list[str] | None = None) -> int:
