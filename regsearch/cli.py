@@ -428,7 +428,7 @@ def _provenance(args: argparse.Namespace, started_at: Any, seconds: float) -> di
     return collect(command=args.argv, rerun=rerun, started=started_at, seconds=seconds)
 
 
-def _write_outputs(folder: Path, result: Any, provenance: dict[str, Any] | None = None) -> None:
+def _write_outputs(folder: Path, result: Any, provenance: dict[str, Any]) -> None:
     """The report, the best and baseline models (whole predictors, :mod:`regsearch.predictor`) and the definition."""
     from regsearch.atomic import write_text_atomic
     from regsearch.predictor import whole_predictor, write_description
@@ -445,7 +445,7 @@ def _write_outputs(folder: Path, result: Any, provenance: dict[str, Any] | None 
         result.histories,
         stopped=result.stopped,
         search_name=definition.name,
-        rerun_command=provenance["rerun"] if provenance else f"python -m regsearch {definition.name}",
+        rerun_command=provenance["rerun"],
         provenance=provenance,
         objective=definition.objective,
         direction=definition.direction,
@@ -513,13 +513,12 @@ def _print_best(console: Any, folder: Path, definition: Any, seconds: float, sto
     console.print(table)
     from regsearch.evaluation.caveats import caveats
     from regsearch.report import trials_frame
-    from regsearch.report.write import answer_of
+    from regsearch.report.write import answer_of, with_stopped
 
     summary.attrs = {"objective": definition.objective, "direction": definition.direction}
     trials = trials_frame(pd.read_csv(folder / "trials.csv").to_dict("records"))
     answer, _ = answer_of(trials, summary, definition.evaluation.kind, definition.evaluation.baseline)
-    if stopped:
-        answer = f"{answer} {stopped}" if answer else stopped
+    answer = with_stopped(answer, stopped)
     if answer:
         console.print(answer, soft_wrap=True)  # one line, in a log too
     for sentence in caveats(trials, summary, epochs=definition.epochs,

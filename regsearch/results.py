@@ -205,13 +205,10 @@ class Results:
 
     @property
     def answer(self) -> str | None:
-        from regsearch.report.write import answer_of
+        from regsearch.report.write import answer_of, with_stopped
 
         _, _, protocol, baseline = self._settings
-        answer = answer_of(self.trials, self.summary, protocol, baseline)[0]
-        if self.stopped:  # as write_report says it
-            return f"{answer} {self.stopped}" if answer else self.stopped
-        return answer
+        return with_stopped(answer_of(self.trials, self.summary, protocol, baseline)[0], self.stopped)
 
     @property
     def warnings(self) -> list[str]:

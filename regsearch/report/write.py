@@ -83,6 +83,13 @@ CAPTIONS = {
 VALIDATION_ROWS = {"holdout": "held-out training rows", "kfold": "held-out fold", "tutorial": "test data"}
 
 
+def with_stopped(answer: str | None, stopped: str | None) -> str | None:
+    """The answer sentence followed by why the search stopped early (``SearchResult.stopped``), if it did."""
+    if not stopped:
+        return answer
+    return f"{answer} {stopped}" if answer else stopped
+
+
 def answer_of(trials: pd.DataFrame, summary: pd.DataFrame, protocol: str,
               baseline: bool = True) -> tuple[str | None, compare.Assessment | None]:
     """The one-line answer and the assessment of the selected configuration; None when nothing completed.
@@ -254,8 +261,7 @@ def write_report(
     if not comparison.empty:
         written.append(write_csv_atomic(comparison, folder / "comparison.csv"))
     answer, assessment = answer_of(everything, summary, protocol, baseline)
-    if stopped:
-        answer = f"{answer} {stopped}" if answer else stopped
+    answer = with_stopped(answer, stopped)
     warnings = caveats(everything, summary, epochs=epochs, early_stopping=early_stopping)
     if provenance:
         # The stop is saved with what produced the runs, so that a rebuild (``report``) says it again.
