@@ -454,6 +454,7 @@ def _write_outputs(folder: Path, result: Any, provenance: dict[str, Any]) -> Non
         protocol=definition.evaluation.kind,
         baseline=definition.evaluation.baseline,
         rungs=result.rungs,
+        outcomes=result.outcomes,
         best_model=best_model,
         baseline_model=baseline_model,
         data=data,
@@ -575,7 +576,8 @@ def _rebuild(folder: Path, name: str) -> None:
     from regsearch.report import write_report
     from regsearch.provenance import STOPPED
     from regsearch.report.write import report_settings
-    from regsearch.results import report_runs, saved_definition, saved_models, saved_provenance, saved_rungs
+    from regsearch.results import (report_runs, saved_definition, saved_models, saved_outcomes, saved_provenance,
+                                   saved_rungs)
 
     records, histories, from_tuner = report_runs(folder)
     definition = saved_definition(folder)
@@ -589,6 +591,7 @@ def _rebuild(folder: Path, name: str) -> None:
                  definition_text=definition.text if definition else None,
                  description=definition.description if definition else None, protocol=protocol, baseline=baseline,
                  rungs=saved_rungs(folder), **saved_models(folder, definition), kept_figures=kept,
+                 outcomes=saved_outcomes(folder, from_tuner),
                  stopped=(provenance or {}).get(STOPPED),
                  epochs=definition.epochs if definition else None,
                  early_stopping=definition is None or definition.early_stopping is not None,

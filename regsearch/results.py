@@ -19,7 +19,8 @@ from typing import Any
 from regsearch.provenance import STOPPED
 
 __all__ = ["BASELINE_MODEL", "BEST_MODEL", "DEFINITION_COPY", "TRIALS_FILE", "Results", "committed_runs", "open_results",
-           "report_runs", "saved_definition", "saved_models", "saved_provenance", "saved_rungs", "saved_runs", "saved_searches"]
+           "report_runs", "saved_definition", "saved_models", "saved_outcomes", "saved_provenance", "saved_rungs",
+           "saved_runs", "saved_searches"]
 
 DEFINITION_COPY = "search.toml"
 BEST_MODEL = "best_model.keras"
@@ -76,6 +77,22 @@ def saved_runs(folder: Path) -> tuple[list[dict], dict[str, dict[str, list[float
     phase_order = {"coarse": 0, "fine": 1, "baseline": 3, "refit": 4}  # as run_search runs them; grid, bayesian: 2
     records.sort(key=lambda r: (phase_order.get(r["phase"], 2), r["trial_id"], r["repeat"]))
     return records, histories
+
+
+def saved_outcomes(folder: Path, from_tuner: bool | None = None) -> dict:
+    """Each run's per-row outcomes (:mod:`regsearch.outcomes`): from the tuner's trials (``rows.npz``) when the
+    runs come from there (``from_tuner``; None: whenever it has any), else the committed ``outcomes.npz``; empty for
+    results saved before they were recorded."""
+    from regsearch.outcomes import OUTCOMES_FILE, TRIAL_ROWS_FILE, load_outcomes
+
+    outcomes: dict = {}
+    if from_tuner is not False:
+        for path in sorted(folder.glob(f"tuner/*/trial_*/{TRIAL_ROWS_FILE}")) + sorted(
+                folder.glob(f"tuner/refit/{TRIAL_ROWS_FILE}")):
+            outcomes.update(load_outcomes(path))
+    if from_tuner or outcomes or not (folder / OUTCOMES_FILE).is_file():
+        return outcomes
+    return load_outcomes(folder / OUTCOMES_FILE)
 
 
 def committed_runs(folder: Path) -> list[dict]:
@@ -161,6 +178,8 @@ class Results:
         stopped: Why the search stopped before its plan did ("Stopped by the time limit ..."), or None.
         warnings: The report's reasons to read the answer with care, one sentence each.
         definition: The search definition as it ran (``search.toml``), or None.
+        outcomes: Each run's outcome on each row that scored it (``outcomes.npz``, :mod:`regsearch.outcomes`);
+            empty for results saved before they were recorded (the answer's interval is then over seeds only).
         provenance: ``provenance.json`` (versions, device, command, times), or None for older results.
     """
 
@@ -178,6 +197,10 @@ class Results:
 
     def __repr__(self) -> str:
         return f"Results({str(self.folder)!r})"
+
+    @functools.cached_property
+    def outcomes(self) -> dict:
+        return saved_outcomes(self.folder, from_tuner=False)
 
     @functools.cached_property
     def definition(self) -> Any:
@@ -208,7 +231,7 @@ class Results:
         from regsearch.report.write import answer_of, with_stopped
 
         _, _, protocol, baseline = self._settings
-        return with_stopped(answer_of(self.trials, self.summary, protocol, baseline)[0], self.stopped)
+        return with_stopped(answer_of(self.trials, self.summary, protocol, baseline, self.outcomes)[0], self.stopped)
 
     @property
     def warnings(self) -> list[str]:

@@ -69,6 +69,8 @@ class SearchResult:
     baseline_model: Any = None  # keras.Model of the best configuration's baseline's first run (no regularization)
     split: Split | None = None  # the data the runs trained and were scored on
     stopped: str | None = None  # why the search ended before its plan did (the time limit), in one sentence
+    #: Each run's outcome on each row that scored it (:mod:`regsearch.outcomes`), keyed by run.
+    outcomes: dict = dataclasses.field(default_factory=dict)
 
 
 def fine_strengths(best: float, decades: list[float], points: int) -> list[float]:
@@ -138,6 +140,7 @@ def run_search(
     records: list[dict] = []
     histories: dict[str, dict[str, list[float]]] = {}
     rung_rows: list[dict] = []
+    outcomes: dict = {}
     tuners = []
     planned_trials: dict[str, int] = {}
     if definition.time_limit is not None and serve is not None:
@@ -169,6 +172,9 @@ def run_search(
         else:
             serve(tuner, phase)
         phase_records, phase_histories = _read_runs(tuner)
+        from regsearch.tuners import read_outcomes
+
+        outcomes.update(read_outcomes(tuner))
         if "rungs" in options:
             from regsearch.tuners import read_rungs
 
@@ -206,14 +212,18 @@ def run_search(
     best_model, baseline_model = _chosen_models(tuners, records, definition)
     if stopped():
         note = _stopped_note(plan, records, planned_trials)
-        return SearchResult(definition, records, histories, best_model, rung_rows, baseline_model, split, note)
+        return SearchResult(definition, records, histories, best_model, rung_rows, baseline_model, split, note,
+                            outcomes)
     if definition.evaluation.kind == "kfold":
         refit_records, models = _refit(definition, hypermodel, tuners, records, split)
-        write_refit(tuner_dir, refit_records)
+        refit_outcomes = refit_rows(refit_records, models, split)
+        write_refit(tuner_dir, refit_records, refit_outcomes)
         records.extend(refit_records)
+        outcomes.update(refit_outcomes)
         best_model = models[0] if models else None
         baseline_model = models[1] if len(models) > 1 else best_model
-    return SearchResult(definition, records, histories, best_model, rung_rows, baseline_model, split)
+    return SearchResult(definition, records, histories, best_model, rung_rows, baseline_model, split,
+                        outcomes=outcomes)
 
 
 def _stopped_note(plan: Plan, records: list[dict], planned_trials: dict[str, int]) -> str:
@@ -288,15 +298,32 @@ def evaluation_options(definition: SearchDefinition, split: Split) -> dict[str, 
 REFIT_FILE = "refit/runs.json"
 
 
-def write_refit(tuner_dir: Path, records: list[dict]) -> None:
-    """Keeps the refit's records beside the tuners' (``python -m regsearch report`` reads them back)."""
+def write_refit(tuner_dir: Path, records: list[dict], outcomes: dict | None = None) -> None:
+    """Keeps the refit's records (and each row's outcome) beside the tuners' (``python -m regsearch report`` reads
+    them back)."""
     import json
 
-    from regsearch.atomic import write_text_atomic
+    from regsearch.atomic import write_bytes_atomic, write_text_atomic
+    from regsearch.outcomes import TRIAL_ROWS_FILE, outcomes_bytes
 
     path = tuner_dir / REFIT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
+    if outcomes:
+        write_bytes_atomic(path.with_name(TRIAL_ROWS_FILE), outcomes_bytes(outcomes))
     write_text_atomic(path, json.dumps({"runs": records, "histories": {}}, default=float))
+
+
+def refit_rows(records: list[dict], models: list[Any], split: Split) -> dict:
+    """Each test row's outcome under each completed refit model (models in the order of the records)."""
+    from regsearch.hypermodels.base import row_scores
+    from regsearch.outcomes import run_key
+
+    outcomes = {}
+    for record, model in zip(records, models):
+        scores = row_scores(model, split.x_test, split.y_test) if record["status"] == "completed" else None
+        if scores is not None:
+            outcomes[run_key(record)] = {"test": scores}
+    return outcomes
 
 
 def _refit(definition: SearchDefinition, hypermodel: Any, tuners: list[Any], records: list[dict],

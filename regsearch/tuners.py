@@ -34,17 +34,18 @@ import keras_tuner as kt
 import numpy as np
 
 from regsearch import kt_internals
-from regsearch.atomic import write_text_atomic
+from regsearch.atomic import write_bytes_atomic, write_text_atomic
 from regsearch.errors import SettingError, one_of
 from regsearch.evaluation import Fold
-from regsearch.hypermodels.base import FIT_OPTIONS, evaluate_rows
+from regsearch.hypermodels.base import FIT_OPTIONS, evaluate_rows, row_scores
 from regsearch.oracles import PlannedOracle, grid_configurations
+from regsearch.outcomes import TRIAL_ROWS_FILE, Outcomes, load_outcomes, outcomes_bytes, run_key
 from regsearch.population import memory
 from regsearch.population.rungs import Rungs
 from regsearch.runs import RECORD_METRICS, RUNS_FILE, failed_trial_record, load_runs
 
-__all__ = ["GridSearch", "BayesianOptimization", "SuccessiveHalving", "RUNS_FILE", "read_runs", "read_rungs",
-           "failed_trial_record"]
+__all__ = ["GridSearch", "BayesianOptimization", "SuccessiveHalving", "RUNS_FILE", "read_outcomes", "read_runs",
+           "read_rungs", "failed_trial_record"]
 
 
 #: ``sequential``: each run its own compiled loop; ``population``: a batch of trials' runs trained together.
@@ -196,6 +197,7 @@ class _RecordingTuner:
                     trial_id, repeat, _ = owners[i]
                     if not isinstance(result, BaseException):
                         self._assess(result, runs[i][1])
+                        self._score_rows(result, runs[i][1], fold, kwargs.get("validation_data"))
                     self._trained.setdefault(trial_id, {})[(repeat, _index(fold))] = (result, seconds)
 
     def _fold_arguments(self, fold: Fold | None, fit_args: tuple, fit_kwargs: dict[str, Any]) -> tuple[tuple, dict]:
@@ -232,6 +234,26 @@ class _RecordingTuner:
             for key, value in evaluate_rows(model, *self.test_data).items():
                 metrics[f"test_{key}"] = value
         result.metrics = metrics
+
+    def _score_rows(self, result: Any, model: Any, fold: Fold | None, validation_data: Any) -> None:
+        """Each row's outcome (:func:`~regsearch.hypermodels.base.row_scores`) on the rows of the run's ``val_*``
+        and ``test_*`` scores; none where rows are weighted (a row's weight is not in its outcome)."""
+        if not _finite(result.metrics, "train_loss") or not hasattr(result, "rows"):
+            return
+        rows = {}
+        if validation_data is not None and (len(validation_data) == 2 or validation_data[2] is None):
+            scores = row_scores(model, validation_data[0], validation_data[1],
+                                None if fold is None else fold.validation)
+            if scores is not None:
+                rows["val"] = scores
+        if self.folds is None:  # test_* are the validation rows' scores (see _assess)
+            if "val" in rows:
+                rows["test"] = rows["val"]
+        elif self.test_data is not None:
+            scores = row_scores(model, *self.test_data)
+            if scores is not None:
+                rows["test"] = scores
+        result.rows = rows
 
     def search(self, *fit_args: Any, **fit_kwargs: Any) -> None:
         """Keras Tuner's search; every argument of ``model.fit`` reaches each run, others are refused.
@@ -288,12 +310,14 @@ class _RecordingTuner:
         checkpoint = kt_internals.best_epoch_checkpoint(self, trial.trial_id)
         params = {f"param_{key}": value for key, value in self.hypermodel.describe(hp).items()}
         records, histories, rung_scores = [], {}, {}
+        trial_rows: Outcomes = {}
         model = None
         trained = self._trained.pop(trial.trial_id, None)
         for repeat, fold in self.runs:
             seed = self.base_seed + repeat
             start = time.perf_counter()
             metrics: dict[str, float] = {}
+            rows: dict = {}
             try:
                 if trained is not None:
                     found = trained[(repeat, _index(fold))]
@@ -309,7 +333,9 @@ class _RecordingTuner:
                         callbacks=[checkpoint, *kt_internals.copy_callbacks(self, callbacks or [])], **kwargs,
                     )
                     self._assess(result, model)
+                    self._score_rows(result, model, fold, kwargs.get("validation_data"))
                 metrics, histories[_history_key(repeat, fold)] = result.metrics, result.history
+                rows = getattr(result, "rows", None) or {}
                 if getattr(result, "rungs", None):  # a HyperModel of its own may return less
                     rung_scores[_history_key(repeat, fold)] = [dataclasses.asdict(score) for score in result.rungs]
                 status, reason = ("diverged", "the loss became NaN or infinite") if result.diverged else ("completed", "")
@@ -340,9 +366,13 @@ class _RecordingTuner:
                 reached = rung_scores.get(_history_key(repeat, fold), [{}])[-1]
                 record.update(rung=reached.get("rung", math.nan), budget=reached.get("budget", math.nan))
             records.append(record)
+            if rows and status == "completed":
+                trial_rows[run_key(record)] = rows
             if self.on_run is not None:
                 self.on_run(record)
         trial_dir = Path(self.get_trial_dir(trial.trial_id))
+        if trial_rows:  # before runs.json: a trial with runs.json has its rows
+            write_bytes_atomic(trial_dir / TRIAL_ROWS_FILE, outcomes_bytes(trial_rows))
         # "tuner_id" says which process ran the trial (distributed workers: "<worker>@<phase>").
         saved = {"runs": records, "histories": histories, "tuner_id": str(self.tuner_id),
                  **({"rungs": rung_scores} if self.rungs is not None else {})}
@@ -501,6 +531,16 @@ def read_runs(tuner: kt.engine.base_tuner.BaseTuner) -> tuple[list[dict], dict[s
         records.extend(trial_records)
         histories.update(trial_histories)
     return records, histories
+
+
+def read_outcomes(tuner: kt.engine.base_tuner.BaseTuner) -> Outcomes:
+    """Each row's outcome of every run of the tuner's finished trials (their ``rows.npz``)."""
+    outcomes: Outcomes = {}
+    for trial_id, trial in sorted(tuner.oracle.trials.items()):
+        path = Path(tuner.project_dir) / f"trial_{trial_id}" / TRIAL_ROWS_FILE
+        if trial.status == "COMPLETED" and path.is_file():
+            outcomes.update(load_outcomes(path))
+    return outcomes
 
 
 def _index(fold: Fold | None) -> int | None:

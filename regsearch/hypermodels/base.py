@@ -22,6 +22,7 @@ import numpy as np
 from regsearch.engine import fit as engine_fit
 from regsearch.engine import split_validation
 from regsearch.errors import SettingError, one_of
+from regsearch.outcomes import RowScores
 from regsearch.population.memory import EVALUATION_BATCH
 from regsearch.population.rungs import Rungs, RungScore
 from regsearch.rewrite import regularized
@@ -69,12 +70,15 @@ class RunResult:
         diverged: True if the loss went NaN or infinite and training stopped.
         rungs: With rungs (:mod:`regsearch.population.rungs`), the run's score at
             each rung it reached; the last says where it stopped.
+        rows: Each row's outcome, per set of rows (``"val"``, ``"test"``); the tuners fill it.
     """
 
     metrics: dict[str, float]
     history: dict[str, list[float]] = field(default_factory=dict)
     diverged: bool = False
     rungs: list[RungScore] = field(default_factory=list)
+    #: Each row's outcome on the rows of ``val_*`` and ``test_*`` (:mod:`regsearch.outcomes`), where recorded.
+    rows: dict[str, RowScores] = field(default_factory=dict)
 
 
 class _Unset:
@@ -680,6 +684,49 @@ def evaluate_rows(model: keras.Model, x: Any, y: Any, sample_weight: Any = None,
         if array.ndim == 0:
             scores[key] = float(array)
     return scores
+
+
+def row_scores(model: keras.Model, x: Any, y: Any, rows: np.ndarray | None = None,
+               batch_size: int = EVALUATION_BATCH) -> RowScores | None:
+    """Each row's outcome under ``model`` in inference mode: whether it was right, and its loss.
+
+    Right means what the compiled ``"accuracy"`` means for these shapes (binary
+    above 0.5, sparse or one-hot categorical by the largest output), so that
+    the mean over the rows is ``evaluate_rows``'s accuracy; ``correct`` is None
+    for a loss that is not a classification's. The loss is the compiled loss
+    per row, without the regularization penalty. None for a model with
+    several outputs or losses (nothing is recorded).
+
+    Args:
+        rows: The rows' indices to record (default ``0..n-1``).
+    """
+    loss = getattr(model, "loss", None)
+    outputs = keras.tree.flatten(getattr(model, "outputs", None) or [])
+    if loss is None or isinstance(loss, (dict, list, tuple)) or len(outputs) > 1:
+        return None
+    loss = keras.losses.get(loss) if isinstance(loss, str) else loss
+    name = str(getattr(loss, "name", None) or getattr(loss, "__name__", ""))
+    count = len(keras.tree.flatten(x)[0])
+    predictions = np.concatenate([
+        np.asarray(model(keras.tree.map_structure(lambda a: a[start:start + batch_size], x), training=False))
+        for start in range(0, count, batch_size)])
+    truth = np.asarray(y)
+    if predictions.shape[-1] == 1 and truth.ndim == predictions.ndim - 1:
+        truth = truth[..., None]
+    per_row = np.asarray(loss.call(truth, predictions) if isinstance(loss, keras.losses.Loss)
+                         else loss(truth, predictions), dtype=np.float32)
+    per_row = per_row.reshape(count, -1).mean(axis=1)
+    correct = None
+    if "crossentropy" in name or "hinge" in name:
+        if predictions.shape[-1] == 1:
+            hits = keras.metrics.binary_accuracy(truth, predictions)
+        elif truth.ndim < predictions.ndim or truth.shape[-1] == 1:
+            hits = keras.metrics.sparse_categorical_accuracy(truth, predictions)
+        else:
+            hits = keras.metrics.categorical_accuracy(truth, predictions)
+        correct = np.asarray(hits).reshape(count, -1).mean(axis=1).round().astype(np.uint8)
+    index = np.arange(count, dtype=np.int32) if rows is None else np.asarray(rows, dtype=np.int32)
+    return RowScores(index, correct, per_row)
 
 
 def _with_patience(

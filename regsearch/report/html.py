@@ -18,17 +18,19 @@ import jinja2
 import pandas as pd
 
 from regsearch.errors import SearchFailedError
-from regsearch.evaluation.compare import Assessment
+from regsearch.evaluation.compare import Assessment, HowSure
 from regsearch.report.sections import (
     PROTOCOL_NAMES,
     PROTOCOL_TEXT,
     PROVENANCE_NOTE,
     WARNINGS_HEADING,
+    assessment_note,
     assessment_table,
     best_table,
     comparison_note,
     comparison_table,
     fixed_settings,
+    how_sure_sentences,
     index_table,
     provenance_table,
     ranked_table,
@@ -76,6 +78,7 @@ def report_html(
     definition_text: str | None = None,
     files: Sequence[str] = (),
     provenance: Mapping[str, Any] | None = None,
+    how_sure: HowSure | None = None,
 ) -> str:
     """The page of one search: the answer first, then the plots, the tables, the definition and the rerun command.
 
@@ -93,6 +96,7 @@ def report_html(
         definition_text: The search definition (TOML), shown verbatim.
         files: Files beside the page to link (``trials.csv``, ...).
         provenance: What produced the numbers (:func:`regsearch.provenance.collect`), above the rerun command.
+        how_sure: What the search could detect (:func:`regsearch.evaluation.compare.how_sure`), under the comparison.
 
     Returns:
         The HTML text.
@@ -123,7 +127,9 @@ def report_html(
         protocol_text=None if assessment is None else PROTOCOL_TEXT[assessment.protocol],
         assessment=None if assessment is None else _rows(assessment_table(assessment)),
         comparison=None if comparison is None or comparison.empty else _rows(comparison_table(comparison, summary)),
-        comparison_note=comparison_note(objective),
+        comparison_note=comparison_note(objective, comparison),
+        assessment_note=None if assessment is None else assessment_note(assessment),
+        how_sure=how_sure_sentences(how_sure, objective),
         figures=figures,
         ranked=_rows(ranked_table(summary, objective, show_test=show_test)),
         test_left_out=not show_test,

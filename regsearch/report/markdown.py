@@ -13,16 +13,18 @@ from typing import Any
 import pandas as pd
 
 from regsearch.errors import SearchFailedError
-from regsearch.evaluation.compare import Assessment
+from regsearch.evaluation.compare import Assessment, HowSure
 from regsearch.report.sections import (
     PROTOCOL_TEXT,
     PROVENANCE_NOTE,
     WARNINGS_HEADING,
+    assessment_note,
     assessment_table,
     best_table,
     comparison_note,
     comparison_table,
     fixed_settings,
+    how_sure_sentences,
     index_table,
     mean_std,
     provenance_table,
@@ -69,6 +71,7 @@ def summary_markdown(
     comparison: pd.DataFrame | None = None,
     warnings: Sequence[str] = (),
     provenance: Mapping[str, Any] | None = None,
+    how_sure: HowSure | None = None,
 ) -> str:
     """Writes the page of one search: the answer, best configuration, ranked table, how to rerun.
 
@@ -84,6 +87,7 @@ def summary_markdown(
         comparison: Paired differences to the baseline (:func:`regsearch.evaluation.compare.paired_differences`).
         warnings: Reasons not to trust the answer (:func:`regsearch.evaluation.caveats.caveats`), under it.
         provenance: What produced the numbers (:func:`regsearch.provenance.collect`), above the rerun command.
+        how_sure: What the search could detect (:func:`regsearch.evaluation.compare.how_sure`), under the comparison.
 
     Returns:
         The Markdown text, ending in a newline.
@@ -123,6 +127,9 @@ def summary_markdown(
         parts += _assessment_section(assessment)
     if comparison is not None and not comparison.empty:
         parts += _comparison_section(comparison, summary, objective)
+    sure = how_sure_sentences(how_sure, objective)
+    if sure:
+        parts += ["## How sure, and how many seeds", "", " ".join(sure), ""]
     if figures:
         parts += ["## Plots", ""]
         parts += [f"![{words(name.rsplit('.', 1)[0])}]({name})" for name in figures]
@@ -183,12 +190,13 @@ def index_markdown(rows: Sequence[Mapping[str, Any]], *, title: str = "Results")
 
 
 def _assessment_section(assessment: Assessment) -> list[str]:
+    note = assessment_note(assessment)
     return ["## Selection and assessment", "", PROTOCOL_TEXT[assessment.protocol], "",
-            markdown_table(assessment_table(assessment)), ""]
+            markdown_table(assessment_table(assessment)), "", *([note, ""] if note else [])]
 
 
 def _comparison_section(comparison: pd.DataFrame, summary: pd.DataFrame, objective: str) -> list[str]:
-    return ["## Compared with no regularization", "", comparison_note(objective), "",
+    return ["## Compared with no regularization", "", comparison_note(objective, comparison), "",
             markdown_table(comparison_table(comparison, summary)), ""]
 
 

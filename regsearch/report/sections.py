@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from regsearch.evaluation.compare import Assessment
+from regsearch.evaluation.compare import CORRECTIONS, METHODS, Assessment, HowSure
+from regsearch.evaluation.intervals import DRAWS
 from regsearch.report.tables import COUNT_COLUMNS, PARAM_PREFIX, format_params, format_value, param_columns
 
 __all__ = [
@@ -23,11 +24,13 @@ __all__ = [
     "PROVENANCE_NOTE",
     "SHOWN_METRICS",
     "WARNINGS_HEADING",
+    "assessment_note",
     "assessment_table",
     "best_table",
     "comparison_note",
     "comparison_table",
     "fixed_settings",
+    "how_sure_sentences",
     "index_table",
     "mean_std",
     "provenance_table",
@@ -145,26 +148,75 @@ def ranked_table(summary: pd.DataFrame, objective: str, show_test: bool = True) 
     return table
 
 
+def _interval(low: float, high: float) -> str:
+    return "" if _missing(low) else f"{low:+.4f} to {high:+.4f}"
+
+
 def assessment_table(assessment: Assessment) -> pd.DataFrame:
-    """Selection apart from assessment: what chose, what the test rows say, and the difference."""
+    """Selection apart from assessment: what chose, what the test rows say, the difference and the optimism."""
+    metric = assessment.metric
     rows = [
         (f"selection: {words(assessment.selection_metric)}", mean_std(*assessment.selection,
                                                                      assessment.selection_metric)),
-        (f"assessment: {words(assessment.metric)}", mean_std(*assessment.test, assessment.metric)),
-        (f"baseline (no regularization): {words(assessment.metric)}",
-         mean_std(assessment.baseline_test, None, assessment.metric)),
+        (f"assessment: {words(metric)}", mean_std(*assessment.test, metric)),
+        (f"baseline (no regularization): {words(metric)}",
+         mean_std(assessment.baseline_test, None, metric)),
     ]
-    if not math.isnan(assessment.optimism) and assessment.protocol != "tutorial":
-        rows.append(("optimism of selection (selection - test)", f"{assessment.optimism:+.3f}"))
+    d = assessment.difference
+    if not assessment.is_baseline and d.pairs >= 1 and not _missing(d.mean):
+        family = "family-wise" if assessment.comparisons > 1 else "one comparison"
+        rows.append((f"difference to the baseline, {words(metric)} (95% CI, {family})",
+                     f"{d.mean:+.4f} ({_interval(d.low, d.high) or 'no interval'})"))
+        if assessment.uncorrected is not None and assessment.comparisons > 1:
+            u = assessment.uncorrected
+            rows.append(("the same, 95% CI on its own (uncorrected)", _interval(u.low, u.high)))
+    if assessment.protocol == "tutorial":
+        rows.append(("optimism of selection (selection - test)",
+                     "not measurable: selection saw the test rows, no rows are left that it did not see"))
+    elif not math.isnan(assessment.optimism):
+        o = assessment.optimism_seeds
+        interval = "" if o is None or _missing(o.low) else f" (95% CI over seeds {_interval(o.low, o.high)})"
+        rows.append(("optimism of selection (selection - test)", f"{assessment.optimism:+.4f}{interval}"))
     return pd.DataFrame([r for r in rows if r[1]], columns=["", "mean ± std"])
 
 
-def comparison_note(objective: str) -> str:
-    """The sentence above the comparison table: what the differences and intervals are."""
-    return (f"Each configuration's {words(objective)} minus the baseline's (same model without penalty, constraint "
-            "or noise), paired by seed (folds averaged within a seed first); 95% confidence interval from Student's "
-            "t over the seeds' differences, each on its own: with many configurations, some cross zero by chance "
-            "(no correction for multiple comparisons).")
+def assessment_note(assessment: Assessment) -> str:
+    """The sentence under the assessment table: how its interval was made and what it was corrected over."""
+    if assessment.is_baseline or assessment.difference.pairs < 2:
+        return ""
+    method = METHODS.get(assessment.interval, assessment.interval)
+    if assessment.interval == "rows and seeds":
+        method += f" ({DRAWS} draws)"
+    if assessment.comparisons > 1:
+        correction = (f"corrected for the {assessment.comparisons} configurations compared with the baseline on the "
+                      f"test rows: {CORRECTIONS.get(assessment.interval, '')}")
+    else:
+        correction = ("one comparison on the test rows (the configuration was chosen without them), so no "
+                      "correction is needed")
+    return (f"The difference's interval comes from {method}; {correction}. The answer above uses this interval, "
+            "built on the test rows, not on the selection score.")
+
+
+def comparison_note(objective: str, comparison: pd.DataFrame | None = None) -> str:
+    """The sentence above the comparison table: what the differences and intervals are, and the correction."""
+    head = (f"Each configuration's {words(objective)} minus the baseline's (same model without penalty, constraint "
+            "or noise), paired by seed (folds averaged within a seed first)")
+    interval = None if comparison is None or "interval" not in comparison else comparison["interval"].dropna()
+    if interval is None or interval.empty:
+        return head + "; no interval could be computed (every configuration needs two paired seeds)."
+    method = str(interval.iloc[0])
+    count = int(pd.to_numeric(comparison["comparisons"], errors="coerce").max())
+    if method == "rows and seeds":
+        how = (f", and by row: 95% intervals from a paired bootstrap over the scored rows and the seeds ({DRAWS} "
+               "draws), so they cover new rows as well as new seeds.")
+    else:
+        how = (". These runs recorded no per-row outcomes (they were saved before regsearch kept them): 95% "
+               "intervals from Student's t over the seeds only, which leaves out the rows' own variance "
+               "(a difference the same on every seed gets a zero-width interval).")
+    correction = (f" \"Beyond noise\" uses the family-wise interval, corrected for the {count} configurations compared "
+                  f"with the baseline ({CORRECTIONS.get(method, method)}): all of them hold their true differences "
+                  "together with 95% probability. The uncorrected interval, each on its own, is beside it.")
+    return head + how + correction
 
 
 def comparison_table(comparison: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
@@ -176,12 +228,36 @@ def comparison_table(comparison: pd.DataFrame, summary: pd.DataFrame) -> pd.Data
     for column in varying_params(summary):
         shown[column.removeprefix(PARAM_PREFIX)] = [format_value(v) for v in table[column]]
     shown["difference"] = [f"{v:+.4f}" if not _missing(v) else "" for v in table["difference"]]
-    shown["95% CI"] = ["" if _missing(lo) else f"{lo:+.4f} to {hi:+.4f}" for lo, hi in
-                       zip(table["ci_low"], table["ci_high"])]
+    corrected = "ci_low_corrected" in table
+    low, high = (("ci_low_corrected", "ci_high_corrected") if corrected else ("ci_low", "ci_high"))
+    shown["95% CI (family-wise)" if corrected else "95% CI"] = [_interval(lo, hi) for lo, hi in
+                                                                 zip(table[low], table[high])]
+    if corrected:
+        shown["95% CI (alone)"] = [_interval(lo, hi) for lo, hi in zip(table["ci_low"], table["ci_high"])]
     shown["seeds"] = table["n_pairs"].astype(int).astype(str)
-    shown["beyond seed noise"] = ["yes" if (not _missing(lo) and (lo > 0 or hi < 0)) else "no"
-                                  for lo, hi in zip(table["ci_low"], table["ci_high"])]
+    shown["beyond noise"] = ["yes" if (not _missing(lo) and (lo > 0 or hi < 0)) else "no"
+                             for lo, hi in zip(table[low], table[high])]
     return shown.reset_index(drop=True)
+
+
+def how_sure_sentences(how: HowSure | None, metric: str) -> list[str]:
+    """How sure the search could be, and how many seeds a difference needs (:func:`regsearch.evaluation.compare.how_sure`)."""
+    if how is None:
+        return []
+    name = words(metric)
+    share = (f"alpha 0.05 two-sided, {how.alpha:.2g} per comparison for the {how.comparisons} compared"
+             if how.comparisons > 1 else "alpha 0.05 two-sided")
+    sentences = [f"The seeds' paired differences spread by {how.spread:.4f} {name} (standard deviation, pooled over "
+                 f"the configurations). With {how.seeds} seeds a paired t-test detects, with 80% power ({share}), a "
+                 f"difference of {how.detectable:.4f} or more; smaller ones may be missed."]
+    if how.seeds_for_difference is not None:
+        seeds = how.seeds_for_difference
+        count = f"{seeds} seeds" if seeds <= 100_000 else "more than 100,000 seeds"
+        sentences.append(f"The selected configuration's difference ({how.difference:+.4f} {name}) would need "
+                         f"{count} to be detected that way (the search's `repeats`).")
+    sentences.append("More seeds shrink the seeds' share of the uncertainty only: the test rows' own variance stays, "
+                     "and more test rows are what shrinks it.")
+    return sentences
 
 
 #: How provenance.json names each package on the page.

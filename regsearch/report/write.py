@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from regsearch.atomic import save_figure_atomic, write_csv_atomic, write_text_atomic
+from regsearch.atomic import save_figure_atomic, write_bytes_atomic, write_csv_atomic, write_text_atomic
 from regsearch.report.html import PlotImage, index_html, report_html
 from regsearch.report.markdown import index_markdown, summary_markdown
 from regsearch.report.boundary import plot_decision_boundaries
@@ -33,6 +33,7 @@ from regsearch.report.plots import (
 )
 from regsearch.evaluation import compare
 from regsearch.evaluation.caveats import caveats
+from regsearch.outcomes import OUTCOMES_FILE, Outcomes, load_outcomes, outcomes_bytes, run_key
 from regsearch.provenance import PROVENANCE_FILE, STOPPED
 from regsearch.report.tables import (
     best_configuration,
@@ -91,10 +92,12 @@ def with_stopped(answer: str | None, stopped: str | None) -> str | None:
 
 
 def answer_of(trials: pd.DataFrame, summary: pd.DataFrame, protocol: str,
-              baseline: bool = True) -> tuple[str | None, compare.Assessment | None]:
+              baseline: bool = True, outcomes: Outcomes | None = None) -> tuple[str | None, compare.Assessment | None]:
     """The one-line answer and the assessment of the selected configuration; None when nothing completed.
 
     ``baseline=False``: the search has no unregularized baseline, and the answer compares nothing.
+    ``outcomes``: each run's per-row outcomes (:mod:`regsearch.outcomes`); without them the intervals are over
+    seeds only.
     """
     try:
         best = best_configuration(summary)
@@ -102,7 +105,7 @@ def answer_of(trials: pd.DataFrame, summary: pd.DataFrame, protocol: str,
         return None, None
     varying = [c for c in summary.columns if c.startswith("param_") and summary[c].nunique(dropna=False) > 1]
     named = {k: v for k, v in best["params"].items() if f"param_{k}" in varying} or best["params"]
-    assessment = compare.assess(trials, best, protocol, baseline)
+    assessment = compare.assess(trials, best, protocol, baseline, outcomes)
     return compare.answer_line(assessment, format_params(named)), assessment
 
 
@@ -200,6 +203,7 @@ def write_report(
     epochs: int | None = None,
     early_stopping: bool = True,
     provenance: Mapping[str, Any] | None = None,
+    outcomes: Outcomes | None = None,
 ) -> list[Path]:
     """Writes trials.csv, summary.csv, comparison.csv, summary.md, report.html and the plots, each atomically.
 
@@ -239,6 +243,10 @@ def write_report(
             the runs stopped early (else their best epoch is their last).
         provenance: What produced the runs (:func:`regsearch.provenance.collect`): written to
             ``provenance.json`` and shown on both pages.
+        outcomes: Each run's outcome on each row that scored it (:mod:`regsearch.outcomes`): written to
+            ``outcomes.npz`` (the runs of ``records`` only), and the intervals resample the rows.
+            None or empty: the intervals are over seeds only, and the pages say so (an
+            ``outcomes.npz`` already in ``out_dir`` is left as it is).
         kept_figures: Plots of these same runs that this call cannot draw (a rebuild from
             ``trials.csv`` has no per-epoch histories; a moved data file, no points): when
             not drawn, the file already in ``out_dir`` stays and the page shows it.
@@ -253,14 +261,25 @@ def write_report(
     everything = trials_frame(records)
     trials = compare.selection_rows(everything)  # kfold's refit assesses; it does not compete
     summary = summary_frame(trials, objective, direction)
-    comparison = compare.paired_differences(everything, objective) if baseline else pd.DataFrame()
+    keys = {run_key(record) for record in everything.to_dict("records")}
+    outcomes = {key: value for key, value in (outcomes or {}).items() if key in keys}
+    comparison = compare.paired_differences(everything, objective, outcomes) if baseline else pd.DataFrame()
     written = [
         write_csv_atomic(everything, folder / "trials.csv"),
         write_csv_atomic(summary, folder / "summary.csv"),
     ]
+    if outcomes:
+        written.append(write_bytes_atomic(folder / OUTCOMES_FILE, outcomes_bytes(outcomes)))
     if not comparison.empty:
         written.append(write_csv_atomic(comparison, folder / "comparison.csv"))
-    answer, assessment = answer_of(everything, summary, protocol, baseline)
+    answer, assessment = answer_of(everything, summary, protocol, baseline, outcomes)
+    sure = None
+    if not comparison.empty:
+        chosen = comparison[~comparison["baseline"].astype(bool)]
+        if not summary.empty:
+            top = summary.iloc[0]
+            chosen = chosen[(chosen["phase"] == top["phase"]) & (chosen["trial_id"] == top["trial_id"])]
+        sure = compare.how_sure(comparison, float(chosen["difference"].iloc[0]) if len(chosen) == 1 else math.nan)
     answer = with_stopped(answer, stopped)
     warnings = caveats(everything, summary, epochs=epochs, early_stopping=early_stopping)
     if provenance:
@@ -346,6 +365,7 @@ def write_report(
         comparison=comparison,
         warnings=warnings,
         provenance=provenance,
+        how_sure=sure,
     )
     written.append(write_text_atomic(folder / "summary.md", text))
     page = report_html(
@@ -353,7 +373,7 @@ def write_report(
         description=description, answer=answer, assessment=assessment, comparison=comparison, warnings=warnings,
         figures=[PlotImage(path.name, CAPTIONS.get(path.name, path.stem.replace("_", " ")), path.read_bytes())
                  for path in figures],
-        definition_text=definition_text, provenance=provenance,
+        definition_text=definition_text, provenance=provenance, how_sure=sure,
         files=[path.name for path in written] + ["summary.md"] + ([TENSORBOARD_FOLDER] if tensorboard else []),
     )
     written.append(write_text_atomic(folder / REPORT_PAGE, page))
@@ -405,7 +425,8 @@ def index_row(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
         best = best_configuration(summary)
     except SearchFailedError:
         best = None
-    answer, assessment = answer_of(everything, summary, protocol, baseline)
+    outcomes = load_outcomes(folder / OUTCOMES_FILE) if (folder / OUTCOMES_FILE).is_file() else None
+    answer, assessment = answer_of(everything, summary, protocol, baseline, outcomes)
     return {"search": folder.name, "best": best, "link": f"{folder.name}/{REPORT_PAGE}",
             "markdown_link": f"{folder.name}/summary.md",
             "description": definition.description if definition else None, "answer": answer,
