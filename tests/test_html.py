@@ -70,7 +70,8 @@ def test_the_page_says_which_way_its_objective_is_better(objective: str, directi
 def test_the_index_links_every_search_with_its_answer(results: Path) -> None:
     index = (results / "index.html").read_text(encoding="utf-8")
     assert re.findall(r'<a href="([^"]+)">', index) == ["moons_reg/report.html", "other/report.html"]
-    assert index.count("beats no regularization") == 2
+    # +0.095 over 2 seeds, corrected for 6 configurations (Bonferroni: no per-row outcomes here), is not beyond noise.
+    assert index.count("No configuration is distinguishable from no regularization") == 2
 
 
 @pytest.fixture(scope="session")  # one browser per test process: starting one takes seconds
@@ -150,4 +151,5 @@ def test_the_index_opens_each_page(browser, results: Path) -> None:
     browser.find_element(By.LINK_TEXT, "other").click()
     assert browser.title == "other: regsearch"
     assert "a second search" in browser.find_element(By.CSS_SELECTOR, ".what").text
-    assert browser.find_element(By.ID, "answer").text.startswith("kind=l2, strength=0.001 beats no regularization")
+    assert browser.find_element(By.ID, "answer").text.startswith(
+        "No configuration is distinguishable from no regularization: the selected kind=l2, strength=0.001")

@@ -191,3 +191,32 @@ def test_outcomes_of_tutorial_runs_and_of_kfold_folds_and_refit(tmp_path: Path, 
         held = np.concatenate([outcomes[run_key(r)]["val"].rows for r in runs.to_dict("records")])
         assert sorted(held) == list(range(len(result.split.y_train)))  # each training row held out once per seed
         assert all("test" not in outcomes[run_key(r)] for r in runs.to_dict("records"))  # folds see no test rows
+
+
+# --- one model's rows -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("task", "labels"), [("binary", 2), ("multiclass", 4), ("regression", 0)])
+def test_row_scores_average_to_what_evaluate_reports(task: str, labels: int) -> None:
+    import keras
+    import keras_tuner as kt
+
+    from regsearch.hypermodels.base import evaluate_rows, row_scores
+    from regsearch.hypermodels.mlp import RegularizedMLP
+    from regsearch.space import Regularizer
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(70, 3)).astype("float32")
+    y = rng.integers(0, labels, size=70).astype("float32") if labels else rng.normal(size=70).astype("float32")
+    keras.utils.set_random_seed(1)
+    model = RegularizedMLP((3,), hidden=[8], task=task, classes=labels or None,
+                           regularizer=Regularizer("none")).build(kt.HyperParameters())
+    scores, evaluated = row_scores(model, x, y), evaluate_rows(model, x, y)
+    assert list(scores.rows) == list(range(70))
+    assert scores.loss.mean() == pytest.approx(evaluated["loss"], rel=1e-5)  # no penalty: the loss is the rows'
+    if labels:
+        assert int(scores.correct.sum()) == round(evaluated["accuracy"] * 70)
+        assert 0 < scores.correct.sum() < 70
+    else:
+        assert scores.correct is None
+    assert list(row_scores(model, x[:5], y[:5], rows=[9, 3, 4, 1, 0]).rows) == [9, 3, 4, 1, 0]
