@@ -50,6 +50,15 @@ def test_the_interval_widens_when_rows_vary():
     assert calm.high[0] - calm.low[0] == pytest.approx(2 * 1.96 * per_seed.std(ddof=1) / math.sqrt(10), rel=0.15)
 
 
+def test_few_seeds_get_the_seeds_unbiased_spread():
+    """The bootstrap of a mean over K seeds shrinks its variance by (K - 1) / K; the interval undoes it."""
+    per_seed = np.array([0.01, 0.04, 0.025])
+    family = row_seed_family(np.repeat(per_seed[None, :, None], 5, axis=2), draws=20000)
+    half = stats.norm.ppf(0.975) * per_seed.std(ddof=1) / math.sqrt(3)
+    assert (family.low[0], family.high[0]) == pytest.approx((per_seed.mean() - half, per_seed.mean() + half),
+                                                            rel=0.03)
+
+
 def test_simultaneous_intervals_of_independent_configurations_follow_sidak():
     rng = np.random.default_rng(0)
     count = 8
@@ -109,11 +118,15 @@ def test_seed_family_is_students_t_with_bonferroni():
     assert family.p_value == pytest.approx(p)
     assert family.p_corrected == pytest.approx(multipletests(p, method="bonferroni")[1])
     assert family.comparisons == 3 and family.method == "seeds"
+    first = per_seed[0]
+    wide = stats.t.ppf(1 - 0.05 / 6, 3) * first.std(ddof=1) / 2  # alpha / 3 comparisons, two-sided, 4 seeds
+    assert (family.low_corrected[0], family.high_corrected[0]) == pytest.approx((first.mean() - wide,
+                                                                                first.mean() + wide))
 
 
 def test_holm_matches_statsmodels():
-    p = np.array([0.01, 0.04, 0.03, 0.005, 0.2, 0.0001, 0.5])
-    assert holm(p) == pytest.approx(multipletests(p, method="holm")[1])
+    for p in (np.array([0.01, 0.04, 0.03, 0.005, 0.2, 0.0001, 0.5]), np.array([0.012, 0.01, 0.011, 0.3, 0.02])):
+        assert holm(p) == pytest.approx(multipletests(p, method="holm")[1])
     with_nan = np.array([0.01, np.nan, 0.04])
     assert holm(with_nan)[[0, 2]] == pytest.approx(multipletests([0.01, 0.04], method="holm")[1])
     assert np.isnan(holm(with_nan)[1])

@@ -216,7 +216,47 @@ def test_row_scores_average_to_what_evaluate_reports(task: str, labels: int) -> 
     assert scores.loss.mean() == pytest.approx(evaluated["loss"], rel=1e-5)  # no penalty: the loss is the rows'
     if labels:
         assert int(scores.correct.sum()) == round(evaluated["accuracy"] * 70)
+        # Row by row, the compiled accuracy of that row alone.
+        alone = [evaluate_rows(model, x[i:i + 1], y[i:i + 1])["accuracy"] for i in range(70)]
+        assert list(scores.correct) == [round(a) for a in alone]
         assert 0 < scores.correct.sum() < 70
     else:
         assert scores.correct is None
     assert list(row_scores(model, x[:5], y[:5], rows=[9, 3, 4, 1, 0]).rows) == [9, 3, 4, 1, 0]
+
+
+def test_a_runs_penalty_moves_its_rows_to_its_score() -> None:
+    """Per-row losses leave the penalty out; shifted to each run's test_loss, the seeds' spread of it is kept."""
+    trials, outcomes = moons_like(seeds=6)
+    records = trials.to_dict("records")
+    for record in records:  # the same rows' losses, but the configuration's penalty differs from seed to seed
+        record["test_loss"] = 0.3 + (0.01 * record["seed"] if record["param_kind"] == "l2" else 0.0)
+    table = compare.paired_differences(trials_frame(records), "test_loss", outcomes).set_index("trial_id")
+    row = table.loc["grid-1"]
+    assert row["interval"] == "rows and seeds" and row["difference"] == pytest.approx(0.025)
+    assert row["ci_low"] < 0.025 - 0.005 and row["ci_high"] > 0.025 + 0.005
+
+
+def test_beyond_noise_is_the_family_wise_verdict() -> None:
+    """Five more rows right of 70 on every seed: beyond noise on its own, not among four configurations."""
+    records, outcomes = [], {}
+    rng = np.random.default_rng(5)
+    for index, kind in enumerate(["none", "l2", "l2", "l2", "l2"]):
+        for seed in range(10):
+            right = np.arange(70) < 60
+            if index == 1:
+                right = np.arange(70) < 65
+            elif index > 1:
+                right = rng.permutation(70) < 60
+            record = {"search": "s", "trial_id": f"grid-{index}", "phase": "grid", "repeat": seed, "seed": seed,
+                      "fold": None, "status": "completed", "reason": "", "param_kind": kind,
+                      "param_strength": None if kind == "none" else 10.0 ** -index, "param_learning_rate": 0.001,
+                      "test_accuracy": right.mean()}
+            records.append(record)
+            outcomes[run_key(record)] = {"test": RowScores(np.arange(70), right.astype(np.uint8),
+                                                           np.zeros(70, np.float32))}
+    row = compare.paired_differences(trials_frame(records), "test_accuracy", outcomes).set_index("trial_id").loc[
+        "grid-1"]
+    assert row["comparisons"] == 4 and row["ci_low"] > 0 > row["ci_low_corrected"]
+    assert row["p_value"] < 0.05 < row["p_corrected"]
+    assert not bool(row["beyond_noise"])
