@@ -293,6 +293,7 @@ def test_shuffling_the_test_labels_changes_no_selection(tmp_path: Path,
     plain = run_search(definition, tmp_path / "plain")
     shuffled = run_search(make_plan(definition, shuffled_test_labels(load_data(definition))), tmp_path / "shuffled")
     a, b = trials_frame(plain.records), trials_frame(shuffled.records)
+    check_outcomes(a, plain.outcomes, len(plain.split.y_train), protocol)
     selection = ["trial_id", "phase", "seed", "fold", "val_accuracy", "val_loss", "train_loss", "best_epoch"]
     pd.testing.assert_frame_equal(a[selection], b[selection])
     assert set(a["phase"]) >= {"grid", "baseline"}
@@ -304,6 +305,23 @@ def test_shuffling_the_test_labels_changes_no_selection(tmp_path: Path,
             folds = a[(a["trial_id"] == trial_id) & (a["phase"] != "refit")]
             assert set(group["epochs_run"]) == {round(float((folds["best_epoch"] + 1).mean()))}
         assert refit["test_accuracy"].notna().all() and a.loc[a["phase"] != "refit", "test_accuracy"].isna().all()
+
+
+def check_outcomes(trials: pd.DataFrame, outcomes: dict, training_rows: int, protocol: str) -> None:
+    """Each run's per-row outcomes (issue 26): exact against its scores; folds see the test rows never."""
+    from regsearch.outcomes import run_key
+    from test_outcomes import check_exact
+
+    selection = trials[trials["phase"] != "refit"]
+    if "kfold" in protocol:
+        refit = trials[trials["phase"] == "refit"]
+        assert check_exact(refit, outcomes) == len(refit) > 0
+        for _, runs in selection.groupby(["trial_id", "seed"]):
+            held = np.concatenate([outcomes[run_key(r)]["val"].rows for r in runs.to_dict("records")])
+            assert sorted(held) == list(range(training_rows))  # each training row held out once per seed
+            assert all("test" not in outcomes[run_key(r)] for r in runs.to_dict("records"))
+    else:
+        assert check_exact(selection, outcomes) == check_exact(selection, outcomes, "val_accuracy") == len(selection)
 
 
 def test_the_results_index_checks_each_articles_claim_against_the_answer() -> None:

@@ -134,13 +134,15 @@ def check_exact(trials: pd.DataFrame, outcomes: dict, metric: str = "test_accura
 
 @pytest.mark.slow
 def test_outcomes_are_recorded_exactly_and_survive_a_resume(tmp_path: Path) -> None:
+    """The articles' protocol (the main job's): the test rows validate, so a run's val rows are its test rows."""
     definition = tmp_path / "tiny.toml"
-    definition.write_text(SMALL.replace('strategy = "grid"', 'strategy = "grid"\ntime_limit = 0.001'))
+    tutorial = SMALL + '[evaluation]\nprotocol = "tutorial"\n'
+    definition.write_text(tutorial.replace('strategy = "grid"', 'strategy = "grid"\ntime_limit = 0.001'))
     results, folder = tmp_path / "results", tmp_path / "results" / "tiny"
     assert main([str(definition), "--results", str(results), "--quiet"]) == 0  # the grid only: stopped
     first = load_outcomes(folder / OUTCOMES_FILE)
     assert {key[0] for key in first} == {"grid"}
-    definition.write_text(SMALL)
+    definition.write_text(tutorial)
     assert main([str(definition), "--results", str(results), "--quiet"]) == 0  # resumed: the baseline trains
     trials = trials_frame(pd.read_csv(folder / "trials.csv").to_dict("records"))
     outcomes = load_outcomes(folder / OUTCOMES_FILE)
@@ -152,10 +154,12 @@ def test_outcomes_are_recorded_exactly_and_survive_a_resume(tmp_path: Path) -> N
     assert check_exact(trials, outcomes, "val_accuracy") == 6
     test_rows = {len(sets["test"].rows) for sets in outcomes.values()}
     assert len(test_rows) == 1  # every run scored on the same test rows
+    for sets in outcomes.values():
+        assert np.array_equal(sets["val"].correct, sets["test"].correct)
     opened = regsearch.open_results(folder)
     assert opened.outcomes.keys() == outcomes.keys()
     grid = trials[trials["phase"] == "grid"]["trial_id"].iloc[0]
-    assessment = compare.assess(trials, {"phase": "grid", "trial_id": grid, "objective": "val_accuracy"}, "holdout",
+    assessment = compare.assess(trials, {"phase": "grid", "trial_id": grid, "objective": "test_accuracy"}, "tutorial",
                                 outcomes=opened.outcomes)
     assert assessment.interval == "rows and seeds" and assessment.comparisons == 2
     assert " over the test rows and 2 seeds, family-wise over 2 configurations)" in compare.answer_line(assessment, "x")
@@ -169,28 +173,6 @@ def test_outcomes_are_recorded_exactly_and_survive_a_resume(tmp_path: Path) -> N
     shutil.rmtree(folder / "tuner")
     assert main(["report", "tiny", "--results", str(results), "--quiet"]) == 0
     assert (folder / "summary.md").read_text().split("## Provenance")[0] == page.split("## Provenance")[0]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("protocol", ['protocol = "tutorial"', 'protocol = "kfold"\nfolds = 2'])
-def test_outcomes_of_tutorial_runs_and_of_kfold_folds_and_refit(tmp_path: Path, protocol: str) -> None:
-    path = tmp_path / "tiny.toml"
-    path.write_text(SMALL + "[evaluation]\n" + protocol + "\n")
-    result = run_search(load_definition(path), tmp_path / "out")
-    trials = trials_frame(result.records)
-    outcomes = result.outcomes
-    if "tutorial" in protocol:
-        assert check_exact(trials, outcomes) == len(trials)
-        for sets in outcomes.values():
-            assert np.array_equal(sets["val"].correct, sets["test"].correct)
-        return
-    refit = trials[trials["phase"] == "refit"]
-    assert check_exact(refit, outcomes) == len(refit) > 0
-    folds = trials[trials["phase"] != "refit"]
-    for (trial, seed), runs in folds.groupby(["trial_id", "seed"]):
-        held = np.concatenate([outcomes[run_key(r)]["val"].rows for r in runs.to_dict("records")])
-        assert sorted(held) == list(range(len(result.split.y_train)))  # each training row held out once per seed
-        assert all("test" not in outcomes[run_key(r)] for r in runs.to_dict("records"))  # folds see no test rows
 
 
 # --- one model's rows -------------------------------------------------------------------------------------------
