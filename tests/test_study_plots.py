@@ -350,3 +350,12 @@ def test_plot_decision_boundaries_draws_one_panel_per_model_on_shared_limits():
         assert [len(c.get_offsets()) for c in points] == [1, 1, 1, 2]
     legend = axes[0].get_figure().legends[0]
     assert [t.get_text() for t in legend.get_texts()][-1] == "boundary (p = 0.5)"
+
+
+def test_paired_differences_data_draws_the_family_wise_interval_where_there_is_one():
+    comparison = make_comparison()
+    corrected = comparison.assign(ci_low_corrected=comparison["ci_low"] - 0.05,
+                                  ci_high_corrected=comparison["ci_high"] + 0.05)
+    plain, family = (paired_differences_data(c, metric="test_accuracy") for c in (comparison, corrected))
+    assert list(family["ci_low"]) == pytest.approx(list(plain["ci_low"] - 0.05))
+    assert (family["effect"] == "indistinguishable").sum() > (plain["effect"] == "indistinguishable").sum()

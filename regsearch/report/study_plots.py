@@ -252,7 +252,8 @@ def paired_differences_data(comparison: pd.DataFrame, *, metric: str) -> pd.Data
     Returns:
         Columns ``label`` (the varying settings, with the trial id where two
         share them), ``phase``, ``trial_id``, ``n_pairs``, ``difference``,
-        ``ci_low``, ``ci_high``, ``excludes_zero`` and ``effect`` (better, worse
+        ``ci_low``, ``ci_high`` (the family-wise interval where the table has
+        one, ``ci_*_corrected``), ``excludes_zero`` and ``effect`` (better, worse
         or indistinguishable), largest difference first. Baseline rows and rows
         without pairs are left out.
     """
@@ -267,6 +268,8 @@ def paired_differences_data(comparison: pd.DataFrame, *, metric: str) -> pd.Data
     )
     twice = labels.duplicated(keep=False)
     labels[twice] = labels[twice] + " (" + rows.loc[twice, "trial_id"].astype(str) + ")"
+    if "ci_low_corrected" in rows.columns:  # the family-wise interval, which the verdicts use
+        rows["ci_low"], rows["ci_high"] = rows["ci_low_corrected"], rows["ci_high_corrected"]
     for column in ("difference", "ci_low", "ci_high"):
         rows[column] = pd.to_numeric(rows[column], errors="coerce").astype(float)
     excludes = (rows["ci_low"] > 0) | (rows["ci_high"] < 0)
@@ -324,7 +327,8 @@ def plot_paired_differences(comparison: pd.DataFrame, *, metric: str, ax: Axes |
     ax.grid(True, axis="x", alpha=0.3)
     pairs = pd.to_numeric(table["n_pairs"], errors="coerce")
     seeds = f"{int(pairs.min())}" if pairs.nunique() == 1 else f"{int(pairs.min())}-{int(pairs.max())}"
-    ax.set_title(f"difference to no regularization, mean and 95% CI over {seeds} seeds", fontsize=10)
+    family = "family-wise " if "ci_low_corrected" in comparison.columns else ""
+    ax.set_title(f"difference to no regularization, mean and {family}95% CI over {seeds} seeds", fontsize=10)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
 

@@ -70,8 +70,8 @@ CAPTIONS = {
     "learning_curves.png": "Learning curves of the best configuration (and of no regularization, when the search "
                            "has a baseline), first run of each",
     "score_heatmap.png": "Mean selection score over the two settings the search varies, the best cell outlined",
-    "differences_to_baseline.png": "Each configuration minus no regularization, paired by seed, with its 95% "
-                                   "confidence interval",
+    "differences_to_baseline.png": "Each configuration minus no regularization, paired by seed, with its "
+                                   "family-wise 95% interval (the one the verdicts use)",
     "activation_sparsity.png": "Activation sparsity of the regularized layer against strength: fraction of zeros "
                                "and mean activation",
     "decision_boundary.png": "Decision boundary of no regularization and of the best configuration over the "
