@@ -6,9 +6,12 @@
   unregularized baseline, paired differences to it with a confidence
   interval, the selected configuration's test score, and the one-line answer;
 - :mod:`.refit`: ``kfold``'s last step, the chosen configuration (and the
-  baseline) retrained on every training row and scored once on the test rows.
+  baseline) retrained on every training row and scored once on the test rows;
+- :mod:`.nested`: ``nested``'s assessment: per outer fold the choice, its inner
+  score and its score on the outer rows; the procedure's expected score, how
+  often each configuration was chosen, and the optimism.
 """
 
-from regsearch.evaluation.splits import PROTOCOLS, Fold, Protocol, make_folds
+from regsearch.evaluation.splits import PROTOCOLS, Fold, OuterFold, Protocol, make_folds, outer_folds
 
-__all__ = ["PROTOCOLS", "Fold", "Protocol", "make_folds"]
+__all__ = ["PROTOCOLS", "Fold", "OuterFold", "Protocol", "make_folds", "outer_folds"]

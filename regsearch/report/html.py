@@ -19,6 +19,8 @@ import pandas as pd
 
 from regsearch.errors import SearchFailedError
 from regsearch.evaluation.compare import Assessment
+from regsearch.evaluation.nested import NestedAssessment
+from regsearch.report.nested import NESTED_HEADING, nested_choice_table, nested_fold_table, nested_sentence
 from regsearch.report.sections import (
     PROTOCOL_NAMES,
     PROTOCOL_TEXT,
@@ -76,6 +78,7 @@ def report_html(
     definition_text: str | None = None,
     files: Sequence[str] = (),
     provenance: Mapping[str, Any] | None = None,
+    nested: NestedAssessment | None = None,
 ) -> str:
     """The page of one search: the answer first, then the plots, the tables, the definition and the rerun command.
 
@@ -93,6 +96,7 @@ def report_html(
         definition_text: The search definition (TOML), shown verbatim.
         files: Files beside the page to link (``trials.csv``, ...).
         provenance: What produced the numbers (:func:`regsearch.provenance.collect`), above the rerun command.
+        nested: A nested search's outer folds (:func:`regsearch.evaluation.nested.assess_nested`), after the assessment.
 
     Returns:
         The HTML text.
@@ -133,6 +137,11 @@ def report_html(
         files=files,
         provenance=_rows(provenance_table(provenance)) if provenance else None,
         provenance_note=PROVENANCE_NOTE,
+        nested=None if nested is None else {
+            "heading": NESTED_HEADING, "sentence": nested_sentence(nested),
+            "folds": None if nested.folds.empty else _rows(nested_fold_table(nested)),
+            "choices": None if nested.folds.empty else _rows(nested_choice_table(nested)),
+        },
     )
 
 
