@@ -83,7 +83,11 @@ def make_folds(definition: SearchDefinition, split: Split) -> list[Fold] | None:
     protocol, where = definition.evaluation, str(definition.path)
     classification = split.task != "regression"
     if protocol.kind == "nested":
-        for outer in make_outer_folds(definition, split):
+        def fewest(outer: OuterFold) -> int:  # the outer fold with the fewest rows of a class is checked first
+            labels = np.asarray(split.y_train[outer.train]).reshape(len(outer.train), -1)[:, 0]
+            return int(np.unique(labels, return_counts=True)[1].min()) if classification else len(outer.train)
+
+        for outer in sorted(make_outer_folds(definition, split), key=fewest):
             evaluation.make_folds(protocol, split.y_train[outer.train], classification=classification,
                                   seed=definition.seed, seeds=definition.repeats, where=where)
     return evaluation.make_folds(protocol, split.y_train, classification=classification, seed=definition.seed,

@@ -187,7 +187,8 @@ def _draw(protocol: Protocol, y: Any, classification: bool, seed: int, where: st
     if protocol.folds > smallest:
         what = "the training rows of the smallest class" if classification else "the training rows"
         if protocol.kind == "nested":
-            what += " of an outer fold's training rows"
+            what = ("the rows of the smallest class in an outer fold's training rows" if classification else
+                    "an outer fold's training rows")
         raise SettingError("evaluation.folds", f"an integer from 2 to {smallest} ({what})", protocol.folds, where)
     if classification:
         splitter = (StratifiedKFold(protocol.folds, shuffle=True, random_state=seed) if protocol.repeats == 1 else
