@@ -215,8 +215,8 @@ def test_the_page_section_says_the_expected_score_choices_and_optimism() -> None
     assert "an optimism of +0.015 ± 0.092" in sentence  # (0.90 - 0.82 = 0.08, 0.75 - 0.80 = -0.05)
     assert "The outer folds chose 2 different configurations" in sentence
     folds = nested_fold_table(nested)
-    assert folds.columns.tolist() == ["outer fold", "chosen", "inner val accuracy", "outer test accuracy",
-                                      "no regularization: outer test accuracy", "difference", "optimism"]
+    assert folds.columns.tolist() == ["outer fold", "chosen", "inner val accuracy", "outer accuracy",
+                                      "no regularization: outer accuracy", "difference", "optimism"]
     assert folds.iloc[1].tolist() == ["1", "no regularization", "0.750", "0.800", "0.800", "+0.000", "-0.050"]
     assert nested_choice_table(nested).to_dict("records") == [
         {"configuration": "kind=l2, strength=0.01", "chosen": "1 of 2", "share": "50%"},

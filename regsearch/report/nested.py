@@ -52,7 +52,7 @@ def nested_sentence(assessment: NestedAssessment) -> str:
 def nested_fold_table(assessment: NestedAssessment) -> pd.DataFrame:
     """One row per outer fold: its choice, the inner score that chose it, its outer score and the baseline's."""
     folds = assessment.folds
-    metric = assessment.metric
+    metric = assessment.metric.removeprefix("test_")  # the outer rows' score: "test_*" in the runs
     return pd.DataFrame({
         "outer fold": folds["outer"].astype(int).astype(str),
         "chosen": folds["configuration"].astype(str),
