@@ -19,7 +19,11 @@ every seed on every fold), or the test rows (``tutorial``). Unless
 ``baseline = false``, a ``baseline`` phase trains the same model without
 penalty, constraint or noise (when the space does not hold it already), and
 ``kfold`` ends with a ``refit`` of the chosen configuration and the baseline
-on every training row, scored once on the test rows.
+on every training row, scored once on the test rows. ``nested`` runs that
+whole ``kfold`` search in each outer fold, on the outer fold's training rows
+only (its tuners in ``tuner/outer<k>/``, its refit scored on the outer
+fold's rows), then once more on every training row; the outer folds' runs
+come back in ``SearchResult.nested``.
 
 The tuners' state lives in ``<results>/<name>/tuner/``: running the same
 search again resumes it (finished trials are kept, not rerun). With a
