@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     table = pd.DataFrame(rows).set_index("search")
     for column in ("runs", "member-epochs", "wall s"):
         table[f"{column} / kfold"] = (table[column] / table.loc["moons_l2_cv", column]).round(2)
-    scale = "full search files" if args.from_results is not None else (
+    scale = f"read from {args.from_results}" if args.from_results is not None else (
         f"epochs {args.epochs}, patience {args.patience}, {args.repeats} seeds")
     print(f"Nested cross-validation against k-fold on moons_l2 ({scale}):")
     print(table.to_string())
