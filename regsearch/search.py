@@ -130,11 +130,12 @@ def run_search(
     plan = definition if isinstance(definition, Plan) else make_plan(definition)
     definition, split, hypermodel = plan.definition, plan.split, plan.hypermodel
     nested = definition.evaluation.kind == "nested"
-    if nested and (serve is not None or definition.time_limit is not None):
-        raise SettingError("search.time_limit" if serve is None else "evaluation.protocol",
-                           "left out for protocol 'nested'" if serve is None else
-                           "a protocol other than 'nested' for a distributed search (its outer folds run in one "
-                           "process)", definition.time_limit if serve is None else "nested", str(definition.path))
+    if nested and serve is not None:
+        raise SettingError("evaluation.protocol", "a protocol other than 'nested' for a distributed search (its outer "
+                           "folds run in one process)", "nested", str(definition.path))
+    if nested and definition.time_limit is not None:
+        raise SettingError("search.time_limit", "left out for protocol 'nested' (each outer fold runs the whole "
+                           "search)", definition.time_limit, str(definition.path))
     evaluation_options(definition, split)  # refuses folds the data cannot honour, before anything is written
     if plan.brackets and engine != "population":
         raise SettingError("--engine", f"'population' for strategy '{definition.strategy}' (its rungs stop members "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -36,11 +37,11 @@ def test_each_seed_draws_its_own_stratified_split_the_same_seed_the_same(protoco
     per_repeat = {r: [f for f in folds if f.repeat == r] for r in range(3)}
     assert sorted(per_repeat) == [0, 1, 2] and all(f.repeat in (0, 1, 2) for f in folds)
     # The first seed's split is the one a fixed split draws; the others are drawn with their own seeds.
-    fixed = make_folds(dataclass_replace(protocol, split_per_seed=False), Y, classification=True, seed=5)
+    fixed = make_folds(dataclasses.replace(protocol, split_per_seed=False), Y, classification=True, seed=5)
     for mine, its in zip(per_repeat[0], fixed):
         assert np.array_equal(mine.validation, its.validation) and mine.index == its.index
     for r in (1, 2):
-        alone = make_folds(dataclass_replace(protocol, split_per_seed=False), Y, classification=True, seed=5 + r)
+        alone = make_folds(dataclasses.replace(protocol, split_per_seed=False), Y, classification=True, seed=5 + r)
         assert all(np.array_equal(a.validation, b.validation) for a, b in zip(per_repeat[r], alone))
     assert not np.array_equal(per_repeat[0][0].validation, per_repeat[1][0].validation)
     again = make_folds(protocol, Y, classification=True, seed=5, seeds=3)
@@ -57,12 +58,6 @@ def test_each_seed_draws_its_own_stratified_split_the_same_seed_the_same(protoco
             assert np.all(np.abs(class_counts(fold.validation) - expected) < 1)
         if protocol.kind == "kfold":
             assert sorted(np.concatenate([f.validation for f in own])) == list(range(len(Y)))
-
-
-def dataclass_replace(protocol: Protocol, **changes) -> Protocol:
-    import dataclasses
-
-    return dataclasses.replace(protocol, **changes)
 
 
 def test_a_split_per_seed_never_holds_a_test_row(tmp_path: Path) -> None:
@@ -129,7 +124,7 @@ def test_no_inner_fold_holds_a_row_of_its_outer_fold(tmp_path: Path, split_per_s
                   f'{str(split_per_seed).lower()}\n'
     definition = load_definition(write(tmp_path, text))
     split = load_data(definition)
-    inner_definition = dataclass_replace_definition(definition)
+    inner_definition = dataclasses.replace(definition, evaluation=definition.evaluation.inner)
     outers = make_outer_folds(definition, split)
     assert len(outers) == 3
     for outer in outers:
@@ -145,12 +140,6 @@ def test_no_inner_fold_holds_a_row_of_its_outer_fold(tmp_path: Path, split_per_s
                 assert set(rows).isdisjoint(outer.assess)
                 assert set(rows) <= set(outer.train)
         assert "test_data" not in evaluation_options(inner_definition, seen)  # kfold: the folds never score
-
-
-def dataclass_replace_definition(definition):
-    import dataclasses
-
-    return dataclasses.replace(definition, evaluation=definition.evaluation.inner)
 
 
 # --- the assessment -----------------------------------------------------------------------------------------------
@@ -371,3 +360,12 @@ def test_a_nested_search_with_a_time_limit_or_distributed_is_refused(tmp_path: P
     assert "'--time-limit' must be left out for protocol 'nested'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
     assert math.isclose(load_definition(path).evaluation.outer_folds, 2)
+    from regsearch.search import run_search
+
+    definition = dataclasses.replace(load_definition(path), time_limit=60.0)
+    with pytest.raises(SettingError, match="'search.time_limit' must be left out for protocol 'nested'"):
+        run_search(definition, tmp_path / "api")
+    with pytest.raises(SettingError, match="'evaluation.protocol' must be a protocol other than 'nested' for a "
+                                           "distributed search"):
+        run_search(load_definition(path), tmp_path / "api", serve=lambda tuner, phase: None)
+    assert not (tmp_path / "api").exists()
