@@ -241,18 +241,20 @@ def write(tmp_path: Path, text: str, name: str = "tiny") -> Path:
 
 
 # 24 training rows, 12 of each class: every outer fold (12 rows) and inner fold (6) is of one size, so the
-# engine compiles few programs; the grid holds the baseline (kind "none"), so no phase is added for it.
+# engine compiles few programs; the grid holds the baseline (kind "none"), so no phase is added for it. Each
+# seed draws its own inner folds (split_per_seed), so that path runs end to end too.
 NESTED_TINY = TINY.replace('train_size = 30', 'train_size = 24\nn_samples = 60\nrandom_state = 7').replace(
     'kinds = ["l2"]\nstrengths = [1e-1, 1e-4]', 'kinds = ["none", "l2"]\nstrengths = [1e-1]') + \
-    '[evaluation]\nprotocol = "nested"\nouter_folds = 2\nfolds = 2\n'
+    '[evaluation]\nprotocol = "nested"\nouter_folds = 2\nfolds = 2\nsplit_per_seed = true\n'
 
 
 @pytest.fixture(scope="module")
 def nested_search(tmp_path_factory: pytest.TempPathFactory):
     """A nested search (2 outer x 2 inner folds, 2 seeds, 3 epochs) run through the CLI, and every row it trained on.
 
-    Every population the engine opens is recorded with the phase it ran in, as the rows of the training set
-    it trained and validated on (found by their inputs, which are distinct).
+    Every population the engine opens is recorded with the phase it ran in and the rows it trained and
+    validated on, as indices into the training rows (found by their inputs, which are distinct); a row that
+    is not a training row (a test row) is recorded as -1.
     """
     import regsearch.population as population
     from regsearch.cli import main
@@ -263,14 +265,15 @@ def nested_search(tmp_path_factory: pytest.TempPathFactory):
     definition = load_definition(path)
     split = load_data(definition)
     index = {tuple(row): i for i, row in enumerate(np.asarray(split.x_train))}
-    test = {tuple(row) for row in np.asarray(split.x_test)}
-    seen: list[tuple[str, set[int], bool]] = []
+    assert len(index) == split.n_train and not set(index) & {tuple(row) for row in np.asarray(split.x_test)}
+    seen: list[tuple[str, set[int], set[int]]] = []
     phase = ["none"]
     original = population.open_populations
 
     def spying(models, data, validation, **kwargs):
-        rows = [tuple(row) for part in (data, validation) if part is not None for row in np.asarray(part[0])]
-        seen.append((phase[0], {index[row] for row in rows if row in index}, any(row in test for row in rows)))
+        train, held = ({index.get(tuple(row), -1) for row in np.asarray(part[0])} if part is not None else set()
+                       for part in (data, validation))
+        seen.append((phase[0], train, held))
         return original(models, data, validation, **kwargs)
 
     import regsearch.cli as cli
@@ -296,15 +299,19 @@ def test_nested_folds_never_let_an_outer_folds_rows_reach_its_search(nested_sear
     definition, split, _, seen = nested_search
     outers = make_outer_folds(definition, split)
     assert {name for name, _, _ in seen} == {"outer0 grid", "outer1 grid", "grid"}
-    for name, rows, any_test in seen:
-        assert not any_test  # no population ever saw a test row
+    for name, train, held in seen:
+        assert -1 not in train | held  # no population ever trained or validated on a test row
+        assert train.isdisjoint(held)
         if name.startswith("outer"):
             outer = outers[int(name.split()[0].removeprefix("outer"))]
-            assert rows and rows <= set(outer.train) and rows.isdisjoint(outer.assess), name
-    # The refits, after each search's last phase: on all of the outer fold's training rows, then on every one.
+            assert train and (train | held) <= set(outer.train) and (train | held).isdisjoint(outer.assess), name
     for k, outer in enumerate(outers):
-        assert set(outer.train) in [rows for name, rows, _ in seen if name == f"outer{k} grid"]
-    assert set(range(split.n_train)) in [rows for name, rows, _ in seen if name == "grid"]
+        # The inner folds: each seed's two folds of the outer fold's training rows, drawn per seed.
+        inner = [frozenset(held) for name, _, held in seen if name == f"outer{k} grid" and held]
+        assert len(set(inner)) == 2 * definition.repeats
+        # The refit, after the search's last phase: on all of the outer fold's training rows, validated on none.
+        assert (set(outer.train), set()) in [(train, held) for name, train, held in seen if name == f"outer{k} grid"]
+    assert (set(range(split.n_train)), set()) in [(train, held) for name, train, held in seen if name == "grid"]
 
 
 @pytest.mark.slow
