@@ -258,6 +258,12 @@ def _run(args: argparse.Namespace) -> int:
             "search.time_limit", str(definition.path))
         raise SettingError(option, "left out for a distributed search (the chief hands out every trial)",
                            definition.time_limit, where)
+    if args.time_limit is not None and definition.evaluation.kind == "nested":
+        raise SettingError("--time-limit", "left out for protocol 'nested' (each outer fold runs the whole search)",
+                           args.time_limit, "command line")
+    if (args.chief or args.worker) and definition.evaluation.kind == "nested":
+        raise SettingError("--chief" if args.chief else "--worker", "a search whose protocol is not 'nested' (its "
+                           "outer folds run in one process)", "nested", str(definition.path))
     _check_distributed_options(args)
     if (args.chief or args.worker) and definition.strategy in RUNG_STRATEGIES:
         raise SettingError("--chief" if args.chief else "--worker", "a grid, coarse_to_fine or bayesian search "
@@ -455,6 +461,7 @@ def _write_outputs(folder: Path, result: Any, provenance: dict[str, Any]) -> Non
         baseline=definition.evaluation.baseline,
         rungs=result.rungs,
         outcomes=result.outcomes,
+        nested=result.nested,
         best_model=best_model,
         baseline_model=baseline_model,
         data=data,
@@ -576,8 +583,8 @@ def _rebuild(folder: Path, name: str) -> None:
     from regsearch.report import write_report
     from regsearch.provenance import STOPPED
     from regsearch.report.write import report_settings
-    from regsearch.results import (report_runs, saved_definition, saved_models, saved_outcomes, saved_provenance,
-                                   saved_rungs)
+    from regsearch.results import (nested_runs, report_runs, saved_definition, saved_models, saved_outcomes,
+                                   saved_provenance, saved_rungs)
 
     records, histories, from_tuner = report_runs(folder)
     definition = saved_definition(folder)
@@ -592,7 +599,7 @@ def _rebuild(folder: Path, name: str) -> None:
                  description=definition.description if definition else None, protocol=protocol, baseline=baseline,
                  rungs=saved_rungs(folder), **saved_models(folder, definition), kept_figures=kept,
                  outcomes=saved_outcomes(folder, from_tuner),
-                 stopped=(provenance or {}).get(STOPPED),
+                 stopped=(provenance or {}).get(STOPPED), nested=nested_runs(folder),
                  epochs=definition.epochs if definition else None,
                  early_stopping=definition is None or definition.early_stopping is not None,
                  **_plot_settings(definition.report if definition else {}))

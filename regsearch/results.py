@@ -18,15 +18,16 @@ from typing import Any
 
 from regsearch.provenance import STOPPED
 
-__all__ = ["BASELINE_MODEL", "BEST_MODEL", "DEFINITION_COPY", "TRIALS_FILE", "Results", "committed_runs", "open_results",
-           "report_runs", "saved_definition", "saved_models", "saved_outcomes", "saved_provenance", "saved_rungs",
-           "saved_runs", "saved_searches"]
+__all__ = ["BASELINE_MODEL", "BEST_MODEL", "DEFINITION_COPY", "TRIALS_FILE", "Results", "committed_runs", "nested_runs",
+           "open_results", "report_runs", "saved_definition", "saved_models", "saved_outcomes", "saved_provenance",
+           "saved_rungs", "saved_runs", "saved_searches"]
 
 DEFINITION_COPY = "search.toml"
 BEST_MODEL = "best_model.keras"
 BASELINE_MODEL = "baseline_model.keras"
 TRIALS_FILE = "trials.csv"
 RUNGS_FILE = "rungs.csv"
+NESTED_TRIALS_FILE = "nested_trials.csv"  # regsearch.report.write.NESTED_TRIALS_FILE (this module imports no report)
 
 
 def _has_tuner_runs(folder: Path) -> bool:
@@ -56,22 +57,27 @@ def saved_rungs(folder: Path) -> list[dict]:
 
 def saved_runs(folder: Path) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:
     """Every run recorded under ``folder/tuner``, read from the runs.json files (no TensorFlow needed)."""
+    return _runs_under(folder / "tuner", folder.name)
+
+
+def _runs_under(tuner: Path, name: str) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:
+    """The runs of one search's tuners (``tuner/<phase>/trial_*``) and its refit, in the order they ran."""
     from regsearch.runs import RUNS_FILE, failed_trial_record, load_runs
 
     records: list[dict] = []
     histories: dict[str, dict[str, list[float]]] = {}
-    for trial_file in sorted(folder.glob("tuner/*/trial_*/trial.json")):
+    for trial_file in sorted(tuner.glob("*/trial_*/trial.json")):
         path = trial_file.with_name(RUNS_FILE)
         if not path.is_file():
             trial = json.loads(trial_file.read_text(encoding="utf-8"))
             if trial.get("status") == "FAILED":  # failed before it could write runs.json
-                records.append(failed_trial_record(folder.name, trial_file.parent.parent.name, trial["trial_id"],
+                records.append(failed_trial_record(name, trial_file.parent.parent.name, trial["trial_id"],
                                                    trial["hyperparameters"]["values"], trial.get("message")))
             continue
         trial_records, trial_histories = load_runs(path)
         records.extend(trial_records)
         histories.update(trial_histories)
-    refit = folder / "tuner" / "refit" / RUNS_FILE
+    refit = tuner / "refit" / RUNS_FILE
     if refit.is_file():  # kfold's assessment (regsearch.search.write_refit)
         records.extend(load_runs(refit)[0])
     phase_order = {"coarse": 0, "fine": 1, "baseline": 3, "refit": 4}  # as run_search runs them; grid, bayesian: 2
@@ -93,6 +99,19 @@ def saved_outcomes(folder: Path, from_tuner: bool | None = None) -> dict:
     if from_tuner or outcomes or not (folder / OUTCOMES_FILE).is_file():
         return outcomes
     return load_outcomes(folder / OUTCOMES_FILE)
+def nested_runs(folder: Path) -> list[dict]:
+    """A nested search's outer folds' runs (column ``outer``): from ``tuner/outer<k>/``, else ``nested_trials.csv``."""
+    records: list[dict] = []
+    outer_folders = sorted(folder.glob("tuner/outer*"), key=lambda p: int(p.name.removeprefix("outer") or -1))
+    for tuner in outer_folders:
+        if tuner.name.removeprefix("outer").isdigit():
+            records.extend({**record, "outer": int(tuner.name.removeprefix("outer"))}
+                           for record in _runs_under(tuner, folder.name)[0])
+    if records or not (folder / NESTED_TRIALS_FILE).is_file():
+        return records
+    import pandas as pd
+
+    return pd.read_csv(folder / NESTED_TRIALS_FILE).to_dict("records")
 
 
 def committed_runs(folder: Path) -> list[dict]:

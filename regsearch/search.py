@@ -19,7 +19,11 @@ every seed on every fold), or the test rows (``tutorial``). Unless
 ``baseline = false``, a ``baseline`` phase trains the same model without
 penalty, constraint or noise (when the space does not hold it already), and
 ``kfold`` ends with a ``refit`` of the chosen configuration and the baseline
-on every training row, scored once on the test rows.
+on every training row, scored once on the test rows. ``nested`` runs that
+whole ``kfold`` search in each outer fold, on the outer fold's training rows
+only (its tuners in ``tuner/outer<k>/``, its refit scored on the outer
+fold's rows), then once more on every training row; the outer folds' runs
+come back in ``SearchResult.nested``.
 
 The tuners' state lives in ``<results>/<name>/tuner/``: running the same
 search again resumes it (finished trials are kept, not rerun). With a
@@ -71,6 +75,7 @@ class SearchResult:
     stopped: str | None = None  # why the search ended before its plan did (the time limit), in one sentence
     #: Each run's outcome on each row that scored it (:mod:`regsearch.outcomes`), keyed by run.
     outcomes: dict = dataclasses.field(default_factory=dict)
+    nested: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # ``nested``: every outer fold's runs
 
 
 def fine_strengths(best: float, decades: list[float], points: int) -> list[float]:
@@ -126,9 +131,15 @@ def run_search(
     """
     plan = definition if isinstance(definition, Plan) else make_plan(definition)
     definition, split, hypermodel = plan.definition, plan.split, plan.hypermodel
-    evaluation = evaluation_options(definition, split)
-    planned_brackets = list(plan.brackets)
-    if planned_brackets and engine != "population":
+    nested = definition.evaluation.kind == "nested"
+    if nested and serve is not None:
+        raise SettingError("evaluation.protocol", "a protocol other than 'nested' for a distributed search (its outer "
+                           "folds run in one process)", "nested", str(definition.path))
+    if nested and definition.time_limit is not None:
+        raise SettingError("search.time_limit", "left out for protocol 'nested' (each outer fold runs the whole "
+                           "search)", definition.time_limit, str(definition.path))
+    evaluation_options(definition, split)  # refuses folds the data cannot honour, before anything is written
+    if plan.brackets and engine != "population":
         raise SettingError("--engine", f"'population' for strategy '{definition.strategy}' (its rungs stop members "
                            "inside a population)", engine, where="command line")
     check_fits_in_memory(definition, hypermodel, split)
@@ -136,6 +147,54 @@ def run_search(
     if overwrite and tuner_dir.exists():
         shutil.rmtree(tuner_dir)
     check_same_settings(definition, tuner_dir)
+    options = dict(on_phase=on_phase, on_run=on_run, tuner_options=tuner_options, serve=serve, engine=engine)
+    if not nested:
+        return _run_procedure(plan, tuner_dir, **options)
+    return _run_nested(plan, tuner_dir, **options)
+
+
+def _run_nested(plan: Plan, tuner_dir: Path, **options: Any) -> SearchResult:
+    """``nested``: the whole ``kfold`` search on each outer fold's training rows, then on every training row.
+
+    Outer fold ``k``'s search keeps its tuners in ``tuner/outer<k>/``; its
+    inner folds cut only its training rows, its refit trains on them, and its
+    "test" rows are the outer fold's own (:func:`regsearch.definition.build.outer_split`),
+    so no outer row reaches its search. Its runs come back in
+    ``SearchResult.nested`` with an ``outer`` column. The search on every
+    training row (the ``kfold`` search itself, in ``tuner/``) gives the
+    configuration to use and the page's answer on the test rows.
+    """
+    from regsearch.definition.build import make_outer_folds, outer_split
+
+    definition = plan.definition
+    inner = dataclasses.replace(plan, definition=dataclasses.replace(definition,
+                                                                     evaluation=definition.evaluation.inner))
+    on_phase = options.pop("on_phase")
+    nested: list[dict[str, Any]] = []
+    for outer in make_outer_folds(definition, plan.split):
+        label = f"outer{outer.index}"
+
+        def phase_label(phase: str, planned: int, label: str = label) -> None:
+            if on_phase is not None:
+                on_phase(f"{label} {phase}", planned)
+
+        result = _run_procedure(dataclasses.replace(inner, split=outer_split(plan.split, outer)), tuner_dir / label,
+                                on_phase=phase_label, keep_models=False, **options)
+        nested.extend({**record, "outer": outer.index} for record in result.records)
+    result = _run_procedure(inner, tuner_dir, on_phase=on_phase, **options)
+    return dataclasses.replace(result, definition=definition, nested=nested)
+
+
+def _run_procedure(plan: Plan, tuner_dir: Path, *, on_phase: Callable[[str, int], None] | None,
+                   on_run: Callable[[dict], None] | None, tuner_options: dict[str, Any] | None,
+                   serve: Callable[[Any, str], None] | None, engine: str, keep_models: bool = True) -> SearchResult:
+    """One search's phases on ``plan``'s data, its tuners' state in ``tuner_dir``; ``kfold``'s refit at the end.
+
+    ``keep_models=False`` (a nested search's outer folds) reloads no checkpoint: only the records are wanted.
+    """
+    definition, split, hypermodel = plan.definition, plan.split, plan.hypermodel
+    evaluation = evaluation_options(definition, split)
+    planned_brackets = list(plan.brackets)
     arguments = fit_arguments(definition, split)
     records: list[dict] = []
     histories: dict[str, dict[str, list[float]]] = {}
@@ -209,7 +268,7 @@ def run_search(
         search("baseline", baseline_hypermodel, plan_size(baseline_hypermodel))
 
     _check_some_completed(definition, records, histories)
-    best_model, baseline_model = _chosen_models(tuners, records, definition)
+    best_model, baseline_model = _chosen_models(tuners, records, definition) if keep_models else (None, None)
     if stopped():
         note = _stopped_note(plan, records, planned_trials)
         return SearchResult(definition, records, histories, best_model, rung_rows, baseline_model, split, note,
@@ -220,8 +279,9 @@ def run_search(
         write_refit(tuner_dir, refit_records, refit_outcomes)
         records.extend(refit_records)
         outcomes.update(refit_outcomes)
-        best_model = models[0] if models else None
-        baseline_model = models[1] if len(models) > 1 else best_model
+        if keep_models:
+            best_model = models[0] if models else None
+            baseline_model = models[1] if len(models) > 1 else best_model
     return SearchResult(definition, records, histories, best_model, rung_rows, baseline_model, split,
                         outcomes=outcomes)
 

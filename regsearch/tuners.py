@@ -8,7 +8,8 @@ to ``runs.json`` in the trial's folder, and report the mean over the runs that
 completed to the oracle. A run that raises or diverges is recorded with its
 reason; a trial whose every run failed is marked failed and the search goes on.
 
-With ``folds`` (:mod:`regsearch.evaluation`) every seed trains once per fold:
+With ``folds`` (:mod:`regsearch.evaluation`) every seed trains once per fold
+(per fold of its own, for folds drawn per seed):
 on the fold's training rows, validated (early stopping, the objective) on its
 held-out rows. ``test_data`` then scores each restored model on rows that
 neither train nor validate (``test_*``); without it a fold run has no test score.
@@ -90,8 +91,13 @@ class _RecordingTuner:
         self.stop_when = stop_when
         #: True once ``search`` ended because ``stop_when`` said so, with trials left to run.
         self.stopped_early = False
-        #: Every trial's runs: (repeat, fold), seeds outermost.
-        self.runs = [(repeat, fold) for repeat in range(repeats) for fold in (self.folds or [None])]
+        #: Every trial's runs: (repeat, fold), seeds outermost; a fold of one repeat (``split_per_seed``) only its own.
+        self.runs = [(repeat, fold) for repeat in range(repeats) for fold in (self.folds or [None])
+                     if fold is None or fold.repeat in (None, repeat)]
+        missing = sorted(set(range(repeats)) - {repeat for repeat, _ in self.runs})
+        if missing:
+            raise SettingError("folds", f"folds for every repeat 0 to {repeats - 1} (Fold.repeat None, or the "
+                               "repeat)", f"none for repeat {missing[0]}", where)
         self._warned = False  # that the population engine falls back, said once
         self._trained: dict[str, dict[tuple, Any]] = {}  # trial id -> (repeat, fold) -> result trained with a batch
         self._search_args: tuple[tuple, dict] = ((), {})

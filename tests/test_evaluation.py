@@ -107,12 +107,12 @@ def test_holdout_is_the_default_and_selects_on_validation(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(("table", "message"), [
-    ('protocol = "kfolds"', "'evaluation.protocol' must be one of 'holdout', 'kfold', 'tutorial' (nearest: 'kfold')"),
+    ('protocol = "kfolds"', "'evaluation.protocol' must be one of 'holdout', 'kfold', 'nested', 'tutorial' (nearest: 'kfold')"),
     ('protocol = "kfold"\nfolds = 1', "'evaluation.folds' must be an integer >= 2; got 1."),
     ('protocol = "kfold"\nfolds = 16', "'evaluation.folds' must be an integer from 2 to 14"),
     ('validation_size = 1.5', "'evaluation.validation_size' must be a fraction between 0 and 1; got 1.5."),
     ('validation_size = 0.01', "'evaluation.validation_size' must be a fraction that leaves each of the 2 classes"),
-    ('folds = 3', "'evaluation.folds' must be given only with protocol 'kfold'; got 3."),
+    ('folds = 3', "'evaluation.folds' must be given only with protocol 'kfold' or 'nested'; got 3."),
     ('protocol = "kfold"\nvalidation_size = 0.2', "'evaluation.validation_size' must be given only with protocol "
                                                    "'holdout'"),
     ('baseline = "no"', "'evaluation.baseline' must be true or false"),

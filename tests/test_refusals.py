@@ -68,6 +68,29 @@ BAD_SEARCHES = {
                           "'model.hiden' must be a known key of [model] (nearest: 'hidden')"),
     "negative strength": (GOOD_SEARCH.replace("1e-3]", "-1e-3]"), "'space.regularizer.strengths' must be positive"),
     "malformed TOML": (GOOD_SEARCH.replace("epochs = 2", "epochs = = 2"), "must be valid TOML"),
+    # issue 26: nested cross-validation and a split per seed
+    "outer folds without nested": (GOOD_SEARCH + '[evaluation]\nprotocol = "kfold"\nouter_folds = 3\n',
+                                   "'evaluation.outer_folds' must be given only with protocol 'nested'; got 3."),
+    "one outer fold": (GOOD_SEARCH + '[evaluation]\nprotocol = "nested"\nouter_folds = 1\n',
+                       "'evaluation.outer_folds' must be an integer >= 2; got 1."),
+    "outer folds above the smallest class": (GOOD_SEARCH + '[evaluation]\nprotocol = "nested"\nouter_folds = 15\n',
+                                             "'evaluation.outer_folds' must be an integer from 2 to 14 (the training rows of the smallest class); got 15."),
+    "inner folds above an outer fold's class": (
+        GOOD_SEARCH + '[evaluation]\nprotocol = "nested"\nouter_folds = 3\nfolds = 11\n',
+        "'evaluation.folds' must be an integer from 2 to 9 (the rows of the smallest class in an outer fold's "
+        "training rows)"),
+    "nested with a time limit": (GOOD_SEARCH + '[search]\ntime_limit = 60\n[evaluation]\nprotocol = "nested"\n',
+                                 "'search.time_limit' must be left out for protocol 'nested'"),
+    "nested with rungs": (GOOD_SEARCH + '[search]\nstrategy = "hyperband"\n[evaluation]\nprotocol = "nested"\n',
+                          "'evaluation.protocol' must be 'holdout' or 'tutorial' for strategy 'hyperband'"),
+    "split_per_seed not a boolean": (GOOD_SEARCH + "[evaluation]\nsplit_per_seed = 1\n",
+                                     "'evaluation.split_per_seed' must be true or false; got 1."),
+    "split_per_seed with tutorial": (GOOD_SEARCH + '[evaluation]\nprotocol = "tutorial"\nsplit_per_seed = true\n',
+                                     "'evaluation.split_per_seed' must be given only with protocol 'holdout' or "
+                                     "'kfold' or 'nested'; got True."),
+    "split_per_seed with rungs": (GOOD_SEARCH + '[search]\nstrategy = "successive_halving"\n[evaluation]\n'
+                                  'split_per_seed = true\n', "'evaluation.split_per_seed' must be false for strategy "
+                                  "'successive_halving'"),
 }
 
 # Runs every case through regsearch.cli.main in the fresh process; prints one JSON object.

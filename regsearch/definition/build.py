@@ -18,10 +18,10 @@ import numpy as np
 
 from regsearch.definition.schema import OBJECTIVES, RUNG_STRATEGIES, SearchDefinition
 from regsearch.errors import SettingError
-from regsearch.evaluation import Fold
+from regsearch.evaluation import Fold, OuterFold
 
 __all__ = ["Bracket", "brackets", "check_model_file", "load_data", "load_model_file", "make_folds",
-           "make_hypermodel", "make_space", "resolve_objective"]
+           "make_hypermodel", "make_outer_folds", "make_space", "outer_split", "resolve_objective"]
 
 # Which TOML table a space piece's settings come from, by the class that raised.
 _PIECE_KEYS = {"Regularizer": "space.regularizer", "Constraint": "space.constraint", "Dropout": "space.dropout",
@@ -71,13 +71,56 @@ def resolve_objective(definition: SearchDefinition, split: Split) -> SearchDefin
 def make_folds(definition: SearchDefinition, split: Split) -> list[Fold] | None:
     """The definition's folds of its training rows (None for the tutorial protocol).
 
+    ``nested``: the inner folds of the whole training rows (the final search's), once every
+    outer fold's training rows are checked to hold its inner folds too.
+
     Raises:
-        SettingError: ``evaluation.folds`` or ``evaluation.validation_size`` that the data cannot honour.
+        SettingError: ``evaluation.folds``, ``evaluation.outer_folds`` or ``evaluation.validation_size``
+            that the data cannot honour.
     """
     from regsearch import evaluation
 
-    return evaluation.make_folds(definition.evaluation, split.y_train, classification=split.task != "regression",
-                                 seed=definition.seed, where=str(definition.path))
+    protocol, where = definition.evaluation, str(definition.path)
+    classification = split.task != "regression"
+    if protocol.kind == "nested":
+        def fewest(outer: OuterFold) -> int:  # the outer fold with the fewest rows of a class is checked first
+            labels = np.asarray(split.y_train[outer.train]).reshape(len(outer.train), -1)[:, 0]
+            return int(np.unique(labels, return_counts=True)[1].min()) if classification else len(outer.train)
+
+        for outer in sorted(make_outer_folds(definition, split), key=fewest):
+            evaluation.make_folds(protocol, split.y_train[outer.train], classification=classification,
+                                  seed=definition.seed, seeds=definition.repeats, where=where)
+    return evaluation.make_folds(protocol, split.y_train, classification=classification, seed=definition.seed,
+                                 seeds=definition.repeats, where=where)
+
+
+def make_outer_folds(definition: SearchDefinition, split: Split) -> list[OuterFold]:
+    """``nested``'s outer folds of the definition's training rows (none for other protocols).
+
+    Raises:
+        SettingError: ``evaluation.outer_folds`` that the data cannot honour.
+    """
+    from regsearch import evaluation
+
+    if definition.evaluation.kind != "nested":
+        return []
+    return evaluation.outer_folds(definition.evaluation, split.y_train, classification=split.task != "regression",
+                                  seed=definition.seed, where=str(definition.path))
+
+
+def outer_split(split: Split, outer: OuterFold) -> Split:
+    """The data one outer fold's search sees: its training rows train, its assessed rows are its test rows.
+
+    The real test rows are not in it: the outer fold's search can neither train, validate nor score on them.
+    """
+    def take(data: Any, rows: np.ndarray) -> Any:
+        import keras
+
+        return keras.tree.map_structure(lambda a: np.asarray(a)[rows], data)
+
+    return dataclasses.replace(split, x_train=take(split.x_train, outer.train), y_train=split.y_train[outer.train],
+                               x_test=take(split.x_train, outer.assess), y_test=split.y_train[outer.assess],
+                               test_rows=None)
 
 
 def make_hypermodel(definition: SearchDefinition, split: Split | None = None, model: Any = None) -> Any:

@@ -33,8 +33,9 @@ epochs = 4000
 patience = 200
 
 [evaluation]
-protocol = "holdout"       # holdout (default) | kfold | tutorial (validation = test, as the articles did)
+protocol = "holdout"       # holdout (default) | kfold | nested | tutorial (validation = test, as the articles did)
 validation_size = 0.25     # holdout: the share of the training rows that validates
+split_per_seed = false     # true: each seed draws its own split (or folds)
 ```
 """
 
@@ -344,9 +345,15 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
     report = _table(raw, "report", where)
     _known_keys("report", report, {"x", "hue", "claim"}, where)
     evaluation = _evaluation(_table(raw, "evaluation", where), where)
-    if strategy in RUNG_STRATEGIES and evaluation.kind == "kfold":
+    if strategy in RUNG_STRATEGIES and evaluation.kind in ("kfold", "nested"):
         raise SettingError("evaluation.protocol", f"'holdout' or 'tutorial' for strategy '{strategy}' (its rungs "
                            "compare configurations on one validation split)", evaluation.kind, where)
+    if strategy in RUNG_STRATEGIES and evaluation.split_per_seed:
+        raise SettingError("evaluation.split_per_seed", f"false for strategy '{strategy}' (its rungs compare every "
+                           "seed of a configuration in one population, on one validation split)", True, where)
+    if evaluation.kind == "nested" and "time_limit" in search:
+        raise SettingError("search.time_limit", "left out for protocol 'nested' (each outer fold runs the whole "
+                           "search; a search stopped part-way has no procedure to assess)", search["time_limit"], where)
     if objective is not None and objective.startswith("test_") and not evaluation.selects_on_test:
         raise SettingError("search.objective", f"a validation or training metric under protocol "
                            f"'{evaluation.kind}' (the test rows never choose; protocol 'tutorial' lets them)",
@@ -391,11 +398,15 @@ def check_seconds(key: str, value: Any, where: str) -> float:
 
 def _evaluation(table: dict[str, Any], where: str) -> Protocol:
     """``[evaluation]``: the protocol and its settings (checked against the data later, in ``make_folds``)."""
-    _known_keys("evaluation", table, {"protocol", "validation_size", "folds", "repeats", "baseline"}, where)
+    _known_keys("evaluation", table, {"protocol", "validation_size", "folds", "repeats", "baseline", "outer_folds",
+                                      "split_per_seed"}, where)
     kind = _choice("evaluation.protocol", table.get("protocol", "holdout"), PROTOCOLS, where)
-    for key, allowed in (("validation_size", "holdout"), ("folds", "kfold"), ("repeats", "kfold")):
-        if key in table and kind != allowed:
-            raise SettingError(f"evaluation.{key}", f"given only with protocol '{allowed}'", table[key], where)
+    for key, allowed in (("validation_size", ("holdout",)), ("folds", ("kfold", "nested")),
+                         ("repeats", ("kfold", "nested")), ("outer_folds", ("nested",)),
+                         ("split_per_seed", ("holdout", "kfold", "nested"))):
+        if key in table and kind not in allowed:
+            raise SettingError(f"evaluation.{key}", "given only with protocol " + " or ".join(map(repr, allowed)),
+                               table[key], where)
     validation_size = _number("evaluation.validation_size", table.get("validation_size", 0.25), where, low=0,
                               low_open=True)
     if validation_size >= 1:
@@ -406,6 +417,8 @@ def _evaluation(table: dict[str, Any], where: str) -> Protocol:
         folds=_integer("evaluation.folds", table.get("folds", 5), where, low=2),
         repeats=_integer("evaluation.repeats", table.get("repeats", 1), where, low=1),
         baseline=_boolean("evaluation.baseline", table.get("baseline", True), where),
+        outer_folds=_integer("evaluation.outer_folds", table.get("outer_folds", 5), where, low=2),
+        split_per_seed=_boolean("evaluation.split_per_seed", table.get("split_per_seed", False), where),
     )
 
 

@@ -10,9 +10,12 @@
 - :mod:`.intervals`: the arithmetic under them: the paired bootstrap over rows
   and seeds, simultaneous (max-t) and Bonferroni intervals, Holm, and power;
 - :mod:`.refit`: ``kfold``'s last step, the chosen configuration (and the
-  baseline) retrained on every training row and scored once on the test rows.
+  baseline) retrained on every training row and scored once on the test rows;
+- :mod:`.nested`: ``nested``'s assessment: per outer fold the choice, its inner
+  score and its score on the outer rows; the procedure's expected score, how
+  often each configuration was chosen, and the optimism.
 """
 
-from regsearch.evaluation.splits import PROTOCOLS, Fold, Protocol, make_folds
+from regsearch.evaluation.splits import PROTOCOLS, Fold, OuterFold, Protocol, make_folds, outer_folds
 
-__all__ = ["PROTOCOLS", "Fold", "Protocol", "make_folds"]
+__all__ = ["PROTOCOLS", "Fold", "OuterFold", "Protocol", "make_folds", "outer_folds"]

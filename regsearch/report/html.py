@@ -19,6 +19,8 @@ import pandas as pd
 
 from regsearch.errors import SearchFailedError
 from regsearch.evaluation.compare import Assessment, HowSure
+from regsearch.evaluation.nested import NestedAssessment
+from regsearch.report.nested import NESTED_HEADING, nested_choice_table, nested_fold_table, nested_sentence
 from regsearch.report.sections import (
     PROTOCOL_NAMES,
     PROTOCOL_TEXT,
@@ -79,6 +81,7 @@ def report_html(
     files: Sequence[str] = (),
     provenance: Mapping[str, Any] | None = None,
     how_sure: HowSure | None = None,
+    nested: NestedAssessment | None = None,
 ) -> str:
     """The page of one search: the answer first, then the plots, the tables, the definition and the rerun command.
 
@@ -97,6 +100,7 @@ def report_html(
         files: Files beside the page to link (``trials.csv``, ...).
         provenance: What produced the numbers (:func:`regsearch.provenance.collect`), above the rerun command.
         how_sure: What the search could detect (:func:`regsearch.evaluation.compare.how_sure`), under the comparison.
+        nested: A nested search's outer folds (:func:`regsearch.evaluation.nested.assess_nested`), after the assessment.
 
     Returns:
         The HTML text.
@@ -139,6 +143,11 @@ def report_html(
         files=files,
         provenance=_rows(provenance_table(provenance)) if provenance else None,
         provenance_note=PROVENANCE_NOTE,
+        nested=None if nested is None else {
+            "heading": NESTED_HEADING, "sentence": nested_sentence(nested),
+            "folds": None if nested.folds.empty else _rows(nested_fold_table(nested)),
+            "choices": None if nested.folds.empty else _rows(nested_choice_table(nested)),
+        },
     )
 
 

@@ -14,6 +14,8 @@ import pandas as pd
 
 from regsearch.errors import SearchFailedError
 from regsearch.evaluation.compare import Assessment, HowSure
+from regsearch.evaluation.nested import NestedAssessment
+from regsearch.report.nested import NESTED_HEADING, nested_choice_table, nested_fold_table, nested_sentence
 from regsearch.report.sections import (
     PROTOCOL_TEXT,
     PROVENANCE_NOTE,
@@ -72,6 +74,7 @@ def summary_markdown(
     warnings: Sequence[str] = (),
     provenance: Mapping[str, Any] | None = None,
     how_sure: HowSure | None = None,
+    nested: NestedAssessment | None = None,
 ) -> str:
     """Writes the page of one search: the answer, best configuration, ranked table, how to rerun.
 
@@ -88,6 +91,7 @@ def summary_markdown(
         warnings: Reasons not to trust the answer (:func:`regsearch.evaluation.caveats.caveats`), under it.
         provenance: What produced the numbers (:func:`regsearch.provenance.collect`), above the rerun command.
         how_sure: What the search could detect (:func:`regsearch.evaluation.compare.how_sure`), under the comparison.
+        nested: A nested search's outer folds (:func:`regsearch.evaluation.nested.assess_nested`), after the assessment.
 
     Returns:
         The Markdown text, ending in a newline.
@@ -125,6 +129,11 @@ def summary_markdown(
         ]
     if assessment is not None:
         parts += _assessment_section(assessment)
+    if nested is not None:
+        parts += [f"## {NESTED_HEADING}", "", nested_sentence(nested), ""]
+        if not nested.folds.empty:
+            parts += [markdown_table(nested_fold_table(nested)), "", "How often each configuration was chosen:", "",
+                      markdown_table(nested_choice_table(nested)), ""]
     if comparison is not None and not comparison.empty:
         parts += _comparison_section(comparison, summary, objective)
     sure = how_sure_sentences(how_sure, objective)

@@ -71,7 +71,7 @@ PROTOCOL_TEXT = {
 
 #: How the index names a protocol: the tutorial's selection saw the test rows.
 PROTOCOL_NAMES = {"tutorial": "tutorial (selected on the test rows: optimistic)", "holdout": "holdout",
-                  "kfold": "k-fold cross-validation"}
+                  "kfold": "k-fold cross-validation", "nested": "nested cross-validation"}
 
 #: What a search's answer says of its article's claim that the technique helps, by verdict.
 #: Each is (the verdict, which a page may emphasize, or "" for none; the explanation).

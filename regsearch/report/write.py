@@ -81,7 +81,11 @@ CAPTIONS = {
 }
 
 #: What the validation curve of a learning-curve plot measured, by protocol.
-VALIDATION_ROWS = {"holdout": "held-out training rows", "kfold": "held-out fold", "tutorial": "test data"}
+VALIDATION_ROWS = {"holdout": "held-out training rows", "kfold": "held-out fold", "nested": "held-out fold",
+                   "tutorial": "test data"}
+#: A nested search's outer folds: every run of their searches, and one row per outer fold.
+NESTED_TRIALS_FILE = "nested_trials.csv"
+NESTED_FILE = "nested.csv"
 
 
 def with_stopped(answer: str | None, stopped: str | None) -> str | None:
@@ -105,7 +109,8 @@ def answer_of(trials: pd.DataFrame, summary: pd.DataFrame, protocol: str,
         return None, None
     varying = [c for c in summary.columns if c.startswith("param_") and summary[c].nunique(dropna=False) > 1]
     named = {k: v for k, v in best["params"].items() if f"param_{k}" in varying} or best["params"]
-    assessment = compare.assess(trials, best, protocol, baseline, outcomes)
+    # A nested search's page answers with its search on every training row: kfold's refit on the test rows.
+    assessment = compare.assess(trials, best, "kfold" if protocol == "nested" else protocol, baseline, outcomes)
     return compare.answer_line(assessment, format_params(named)), assessment
 
 
@@ -204,6 +209,7 @@ def write_report(
     early_stopping: bool = True,
     provenance: Mapping[str, Any] | None = None,
     outcomes: Outcomes | None = None,
+    nested: Iterable[Mapping[str, Any]] | None = None,
 ) -> list[Path]:
     """Writes trials.csv, summary.csv, comparison.csv, summary.md, report.html and the plots, each atomically.
 
@@ -225,7 +231,7 @@ def write_report(
         description: One line on what the search asks, under the page's title.
         x: The parameter column on the accuracy plot's x axis.
         hue: The parameter column that splits its lines (default: the varying ones).
-        protocol: The evaluation protocol the runs followed (``holdout``, ``kfold``, ``tutorial``):
+        protocol: The evaluation protocol the runs followed (``holdout``, ``kfold``, ``nested``, ``tutorial``):
             what the page says selected and what assessed, and which rows the plot shows.
         baseline: False for a search without an unregularized baseline: no comparison is written.
         rungs: Each run's score at each rung (``successive_halving``, ``hyperband``): written
@@ -247,6 +253,9 @@ def write_report(
             ``outcomes.npz`` (the runs of ``records`` only), and the intervals resample the rows.
             None or empty: the intervals are over seeds only, and the pages say so (an
             ``outcomes.npz`` already in ``out_dir`` is left as it is).
+        nested: ``nested``: every run of the outer folds' searches (``SearchResult.nested``), written to
+            ``nested_trials.csv``; ``nested.csv`` and the page's nested section give, per outer fold, the
+            choice and its scores (:func:`regsearch.evaluation.nested.assess_nested`).
         kept_figures: Plots of these same runs that this call cannot draw (a rebuild from
             ``trials.csv`` has no per-epoch histories; a moved data file, no points): when
             not drawn, the file already in ``out_dir`` stays and the page shows it.
@@ -281,6 +290,14 @@ def write_report(
             chosen = chosen[(chosen["phase"] == top["phase"]) & (chosen["trial_id"] == top["trial_id"])]
         sure = compare.how_sure(comparison, float(chosen["difference"].iloc[0]) if len(chosen) == 1 else math.nan)
     answer = with_stopped(answer, stopped)
+    outer_runs = trials_frame(nested) if nested else pd.DataFrame()
+    procedure = None
+    if not outer_runs.empty:
+        from regsearch.evaluation.nested import assess_nested
+
+        procedure = assess_nested(outer_runs, objective, direction)
+        written.append(write_csv_atomic(outer_runs, folder / NESTED_TRIALS_FILE))
+        written.append(write_csv_atomic(procedure.folds, folder / NESTED_FILE))
     warnings = caveats(everything, summary, epochs=epochs, early_stopping=early_stopping)
     if provenance:
         # The stop is saved with what produced the runs, so that a rebuild (``report``) says it again.
@@ -366,6 +383,7 @@ def write_report(
         warnings=warnings,
         provenance=provenance,
         how_sure=sure,
+        nested=procedure,
     )
     written.append(write_text_atomic(folder / "summary.md", text))
     page = report_html(
@@ -373,7 +391,7 @@ def write_report(
         description=description, answer=answer, assessment=assessment, comparison=comparison, warnings=warnings,
         figures=[PlotImage(path.name, CAPTIONS.get(path.name, path.stem.replace("_", " ")), path.read_bytes())
                  for path in figures],
-        definition_text=definition_text, provenance=provenance, how_sure=sure,
+        definition_text=definition_text, provenance=provenance, how_sure=sure, nested=procedure,
         files=[path.name for path in written] + ["summary.md"] + ([TENSORBOARD_FOLDER] if tensorboard else []),
     )
     written.append(write_text_atomic(folder / REPORT_PAGE, page))
