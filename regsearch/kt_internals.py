@@ -232,3 +232,33 @@ def chief_may_exit(oracle: Any) -> bool:
     from keras_tuner.src.distribute.oracle_chief import exit_chief
 
     return exit_chief(oracle)
+
+
+def oracle_state_from_trials(oracle: Any, trials: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``oracle.json``'s content rebuilt from the trials' saved states (``trial.json``), for a damaged one.
+
+    Starts from the fresh ``oracle.get_state()`` (its seed and display state) and fills in what
+    ``Oracle.get_state`` derives from the trials: the search space (merged from every trial's),
+    ``start_order`` and ``end_order`` (by trial id), ``run_times``, ``tried_so_far`` and ``id_to_hash``
+    (``Oracle._compute_values_hash`` of each trial's values); trials that were running are
+    ``ongoing_trials``, which a reload hands to the retry queue. A Bayesian oracle's random state
+    (``seed_state``) starts again from its seed: later proposals may differ from an uninterrupted run's.
+    """
+    import keras_tuner as kt
+
+    state = oracle.get_state()
+    space = oracle.hyperparameters.copy()
+    ids = sorted(trials)
+    ended = [trial_id for trial_id in ids if trials[trial_id].get("status") in ("COMPLETED", "FAILED", "INVALID")]
+    hashes = {}
+    for trial_id in ids:
+        hyperparameters = kt.HyperParameters.from_config(trials[trial_id]["hyperparameters"])
+        space.merge(hyperparameters.space)
+        hashes[trial_id] = oracle._compute_values_hash(hyperparameters.values)
+    state.update(
+        ongoing_trials={f"rebuilt-{trial_id}": trial_id for trial_id in ids if trial_id not in ended},
+        hyperparameters=space.get_config(), start_order=ids, end_order=ended,
+        run_times={trial_id: 1 for trial_id in ended}, retry_queue=[],
+        tried_so_far=sorted(set(hashes.values())), id_to_hash=hashes,
+    )
+    return state
