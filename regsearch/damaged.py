@@ -90,8 +90,8 @@ def check_table(path: str | os.PathLike[str], remedy: str) -> int:
         for row in reader:
             rows += 1
             if len(row) != len(header):
-                raise DamagedFileError(path, f"line {reader.line_num} has {len(row)} fields, its header "
-                                       f"{len(header)}", remedy)
+                fields = f"{len(row)} field" + ("" if len(row) == 1 else "s")
+                raise DamagedFileError(path, f"line {reader.line_num} has {fields}, its header {len(header)}", remedy)
     except csv.Error as error:
         raise DamagedFileError(path, f"not a CSV table at line {reader.line_num}: {error}", remedy) from None
     return rows
