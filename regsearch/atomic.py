@@ -81,9 +81,11 @@ def _write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any
         # NamedTemporaryFile creates the file 0600; keep the mode a plain write would give.
         os.chmod(tmp.name, mode)
         os.replace(tmp.name, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp.name)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = str(target)  # a failed write() names no file: say which one it was
         raise
     _fsync_folder(target.parent)
     return target

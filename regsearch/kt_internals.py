@@ -111,11 +111,30 @@ def quiet_failed_trials() -> contextlib.AbstractContextManager[None]:
 def best_epoch_checkpoint(tuner: Any, trial_id: str) -> Any:
     """keras-tuner's own checkpoint callback for a trial, so that ``get_best_models()`` works as usual.
 
-    Relies on ``tuner_utils.SaveBestEpoch(objective, filepath)`` and ``Tuner._get_checkpoint_fname(trial_id)``.
+    The weights are written atomically: saved by Keras into a temporary folder, then
+    renamed into the trial's folder (:func:`regsearch.atomic.write_bytes_atomic`). A kill
+    leaves the last whole checkpoint, and a full disk raises a plain ``OSError`` instead of
+    HDF5 failing part-way through the file (which crashed the process).
+
+    Relies on ``tuner_utils.SaveBestEpoch(objective, filepath)``, its ``_save_model()`` (called
+    at each better epoch, saving ``self.model``'s weights to ``self.filepath``) and
+    ``Tuner._get_checkpoint_fname(trial_id)``.
     """
     from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
-    return SaveBestEpoch(objective=tuner.oracle.objective, filepath=tuner._get_checkpoint_fname(trial_id))
+    class AtomicSaveBestEpoch(SaveBestEpoch):
+        def _save_model(self) -> None:
+            import tempfile
+            from pathlib import Path
+
+            from regsearch.atomic import write_bytes_atomic
+
+            with tempfile.TemporaryDirectory(prefix="regsearch-checkpoint-") as folder:
+                local = Path(folder) / Path(self.filepath).name
+                self.model.save_weights(local)
+                write_bytes_atomic(self.filepath, local.read_bytes())
+
+    return AtomicSaveBestEpoch(objective=tuner.oracle.objective, filepath=tuner._get_checkpoint_fname(trial_id))
 
 
 def tuner_callback_types() -> tuple[type, ...]:

@@ -64,7 +64,8 @@ def repair_project(tuner: Any) -> list[str]:
             states[trial_id] = _rebuilt_trial(oracle, trial_id, trial_file, error)
             retrain.append(trial_id)
             continue
-        if states[trial_id].get("status") in ("COMPLETED", "FAILED") and _damaged_output(trial_file.parent):
+        status = states[trial_id].get("status")
+        if status in ("COMPLETED", "FAILED") and _damaged_output(trial_file.parent, status):
             retrain.append(trial_id)
     oracle_file = Path(oracle._get_oracle_fname()) if hasattr(oracle, "_get_oracle_fname") else project / "oracle.json"
     state, rebuilt = _oracle_state(oracle, oracle_file, states)
@@ -88,12 +89,16 @@ def repair_project(tuner: Any) -> list[str]:
     return retrain
 
 
-def _damaged_output(trial_dir: Path) -> bool:
-    """Whether a finished trial's ``runs.json`` or checkpoint is there but cannot be read (logged)."""
+def _damaged_output(trial_dir: Path, status: str) -> bool:
+    """Whether a finished trial's ``runs.json`` or checkpoint cannot be read (logged); a completed trial's
+    runs.json is written before Keras Tuner records it completed, so its absence is damage too."""
     runs = trial_dir / RUNS_FILE
     try:
-        if runs.exists():
+        if runs.exists() or status == "COMPLETED":
             load_runs(runs)
+    except FileNotFoundError:
+        logger.warning("%s is missing; trial %s is trained again", runs, trial_dir.name.removeprefix("trial_"))
+        return True
     except DamagedFileError as error:
         logger.warning("%s is damaged (%s); trial %s is trained again", runs, error.problem, trial_dir.name.removeprefix("trial_"))
         return True

@@ -550,6 +550,7 @@ def check_writable(folder: Path) -> None:
     while not probe.exists() and not probe.is_symlink():
         probe = probe.parent
     why = (f"{probe} is not a folder" if not probe.is_dir()
+           else f"{probe} is on a read-only filesystem" if os.statvfs(probe).f_flag & os.ST_RDONLY
            else f"{probe} is not writable" if not os.access(probe, os.W_OK | os.X_OK) else None)
     if why is not None:
         raise SettingError("--results", "a folder regsearch can create and write", f"{folder} ({why})",
