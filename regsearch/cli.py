@@ -574,7 +574,6 @@ def _report(results: Path, names: list[str], *, quiet: bool) -> int:
         raise SettingError("--results", "a folder with saved searches (run one first: python -m regsearch NAME)",
                            f"{results} (no saved runs)", "command line")
     _check_backend()
-    _import_tensorflow_quietly()
     chosen = names or available
     for name in chosen:
         if name not in available:
@@ -585,6 +584,7 @@ def _report(results: Path, names: list[str], *, quiet: bool) -> int:
         check_writable(folder)
         try:
             with ResultsLock(folder):
+                _import_tensorflow_quietly()  # the saved models load with Keras; a running search's line needs none
                 _rebuild(folder, name)
         except LockedError as error:
             # A search is writing there: say how far it got, and leave its files to it (it writes the report).
@@ -608,8 +608,10 @@ def _running(folder: Path, error: Exception) -> str:
 
     pid = re.search(r"\(pid (\d+)\)", str(error))
     records, _ = saved_runs(folder)
-    objective, direction, _, _ = report_settings(saved_definition(folder), records)
-    scores = [r[objective] for r in records if r["status"] == "completed" and r.get(objective) == r.get(objective)]
+    definition = saved_definition(folder)  # a first run writes its copy at the end: no objective to name before
+    objective, direction, _, _ = report_settings(definition, records)
+    scores = [r[objective] for r in records if definition is not None and r["status"] == "completed"
+              and r.get(objective) == r.get(objective)]
     configurations = len({(r["phase"], r["trial_id"]) for r in records})
     so_far = (f"{_plural(len(records), 'run')} of {_plural(configurations, 'configuration')} recorded so far"
               + (f", best run {objective}={(max if direction == 'max' else min)(scores):.4f}" if scores else "")
