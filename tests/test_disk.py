@@ -64,11 +64,11 @@ def limit_file_size() -> None:
 
 
 @contextlib.contextmanager
-def small_disk(root: Path) -> Iterator[tuple[Path, Callable[[], None] | None, Callable[[], None]]]:
+def small_disk(root: Path, mechanism: str) -> Iterator[tuple[Path, Callable[[], None] | None, Callable[[], None]]]:
     """(a folder on a disk that fills up, the child's setup to run the search under, what makes room)."""
     disk = root / "disk"
     disk.mkdir()
-    if mount("-t", "tmpfs", "-o", "size=48k,mode=755", "tmpfs", str(disk)):
+    if mechanism == "tmpfs" and mount("-t", "tmpfs", "-o", "size=48k,mode=755", "tmpfs", str(disk)):
         try:
             yield disk, None, lambda: None if mount("-o", "remount,size=64m", str(disk)) else pytest.fail("remount")
         finally:
@@ -96,13 +96,17 @@ def assert_no_temporaries(folder: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_disk_that_fills_up_ends_in_one_line_keeps_what_was_recorded_and_a_rerun_resumes(tmp_path: Path) -> None:
+# A full tmpfs refuses every write from then on; a file size limit refuses the checkpoint (21 KiB) while the
+# trial's runs.json (3 KiB) still fits, which must not record the runs as failed.
+@pytest.mark.parametrize(("mechanism", "engine"), [("tmpfs", "population"), ("file size limit", "sequential")])
+def test_a_disk_that_fills_up_ends_in_one_line_keeps_what_was_recorded_and_a_rerun_resumes(
+        tmp_path: Path, mechanism: str, engine: str) -> None:
     definition = tmp_path / "tiny.toml"
     definition.write_text(TINY)
-    with small_disk(tmp_path) as (disk, setup, make_room):
+    with small_disk(tmp_path, mechanism) as (disk, setup, make_room):
         results = disk / "results"
         folder = results / "tiny"
-        argv = [str(definition), "--results", str(results), "--quiet"]
+        argv = [str(definition), "--results", str(results), "--quiet", "--engine", engine]
         full = run_cli(argv, setup)
         assert full.returncode == 1, full.stderr[-3000:]
         lines = full.stderr.splitlines()
