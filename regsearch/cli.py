@@ -158,8 +158,9 @@ def _refused_line(error: OSError, results: Path) -> str:
     folder = Path(error.filename).parent if error.filename else results
     space = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
     fix = "free some space" if space else "make it writable"
-    return (f"cannot write in {folder} ({WRITE_REFUSED.get(error.errno, 'refused')}: {os.strerror(error.errno)}); what was "
-            f"recorded before is kept: {fix} and run the same command again to resume")
+    why = f"{WRITE_REFUSED.get(error.errno, 'refused')}: {os.strerror(error.errno)}"
+    return (f"cannot write in {folder} ({why}); what was recorded before is kept: {fix} and run the same command "
+            "again to resume")
 
 
 @contextlib.contextmanager

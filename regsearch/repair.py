@@ -57,7 +57,7 @@ def repair_project(tuner: Any) -> list[str]:
     states: dict[str, dict[str, Any]] = {}
     retrain: list[str] = []
     for trial_file in sorted(project.glob(f"trial_*/{TRIAL_FILE}")):
-        trial_id = trial_file.parent.name.removeprefix("trial_")
+        trial_id = _trial_id(trial_file.parent)
         try:
             states[trial_id] = read_json(trial_file, RETRAINED)
         except DamagedFileError as error:
@@ -97,17 +97,21 @@ def _damaged_output(trial_dir: Path, status: str) -> bool:
         if runs.exists() or status == "COMPLETED":
             load_runs(runs)
     except FileNotFoundError:
-        logger.warning("%s is missing; trial %s is trained again", runs, trial_dir.name.removeprefix("trial_"))
+        logger.warning("%s is missing; trial %s is trained again", runs, _trial_id(trial_dir))
         return True
     except DamagedFileError as error:
-        logger.warning("%s is damaged (%s); trial %s is trained again", runs, error.problem, trial_dir.name.removeprefix("trial_"))
+        logger.warning("%s is damaged (%s); trial %s is trained again", runs, error.problem, _trial_id(trial_dir))
         return True
     checkpoint = trial_dir / CHECKPOINT_FILE
     problem = _checkpoint_problem(checkpoint) if checkpoint.exists() else None
     if problem is not None:
-        logger.warning("%s is damaged (%s); trial %s is trained again", checkpoint, problem, trial_dir.name.removeprefix("trial_"))
+        logger.warning("%s is damaged (%s); trial %s is trained again", checkpoint, problem, _trial_id(trial_dir))
         return True
     return False
+
+
+def _trial_id(trial_dir: Path) -> str:
+    return trial_dir.name.removeprefix("trial_")
 
 
 def _checkpoint_problem(path: Path) -> str | None:
