@@ -244,3 +244,24 @@ def test_read_json(tmp_path: Path, text: str, problem: str | None) -> None:
     else:
         with pytest.raises(DamagedFileError, match=rf"^{path} is damaged \({problem}\); fix it$"):
             read_json(path, "fix it")
+
+
+@pytest.mark.slow
+def test_an_oracle_rebuilt_while_a_trial_was_running_trains_that_trial_again(
+        finished: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    definition, results = finished
+    copy, folder = copy_of(results, tmp_path)
+    trial = folder / "tuner/grid/trial_0001"
+    (trial / "runs.json").unlink()  # killed mid-trial: Keras Tuner had it running, nothing recorded yet
+    (trial / "trial.json").write_text(json.dumps({**json.loads((trial / "trial.json").read_text()),
+                                                  "status": "RUNNING", "score": None}))
+    damage(folder / "tuner/grid/oracle.json", "zero bytes")
+    capsys.readouterr()
+    assert main([str(definition), "--results", str(copy)]) == 0
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if "damaged" in line] == [
+        f"regsearch: {folder}/tuner/grid/oracle.json is damaged (empty); rebuilt from the 2 trials saved beside it"]
+    assert (trial / "runs.json").is_file()
+    assert sorted(p.parent.name for p in (folder / "tuner/grid").glob("trial_*/trial.json")) == [
+        "trial_0000", "trial_0001"]  # trained again under its own id, not a new one
+    pd.testing.assert_frame_equal(trials(folder), trials(results / "tiny"))
