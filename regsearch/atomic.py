@@ -25,14 +25,41 @@ if TYPE_CHECKING:
 __all__ = [
     "LockedError",
     "ResultsLock",
+    "WRITE_REFUSED",
     "save_figure_atomic",
     "write_bytes_atomic",
     "write_csv_atomic",
+    "write_refused",
     "write_text_atomic",
 ]
 
 LOCK_NAME = ".lock"
 NEW_FILE_MODE = 0o644
+
+#: The errors of a disk that refuses a write: full, over quota, read-only, past a file size limit, no permission.
+WRITE_REFUSED = {errno.ENOSPC: "no space left", errno.EDQUOT: "over the disk quota",
+                 errno.EROFS: "read-only", errno.EFBIG: "past the file size limit",
+                 errno.EACCES: "not writable", errno.EPERM: "not writable"}
+
+
+def write_refused(error: BaseException) -> OSError | None:
+    """The ``OSError`` in ``error`` or its causes by which the disk refused a write (``WRITE_REFUSED``), or None.
+
+    Libraries that write their own files (h5py, TensorFlow) may wrap the
+    operating system's error: its causes are searched, then its message.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in WRITE_REFUSED:
+            return current
+        current = current.__cause__ or current.__context__
+    text = str(error)
+    for number in WRITE_REFUSED:
+        if number not in (errno.EACCES, errno.EPERM) and os.strerror(number) in text:
+            return OSError(number, os.strerror(number))
+    return None
 
 
 def _write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> Path:
@@ -54,9 +81,11 @@ def _write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any
         # NamedTemporaryFile creates the file 0600; keep the mode a plain write would give.
         os.chmod(tmp.name, mode)
         os.replace(tmp.name, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp.name)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = str(target)  # a failed write() names no file: say which one it was
         raise
     _fsync_folder(target.parent)
     return target

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from regsearch.definition.schema import RUNG_STRATEGIES
+from regsearch.atomic import WRITE_REFUSED, write_refused
+from regsearch.damaged import DamagedFileError
 from regsearch.errors import SearchFailedError, SettingError
 from regsearch.results import BASELINE_MODEL, BEST_MODEL, DEFINITION_COPY
 
@@ -114,13 +116,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ logs, errors included: failures raise in Python
     # Every trial traces a new compiled loop on purpose; TensorFlow's retracing notice is noise here.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    results = Path("results")
     try:
         args = build_parser().parse_args(argv)
+        results = Path(args.results)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as run, for provenance.json
         if args.command == "list":
             return _list()
         if args.command == "report":
-            return _report(Path(args.results), args.names, quiet=args.quiet)
+            with _library_logs(args.quiet):
+                return _report(results, args.names, quiet=args.quiet)
         if args.names:
             raise SettingError("arguments", "one search name (several only with 'report')", args.names, "command line")
         with _library_logs(args.quiet):
@@ -128,13 +133,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingError as error:
         print(f"regsearch: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except DamagedFileError as error:
+        print(f"regsearch: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except SearchFailedError as error:
         print(f"regsearch: search failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as error:
+        refused = write_refused(error)
+        if refused is None:
+            raise
+        print(f"regsearch: error: {_refused_line(refused, results)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         # Every file is written whole or not at all: the same command resumes from the finished trials.
         print("regsearch: interrupted; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _refused_line(error: OSError, results: Path) -> str:
+    """One line for a disk that refused a write: the folder, why, and that a rerun with room resumes."""
+    import errno
+
+    folder = Path(error.filename).parent if error.filename else results
+    space = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    fix = "free some space" if space else "make it writable"
+    why = f"{WRITE_REFUSED.get(error.errno, 'refused')}: {os.strerror(error.errno)}"
+    return (f"cannot write in {folder} ({why}); what was recorded before is kept: {fix} and run the same command "
+            "again to resume")
 
 
 @contextlib.contextmanager
@@ -550,13 +576,13 @@ def _report(results: Path, names: list[str], *, quiet: bool) -> int:
     from regsearch.report import write_index
     from regsearch.report.write import INDEX_MARKDOWN
     from regsearch.results import saved_searches
+    from regsearch.search import check_writable
 
     available = saved_searches(results)
     if not available:
         raise SettingError("--results", "a folder with saved searches (run one first: python -m regsearch NAME)",
                            f"{results} (no saved runs)", "command line")
     _check_backend()
-    _import_tensorflow_quietly()
     chosen = names or available
     for name in chosen:
         if name not in available:
@@ -564,11 +590,15 @@ def _report(results: Path, names: list[str], *, quiet: bool) -> int:
                                name, "command line")
     for name in chosen:
         folder = results / name
+        check_writable(folder)
         try:
             with ResultsLock(folder):
+                _import_tensorflow_quietly()  # the saved models load with Keras; a running search's line needs none
                 _rebuild(folder, name)
         except LockedError as error:
-            raise _locked(folder, error) from None
+            # A search is writing there: say how far it got, and leave its files to it (it writes the report).
+            print(_running(folder, error), file=sys.stderr if quiet else sys.stdout)
+            continue
         if not quiet:
             print(f"rebuilt {folder}/")
     index = write_index(results)
@@ -576,6 +606,27 @@ def _report(results: Path, names: list[str], *, quiet: bool) -> int:
         print(f"wrote {index}")
         print(f"wrote {results / INDEX_MARKDOWN}")
     return EXIT_OK
+
+
+def _running(folder: Path, error: Exception) -> str:
+    """One line on a search that holds ``folder``'s lock: the runs it has recorded so far (files it wrote whole)."""
+    import re
+
+    from regsearch.report.write import report_settings
+    from regsearch.results import saved_definition, saved_runs
+
+    pid = re.search(r"\(pid (\d+)\)", str(error))
+    records, _ = saved_runs(folder)
+    definition = saved_definition(folder)  # a first run writes its copy at the end: no objective to name before
+    objective, direction, _, _ = report_settings(definition, records)
+    scores = [r[objective] for r in records if definition is not None and r["status"] == "completed"
+              and r.get(objective) == r.get(objective)]
+    configurations = len({(r["phase"], r["trial_id"]) for r in records})
+    so_far = (f"{_plural(len(records), 'run')} of {_plural(configurations, 'configuration')} recorded so far"
+              + (f", best run {objective}={(max if direction == 'max' else min)(scores):.4f}" if scores else "")
+              if records else "no run recorded yet")
+    return (f"{folder}/: a search is running there{f' (pid {pid.group(1)})' if pid else ''}, {so_far}; "
+            "it writes the report when it ends (nothing rewritten here)")
 
 
 def _rebuild(folder: Path, name: str) -> None:

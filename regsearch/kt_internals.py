@@ -111,11 +111,30 @@ def quiet_failed_trials() -> contextlib.AbstractContextManager[None]:
 def best_epoch_checkpoint(tuner: Any, trial_id: str) -> Any:
     """keras-tuner's own checkpoint callback for a trial, so that ``get_best_models()`` works as usual.
 
-    Relies on ``tuner_utils.SaveBestEpoch(objective, filepath)`` and ``Tuner._get_checkpoint_fname(trial_id)``.
+    The weights are written atomically: saved by Keras into a temporary folder, then
+    renamed into the trial's folder (:func:`regsearch.atomic.write_bytes_atomic`). A kill
+    leaves the last whole checkpoint, and a full disk raises a plain ``OSError`` instead of
+    HDF5 failing part-way through the file (which crashed the process).
+
+    Relies on ``tuner_utils.SaveBestEpoch(objective, filepath)``, its ``_save_model()`` (called
+    at each better epoch, saving ``self.model``'s weights to ``self.filepath``) and
+    ``Tuner._get_checkpoint_fname(trial_id)``.
     """
     from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
-    return SaveBestEpoch(objective=tuner.oracle.objective, filepath=tuner._get_checkpoint_fname(trial_id))
+    class AtomicSaveBestEpoch(SaveBestEpoch):
+        def _save_model(self) -> None:
+            import tempfile
+            from pathlib import Path
+
+            from regsearch.atomic import write_bytes_atomic
+
+            with tempfile.TemporaryDirectory(prefix="regsearch-checkpoint-") as folder:
+                local = Path(folder) / Path(self.filepath).name
+                self.model.save_weights(local)
+                write_bytes_atomic(self.filepath, local.read_bytes())
+
+    return AtomicSaveBestEpoch(objective=tuner.oracle.objective, filepath=tuner._get_checkpoint_fname(trial_id))
 
 
 def tuner_callback_types() -> tuple[type, ...]:
@@ -232,3 +251,33 @@ def chief_may_exit(oracle: Any) -> bool:
     from keras_tuner.src.distribute.oracle_chief import exit_chief
 
     return exit_chief(oracle)
+
+
+def oracle_state_from_trials(oracle: Any, trials: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``oracle.json``'s content rebuilt from the trials' saved states (``trial.json``), for a damaged one.
+
+    Starts from the fresh ``oracle.get_state()`` (its seed and display state) and fills in what
+    ``Oracle.get_state`` derives from the trials: the search space (merged from every trial's),
+    ``start_order`` and ``end_order`` (by trial id), ``run_times``, ``tried_so_far`` and ``id_to_hash``
+    (``Oracle._compute_values_hash`` of each trial's values); trials that were running are
+    ``ongoing_trials``, which a reload hands to the retry queue. A Bayesian oracle's random state
+    (``seed_state``) starts again from its seed: later proposals may differ from an uninterrupted run's.
+    """
+    import keras_tuner as kt
+
+    state = oracle.get_state()
+    space = oracle.hyperparameters.copy()
+    ids = sorted(trials)
+    ended = [trial_id for trial_id in ids if trials[trial_id].get("status") in ("COMPLETED", "FAILED", "INVALID")]
+    hashes = {}
+    for trial_id in ids:
+        hyperparameters = kt.HyperParameters.from_config(trials[trial_id]["hyperparameters"])
+        space.merge(hyperparameters.space)
+        hashes[trial_id] = oracle._compute_values_hash(hyperparameters.values)
+    state.update(
+        ongoing_trials={f"rebuilt-{trial_id}": trial_id for trial_id in ids if trial_id not in ended},
+        hyperparameters=space.get_config(), start_order=ids, end_order=ended,
+        run_times={trial_id: 1 for trial_id in ended}, retry_queue=[],
+        tried_so_far=sorted(set(hashes.values())), id_to_hash=hashes,
+    )
+    return state

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from regsearch.damaged import RETRAINED, REWRITTEN, DamagedFileError, read_json, read_table
 from regsearch.provenance import STOPPED
 
 __all__ = ["BASELINE_MODEL", "BEST_MODEL", "DEFINITION_COPY", "TRIALS_FILE", "Results", "committed_runs", "nested_runs",
@@ -52,7 +53,7 @@ def saved_rungs(folder: Path) -> list[dict]:
         return rows
     import pandas as pd
 
-    return pd.read_csv(folder / RUNGS_FILE).to_dict("records")
+    return read_table(folder / RUNGS_FILE, REWRITTEN).to_dict("records")
 
 
 def saved_runs(folder: Path) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:
@@ -69,11 +70,12 @@ def _runs_under(tuner: Path, name: str) -> tuple[list[dict], dict[str, dict[str,
     for trial_file in sorted(tuner.glob("*/trial_*/trial.json")):
         path = trial_file.with_name(RUNS_FILE)
         if not path.is_file():
-            trial = json.loads(trial_file.read_text(encoding="utf-8"))
+            trial = read_json(trial_file, RETRAINED)
             if trial.get("status") == "FAILED":  # failed before it could write runs.json
                 records.append(failed_trial_record(name, trial_file.parent.parent.name, trial["trial_id"],
                                                    trial["hyperparameters"]["values"], trial.get("message")))
             continue
+        read_json(trial_file, RETRAINED)  # the trial's state too: a rerun reads it
         trial_records, trial_histories = load_runs(path)
         records.extend(trial_records)
         histories.update(trial_histories)
@@ -118,7 +120,7 @@ def committed_runs(folder: Path) -> list[dict]:
     """The run records of the committed ``trials.csv`` (what a fresh clone has), in its order."""
     import pandas as pd
 
-    frame = pd.read_csv(folder / TRIALS_FILE, keep_default_na=True)
+    frame = read_table(folder / TRIALS_FILE, REWRITTEN, keep_default_na=True)
     return frame.to_dict("records")
 
 
@@ -141,7 +143,7 @@ def saved_provenance(folder: Path) -> dict[str, Any] | None:
     from regsearch.provenance import PROVENANCE_FILE
 
     path = folder / PROVENANCE_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_json(path, REWRITTEN) if path.is_file() else None
 
 
 def saved_definition(folder: Path) -> Any:
@@ -152,8 +154,16 @@ def saved_definition(folder: Path) -> Any:
     """
     from regsearch.definition import read_definition
 
+    from regsearch.errors import SettingError
+
     path = folder / DEFINITION_COPY
-    return read_definition(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return read_definition(path)
+    except SettingError as error:
+        problem = str(error).removeprefix(f"{path}: ").removeprefix("command line: ").rstrip(".")
+        raise DamagedFileError(path, f"not a search definition: {problem}", REWRITTEN) from None
 
 
 def saved_models(folder: Path, definition: Any) -> dict[str, Any]:
@@ -165,15 +175,13 @@ def saved_models(folder: Path, definition: Any) -> dict[str, Any]:
     saved before the models carried their scaling (no predictor.json) keeps
     the scaled rows its models take.
     """
-    import keras
-
     from regsearch.definition.build import load_data
     from regsearch.errors import SettingError
     from regsearch.predictor import PREDICTOR_FILE
 
     models = {}
     for key, name in (("best_model", BEST_MODEL), ("baseline_model", BASELINE_MODEL)):
-        models[key] = keras.saving.load_model(folder / name, safe_mode=True) if (folder / name).is_file() else None
+        models[key] = load_saved_model(folder / name) if (folder / name).is_file() else None
     try:
         data = load_data(definition) if definition is not None else None
     except (SettingError, OSError):
@@ -269,12 +277,33 @@ class Results:
         return self._model(BASELINE_MODEL)
 
     def _model(self, name: str) -> Any:
-        import keras
-
         path = self.folder / name
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no saved model (every run failed, or the search has no baseline)")
-        return keras.saving.load_model(path, safe_mode=True)
+        return load_saved_model(path)
+
+
+def load_saved_model(path: Path) -> Any:
+    """A saved ``.keras`` model in safe mode.
+
+    Raises:
+        DamagedFileError: The file is not a whole Keras archive (cut short, zero bytes, overwritten).
+    """
+    import warnings
+    import zipfile
+
+    import keras
+
+    if not zipfile.is_zipfile(path):
+        raise DamagedFileError(path, "not a whole Keras archive", REWRITTEN)
+    try:
+        with warnings.catch_warnings():
+            # Saved with the optimizer's slots, which a model built for loading has not made yet: harmless.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            return keras.saving.load_model(path, safe_mode=True)
+    except (zipfile.BadZipFile, EOFError, KeyError, OSError, json.JSONDecodeError) as error:
+        raise DamagedFileError(path, f"the Keras archive cannot be read: {type(error).__name__}",
+                               REWRITTEN) from None
 
 
 def open_results(folder: str | Path) -> Results:

@@ -7,10 +7,11 @@ read them back through :func:`load_runs`.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
+
+from regsearch.damaged import RETRAINED, DamagedFileError, read_json
 
 __all__ = ["RECORD_METRICS", "RUNS_FILE", "failed_trial_record", "load_runs", "load_rungs"]
 
@@ -24,8 +25,10 @@ RECORD_METRICS = (
 
 def load_runs(path: Path) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:
     """One trial's run records, and its histories keyed ``<trial_id>/<repeat>``."""
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    records = saved["runs"]
+    saved = read_json(path, RETRAINED)
+    records = saved.get("runs")
+    if not isinstance(records, list) or not records or not isinstance(saved.get("histories"), dict):
+        raise DamagedFileError(path, "no list of runs and their histories", RETRAINED)
     histories = {f"{records[0]['trial_id']}/{repeat}": history for repeat, history in saved["histories"].items()}
     return records, histories
 
@@ -33,7 +36,7 @@ def load_runs(path: Path) -> tuple[list[dict], dict[str, dict[str, list[float]]]
 def load_rungs(path: Path) -> list[dict]:
     """One trial's rung scores: a row per run and rung (trial_id, phase, repeat, seed, fold, rung, budget,
     epochs, score, kept); none for a trial trained without rungs."""
-    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved = read_json(path, RETRAINED)
     rows = []
     for record in saved["runs"]:
         fold = record.get("fold")

@@ -481,15 +481,19 @@ def check_same_settings(definition: SearchDefinition, tuner_dir: Path) -> None:
 
     Raises:
         SettingError: naming the first setting that changed, its saved value and the new one.
+        DamagedFileError: The saved settings cannot be read back.
     """
     import json
 
     from regsearch.atomic import write_text_atomic
+    from regsearch.damaged import read_json
 
     current = json.loads(json.dumps(_trial_settings(definition), default=str))
     path = tuner_dir / SETTINGS_FILE
     if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
+        # Without it, trials trained under other settings could be kept as if they were these ones.
+        saved = read_json(path, "the settings the saved trials ran under are unknown: delete it if the definition "
+                                "(and --epochs, --repeats) is as when they ran, or pass --overwrite to start afresh")
         changed = [key for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
         if changed:
             key = changed[0]
@@ -633,6 +637,7 @@ def check_writable(folder: Path) -> None:
     while not probe.exists() and not probe.is_symlink():
         probe = probe.parent
     why = (f"{probe} is not a folder" if not probe.is_dir()
+           else f"{probe} is on a read-only filesystem" if os.statvfs(probe).f_flag & os.ST_RDONLY
            else f"{probe} is not writable" if not os.access(probe, os.W_OK | os.X_OK) else None)
     if why is not None:
         raise SettingError("--results", "a folder regsearch can create and write", f"{folder} ({why})",

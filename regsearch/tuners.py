@@ -35,7 +35,7 @@ import keras_tuner as kt
 import numpy as np
 
 from regsearch import kt_internals
-from regsearch.atomic import write_bytes_atomic, write_text_atomic
+from regsearch.atomic import write_bytes_atomic, write_refused, write_text_atomic
 from regsearch.errors import SettingError, one_of
 from regsearch.evaluation import Fold
 from regsearch.hypermodels.base import FIT_OPTIONS, evaluate_rows, row_scores
@@ -43,6 +43,7 @@ from regsearch.oracles import PlannedOracle, grid_configurations
 from regsearch.outcomes import TRIAL_ROWS_FILE, Outcomes, load_outcomes, outcomes_bytes, run_key
 from regsearch.population import memory
 from regsearch.population.rungs import Rungs
+from regsearch.repair import HYPERPARAMETERS_KEY, repair_project
 from regsearch.runs import RECORD_METRICS, RUNS_FILE, failed_trial_record, load_runs
 
 __all__ = ["GridSearch", "BayesianOptimization", "SuccessiveHalving", "RUNS_FILE", "read_outcomes", "read_runs",
@@ -285,6 +286,8 @@ class _RecordingTuner:
             except _Stopped:  # raised before a trial was asked for: the state on disk is whole
                 self.stopped_early = True
                 self.on_search_end()
+            except _WriteRefused as error:  # the disk's own error, past Keras Tuner's trial handling
+                raise error.__cause__ from None
 
     def save(self) -> None:
         """Keras Tuner's save (oracle.json, tuner0.json), each file written atomically."""
@@ -292,8 +295,14 @@ class _RecordingTuner:
             super().save()
 
     def reload(self) -> None:
-        """Keras Tuner's reload, under the same atomic writer as every other step that may write state."""
+        """Keras Tuner's reload, under the same atomic writer as every other step that may write state.
+
+        A damaged file of the saved state is rebuilt first, or its trial trained again
+        (:func:`regsearch.repair.repair_project`); a distributed worker leaves the state to its chief.
+        """
         with kt_internals.atomic_keras_tuner_state():
+            if not kt_internals.is_worker(self):
+                repair_project(self)
             super().reload()
 
     def run_trial(
@@ -350,6 +359,7 @@ class _RecordingTuner:
                     # No best weights to go back to: accuracies of NaN weights are not results.
                     metrics = {key: value for key, value in metrics.items() if key in ("best_epoch", "epochs_run")}
             except Exception as error:  # noqa: BLE001 - one run failing must not end the search
+                _raise_if_write_refused(error)  # a full disk is not the run's failure: it ends the search
                 status, reason = "failed", _one_line(error)
                 model = None  # whatever state it was left in, the next run builds afresh
             record = {
@@ -377,17 +387,21 @@ class _RecordingTuner:
             if self.on_run is not None:
                 self.on_run(record)
         trial_dir = Path(self.get_trial_dir(trial.trial_id))
-        if trial_rows:  # before runs.json: a trial with runs.json has its rows
-            write_bytes_atomic(trial_dir / TRIAL_ROWS_FILE, outcomes_bytes(trial_rows))
         # "tuner_id" says which process ran the trial (distributed workers: "<worker>@<phase>").
         saved = {"runs": records, "histories": histories, "tuner_id": str(self.tuner_id),
+                 HYPERPARAMETERS_KEY: hp.values,  # what rebuilds a damaged trial.json (regsearch.repair)
                  **({"rungs": rung_scores} if self.rungs is not None else {})}
-        write_text_atomic(trial_dir / RUNS_FILE, json.dumps(saved, default=float))
+        try:
+            if trial_rows:  # before runs.json: a trial with runs.json has its rows
+                write_bytes_atomic(trial_dir / TRIAL_ROWS_FILE, outcomes_bytes(trial_rows))
+            write_text_atomic(trial_dir / RUNS_FILE, json.dumps(saved, default=float))
+        except OSError as error:
+            _raise_if_write_refused(error)
+            raise
         completed = [r for r in records if r["status"] == "completed"]
         if not completed:
             raise kt.errors.FailedTrialError("; ".join(sorted({r["reason"] for r in records})))
         return _mean_metrics(completed, self.oracle.objective.name)
-
 
     def _initial_model(self, hp: kt.HyperParameters, seed: int, model: keras.Model | None) -> keras.Model:
         """The configuration's model as a fresh build under ``seed`` makes it.
@@ -401,6 +415,17 @@ class _RecordingTuner:
             keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
         return self.hypermodel.build(hp)
+
+
+class _WriteRefused(kt.errors.FatalError):
+    """The disk refused a write inside a trial; Keras Tuner lets a ``FatalError`` end the search (see ``search``)."""
+
+
+def _raise_if_write_refused(error: BaseException) -> None:
+    """Keras Tuner would record an error inside a trial as the trial's failure: a full disk ends the search."""
+    refused = write_refused(error)
+    if refused is not None:
+        raise _WriteRefused(str(refused)) from refused
 
 
 class _Stopped(Exception):

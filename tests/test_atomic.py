@@ -129,3 +129,43 @@ def test_double_acquire_on_one_object_is_an_error(tmp_path: Path) -> None:
     finally:
         lock.release()
     lock.release()  # a second release is harmless
+
+
+def test_write_refused_finds_the_disk_error_in_a_chain_or_a_library_message() -> None:
+    import errno
+
+    from regsearch.atomic import write_refused
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    try:
+        try:
+            raise full
+        except OSError as error:
+            raise RuntimeError("saving failed") from error
+    except RuntimeError as wrapped:
+        assert write_refused(wrapped) is full
+    # HDF5 and TensorFlow put the system's message in their own error.
+    found = write_refused(RuntimeError("file write failed: errno = 28, error message = 'No space left on device'"))
+    assert found is not None and found.errno == errno.ENOSPC
+    assert write_refused(OSError(errno.ENOENT, "No such file or directory")) is None
+    assert write_refused(ValueError("a bad value")) is None
+
+
+def test_a_failed_atomic_write_names_its_file_and_leaves_no_temporary(tmp_path: Path, monkeypatch) -> None:
+    import errno
+    import os
+
+    from regsearch import atomic
+
+    target = tmp_path / "state.json"
+    target.write_text("old")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    with pytest.raises(OSError) as caught:
+        atomic.write_text_atomic(target, "new")
+    assert caught.value.filename == str(target)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -13,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from regsearch.atomic import save_figure_atomic, write_bytes_atomic, write_csv_atomic, write_text_atomic
+from regsearch.damaged import REWRITTEN, DamagedFileError, read_table
 from regsearch.report.html import PlotImage, index_html, report_html
 from regsearch.report.markdown import index_markdown, summary_markdown
 from regsearch.report.boundary import plot_decision_boundaries
@@ -425,17 +427,14 @@ def index_row(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     ``link`` (the search's ``report.html``, relative to the results folder) and
     ``markdown_link`` (its ``summary.md``).
     """
-    from regsearch.definition import read_definition
-    from regsearch.errors import SearchFailedError, SettingError
+    from regsearch.errors import SearchFailedError
+    from regsearch.results import saved_definition
 
     folder = Path(folder)
     if not (folder / "trials.csv").is_file():
         return None
-    try:
-        definition = read_definition(folder / "search.toml") if (folder / "search.toml").is_file() else None
-    except SettingError:
-        definition = None
-    records = pd.read_csv(folder / "trials.csv").to_dict("records")
+    definition = saved_definition(folder)
+    records = read_table(folder / "trials.csv", REWRITTEN).to_dict("records")
     everything = trials_frame(records)
     objective, direction, protocol, baseline = report_settings(definition, records)
     summary = summary_frame(compare.selection_rows(everything), objective, direction)
@@ -463,8 +462,15 @@ def write_index(results: str | os.PathLike[str]) -> Path:
         The path of ``index.html``.
     """
     results = Path(results)
-    rows = [row for folder in sorted(p for p in results.iterdir() if p.is_dir())
-            if (row := index_row(folder)) is not None]
+    rows = []
+    for folder in sorted(p for p in results.iterdir() if p.is_dir()):
+        try:
+            row = index_row(folder)
+        except DamagedFileError as error:  # another search's damaged table must not stop this one's report
+            logging.getLogger(__name__).warning("%s; left out of %s", error, INDEX_PAGE)
+            continue
+        if row is not None:
+            rows.append(row)
     readme = results / INDEX_MARKDOWN
     if not readme.exists() or readme.read_text(encoding="utf-8", errors="replace").startswith(f"# {INDEX_TITLE}\n"):
         write_text_atomic(readme, index_markdown([{**row, "link": row["markdown_link"]} for row in rows],
