@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import keras
 import numpy as np
 from keras import tree
 
+from regsearch.population import checkpoints as _checkpoints
 from regsearch.population import memory as _memory
 from regsearch.population import progress as _progress
 from regsearch.population import numbers as _numbers
@@ -246,6 +248,17 @@ class Population:
             "seed": _to_backend(np.asarray(shuffle_seeds + shuffle_seeds[:1] * len(padding), np.int32)),
         }
         self.rows: list[list[np.ndarray]] = [[] for _ in models]
+        #: Where this population's checkpoints go (:mod:`.checkpoints`), if anywhere; member-epochs taken from one.
+        self.checkpoints, self.resumed = _checkpoints.current(), 0
+        if self.checkpoints is not None:
+            initial = tree.map_structure(keras.ops.convert_to_numpy, self.members)
+            given = [np.asarray(keras.ops.convert_to_numpy(t)) for t in tree.flatten((data, val))]
+            self.checkpoint_path = self.checkpoints.path(_checkpoints.key_of(
+                "population", keras.backend.backend(), keras.config.floatx(), _numbers.structure_of(models[0]),
+                table.keys, len(models), tree.flatten(initial), given, self.epochs, self.initial_epoch, batch_size,
+                val_batch_size, bool(shuffle), rule, mode or program.backend.default_mode(), program.settings.chunk))
+            self._resume(initial)
+        self._written = time.monotonic()
 
     def advance(self, until: int | None = None) -> None:
         """Trains every open member until its next epoch is ``until`` (at most ``epochs``), or it stops or diverges."""
@@ -262,7 +275,42 @@ class Population:
             chunk_rows = keras.ops.convert_to_numpy(chunk_rows)
             for k in range(len(self.models)):
                 self.rows[k].append(chunk_rows[k, : done[k]])
+            if self.checkpoints is not None and time.monotonic() - self._written >= self.checkpoints.every:
+                self.checkpoint()
             self._report()
+
+    def checkpoint(self) -> None:
+        """Writes every member's state, history and whether it is open, atomically (see :mod:`.checkpoints`)."""
+        if self.checkpoints is None:
+            raise RuntimeError("Population.checkpoint: no checkpoint folder is set (regsearch.population.checkpoints).")
+        layout = self.program.settings.layout
+        state = tree.flatten(tree.map_structure(keras.ops.convert_to_numpy, self.members))
+        arrays = {f"m{i}": np.asarray(leaf) for i, leaf in enumerate(state)}
+        arrays.update({f"r{k}": _joined(rows, layout) for k, rows in enumerate(self.rows)})
+        self.checkpoints.save_arrays(self.checkpoint_path, {**arrays, "open": self.open})
+        self._written = time.monotonic()
+
+    def _resume(self, initial: dict[str, Any]) -> None:
+        """Takes the state of this population's checkpoint, if one was written and it is whole."""
+        found = self.checkpoints.load_arrays(self.checkpoint_path)
+        if found is None:
+            return
+        leaves = tree.flatten(initial)
+        saved = [found.get(f"m{i}") for i in range(len(leaves))]
+        rows = [found.get(f"r{k}") for k in range(len(self.models))]
+        width = self.program.settings.layout.width
+        if (len(found) != len(leaves) + len(rows) + 1
+                or any(s is None or s.shape != np.shape(a) or s.dtype != np.asarray(a).dtype
+                       for s, a in zip(saved, leaves))
+                or any(r is None or r.ndim != 2 or r.shape[1] != width for r in rows)
+                or found.get("open", np.zeros(0)).shape != self.open.shape):
+            _checkpoints.damaged(self.checkpoint_path, "its arrays are not this population's")
+            return
+        self.members = tree.pack_sequence_as(self.members, [keras.ops.convert_to_tensor(s) for s in saved])
+        self.rows = [[r] for r in rows]
+        self.open = found["open"].astype(bool)
+        epoch = keras.ops.convert_to_numpy(self.members["epoch"])[: len(self.models)]
+        self.resumed = int((epoch - self.initial_epoch).sum())
 
     def _report(self) -> None:
         """Tells a listener (:mod:`.progress`) how far the members are."""
