@@ -311,6 +311,7 @@ class Population:
         self.open = found["open"].astype(bool)
         epoch = keras.ops.convert_to_numpy(self.members["epoch"])[: len(self.models)]
         self.resumed = int((epoch - self.initial_epoch).sum())
+        self.checkpoints.resumed += self.resumed
 
     def _report(self) -> None:
         """Tells a listener (:mod:`.progress`) how far the members are."""

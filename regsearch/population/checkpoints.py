@@ -35,7 +35,7 @@ import numpy as np
 
 from regsearch.atomic import write_bytes_atomic, write_text_atomic
 
-__all__ = ["Checkpoints", "DEFAULT_SECONDS", "checkpointing", "current", "key_of"]
+__all__ = ["Checkpoints", "DEFAULT_SECONDS", "checkpointing", "current", "damaged", "key_of", "sweep"]
 
 #: Seconds of training between two checkpoints of a population, unless set otherwise.
 DEFAULT_SECONDS = 300.0
@@ -50,6 +50,8 @@ class Checkpoints:
     folder: Path
     every: float = DEFAULT_SECONDS
     used: set[Path] = field(default_factory=set)
+    #: Member-epochs the populations opened here took from checkpoints instead of training them again.
+    resumed: int = 0
 
     def path(self, key: str, suffix: str = ".npz") -> Path:
         """The file of ``key``, noted as used."""
@@ -148,3 +150,18 @@ def key_of(*parts: Any) -> str:
     for part in parts:
         add(part)
     return digest.hexdigest()[:32]
+
+
+def sweep(folder: str | os.PathLike[str]) -> None:
+    """Removes every checkpoint in ``folder`` (and what a killed write left of one), then the folder if empty."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        written = path.suffix in SUFFIXES
+        half_written = path.name.startswith(".") and path.suffix == ".tmp"  # regsearch.atomic's temporary files
+        if path.is_file() and (written or half_written):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    with contextlib.suppress(OSError):
+        folder.rmdir()

@@ -16,11 +16,14 @@ broken by a second score (the loss on the same rows), as the report ranks.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Hashable, Sequence
 
 import numpy as np
+
+from regsearch.population import checkpoints
 
 if TYPE_CHECKING:
     from regsearch.population import Population, Standing
@@ -95,7 +98,11 @@ def successive_halving(populations: Sequence[Population], configurations: Sequen
     """
     scores: list[list[list[RungScore]]] = [[[] for _ in names] for names in configurations]
     alive = {name for names in configurations for name in names}
+    decisions = _Decisions(populations, configurations, rungs)
+    first = decisions.resume(scores, alive)
     for rung, budget in enumerate(rungs.budgets):
+        if rung < first:
+            continue
         for population in populations:
             population.advance(budget)
         # (population, member, its configuration, its standing, its score and tie-breaker), live configurations only
@@ -114,7 +121,61 @@ def successive_halving(populations: Sequence[Population], configurations: Sequen
         for p, names in enumerate(configurations):
             populations[p].drop([k for k, name in enumerate(names) if name in alive and name not in kept])
         alive = kept
+        decisions.save(rung, scores, alive)
     return scores
+
+
+class _Decisions:
+    """The rungs decided so far, kept beside the populations' checkpoints (:mod:`.checkpoints`) where they are set.
+
+    A rerun after a kill takes the decided rungs' scores and drops from here
+    and goes on at the next rung: a member's standing at a past rung cannot
+    be read again from a population that trained past it.
+    """
+
+    def __init__(self, populations: Sequence[Population], configurations: Sequence[Sequence[Hashable]],
+                 rungs: Rungs) -> None:
+        self.names = list(dict.fromkeys(name for names in configurations for name in names))
+        self.configurations = configurations
+        self.populations = populations
+        self.checkpoints = checkpoints.current()
+        if self.checkpoints is not None:
+            # Populations opened under another folder (or none) have no path: nothing to resume then.
+            keys = [str(getattr(p, "checkpoint_path", None)) for p in populations]
+            self.path = self.checkpoints.path(checkpoints.key_of("rungs", keys, [[repr(n) for n in names]
+                                                                                 for names in configurations],
+                                                                 repr(rungs)), ".json")
+
+    def save(self, rung: int, scores: list[list[list[RungScore]]], alive: set[Hashable]) -> None:
+        if self.checkpoints is None:
+            return
+        self.checkpoints.save_json(self.path, {
+            "rungs": rung + 1, "alive": [i for i, name in enumerate(self.names) if name in alive],
+            "scores": [[[dataclasses.asdict(score) for score in member] for member in population]
+                       for population in scores]})
+
+    def resume(self, scores: list[list[list[RungScore]]], alive: set[Hashable]) -> int:
+        """Fills ``scores`` and ``alive`` with the decided rungs and drops their losers; the next rung to decide."""
+        if self.checkpoints is None:
+            return 0
+        found = self.checkpoints.load_json(self.path)
+        if found is None:
+            return 0
+        try:
+            saved = [[[RungScore(**score) for score in member] for member in population]
+                     for population in found["scores"]]
+            kept = {self.names[i] for i in found["alive"]}
+            decided = int(found["rungs"])
+            if [len(p) for p in saved] != [len(names) for names in self.configurations]:
+                raise ValueError("members")
+        except (KeyError, TypeError, IndexError, ValueError):
+            checkpoints.damaged(self.path, "it is not this schedule's")
+            return 0
+        for p, population in enumerate(saved):
+            scores[p][:] = population
+            self.populations[p].drop([k for k, name in enumerate(self.configurations[p]) if name not in kept])
+        alive.intersection_update(kept)
+        return decided
 
 
 def _scores_at_best(member: Standing, rungs: Rungs) -> tuple[float, float]:
