@@ -84,8 +84,9 @@ def test_a_population_interrupted_between_chunks_resumes_to_the_uninterrupted_re
             trained(after_chunks)
         assert len(list(tmp_path.glob("*.npz"))) == 1
         resumed = trained()
-    # Each member resumed from the last chunk before the interruption (it had trained 4 epochs per chunk).
-    assert written.resumed == sum(min(4 * after_chunks, o.epochs_run) for o in uninterrupted[0])
+    # Each member resumed from the last call before the interruption: the first call measures the pace in one
+    # epoch, and every later one pauses after an epoch too, a checkpoint being always due.
+    assert written.resumed == sum(min(after_chunks, o.epochs_run) for o in uninterrupted[0])
     assert 0 < written.resumed < sum(o.epochs_run for o in uninterrupted[0])
     assert_same(resumed, uninterrupted)
     assert any(o.epochs_run < EPOCHS for o in uninterrupted[0])  # early stopping's state crossed the checkpoint
@@ -111,6 +112,21 @@ def test_a_checkpoint_waits_for_its_interval_and_another_population_never_takes_
                                  patiences=[2, 5, 40], seeds=arguments["seeds"])
             assert members.checkpoint_path != path and members.resumed == 0
         assert written.resumed == 0
+
+
+def test_a_compiled_call_lasts_about_until_the_next_checkpoint_is_due(tmp_path: Path) -> None:
+    """So that a checkpoint lands every interval even where one chunk (up to 1000 epochs) would last longer."""
+    with checkpoints.checkpointing(tmp_path, every=10.0):
+        members = Population([build(*s) for s in SETTINGS], (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=5000,
+                             batch_size=8, seeds=[0, 1, 2])
+    epoch, alive = np.array([0, 7, 7]), np.array([True, True, False])
+    assert list(members._pause(epoch, alive, 5000)) == [1, 8, 8]  # the first call measures the pace
+    members._seconds_per_epoch = 0.01  # two members alive: 50 member-epochs per second, 500 epochs each in 10 s
+    assert 495 <= members._pause(epoch, alive, 5000)[0] <= 500
+    assert list(members._pause(epoch, alive, 5000) - members._pause(epoch, alive, 5000)[0]) == [0, 7, 7]
+    assert list(members._pause(epoch, alive, 300)) == [300, 300, 300]  # never beyond the rung or the end
+    assert list(Population([build(*s) for s in SETTINGS], (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=5000,
+                           batch_size=8, seeds=[0, 1, 2])._pause(epoch, alive, 5000)) == [5000] * 3  # no checkpoints
 
 
 def test_a_damaged_checkpoint_is_said_in_one_line_and_its_population_trains_from_the_start(
@@ -221,7 +237,7 @@ def test_a_population_killed_with_sigkill_resumes_to_the_uninterrupted_result(tm
     process = subprocess.Popen(script(False), env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         for line in process.stdout:
-            if line.startswith("chunk") and int(line.split()[1]) >= 24:  # two chunks' checkpoints are written
+            if line.startswith("chunk") and int(line.split()[1]) >= 9:  # three calls' checkpoints are written
                 break
         process.send_signal(signal.SIGKILL)
     finally:
@@ -231,7 +247,7 @@ def test_a_population_killed_with_sigkill_resumes_to_the_uninterrupted_result(tm
     done = subprocess.run(script(True), env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    assert json.loads(next(line for line in lines if line.startswith("{")))["resumed"] >= 24
+    assert json.loads(next(line for line in lines if line.startswith("{")))["resumed"] >= 9
     assert lines[-1] == "equal"
 
 

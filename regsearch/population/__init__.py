@@ -259,25 +259,48 @@ class Population:
                 val_batch_size, bool(shuffle), rule, mode or program.backend.default_mode(), program.settings.chunk))
             self._resume(initial)
         self._written = time.monotonic()
+        self._seconds_per_epoch: float | None = None  # per member-epoch, in the last compiled call
 
     def advance(self, until: int | None = None) -> None:
-        """Trains every open member until its next epoch is ``until`` (at most ``epochs``), or it stops or diverges."""
+        """Trains every open member until its next epoch is ``until`` (at most ``epochs``), or it stops or diverges.
+
+        With checkpoints, a compiled call pauses the members sooner where the
+        next checkpoint falls due first (at the member-epochs per second of the
+        last call; the first call trains one epoch), so that one lands every
+        interval whatever the chunk; a pause changes nothing of the result
+        (:mod:`.rungs` pauses too).
+        """
         until = self.epochs if until is None else min(int(until), self.epochs)
-        epoch = keras.ops.convert_to_numpy(self.members["epoch"])
-        ended = keras.ops.convert_to_numpy(self.members["ended"])
-        alive = self.open & ~ended & (epoch < until)
-        self.members = {**self.members, "until": _to_backend(np.full(len(alive), until, np.int32)),
-                        "alive": _to_backend(alive)}
-        while bool(np.any(keras.ops.convert_to_numpy(self.members["alive"]))):
+        while True:
+            epoch = keras.ops.convert_to_numpy(self.members["epoch"])
+            ended = keras.ops.convert_to_numpy(self.members["ended"])
+            alive = self.open & ~ended & (epoch < until)
+            if not alive.any():
+                return
+            self.members = {**self.members, "until": _to_backend(self._pause(epoch, alive, until)),
+                            "alive": _to_backend(alive)}
+            start = time.monotonic()
             self.members, chunk_rows = self.program.train(self.members, self.data, self.val,
                                                           self.program.metrics_init)
             done = keras.ops.convert_to_numpy(self.members["done"])
             chunk_rows = keras.ops.convert_to_numpy(chunk_rows)
+            self._seconds_per_epoch = (time.monotonic() - start) / max(int(done.sum()), 1)
             for k in range(len(self.models)):
                 self.rows[k].append(chunk_rows[k, : done[k]])
             if self.checkpoints is not None and time.monotonic() - self._written >= self.checkpoints.every:
                 self.checkpoint()
             self._report()
+
+    def _pause(self, epoch: np.ndarray, alive: np.ndarray, until: int) -> np.ndarray:
+        """The epoch each member pauses before in the next call: ``until``, or sooner for a checkpoint due first."""
+        pause = np.full(len(epoch), until, np.int32)
+        if self.checkpoints is None:
+            return pause
+        if self._seconds_per_epoch is None:  # the first call measures the pace: one epoch
+            return np.minimum(pause, epoch + 1).astype(np.int32)
+        due = max(self.checkpoints.every - (time.monotonic() - self._written), 0.0)
+        epochs = max(1, min(until, int(due / (max(self._seconds_per_epoch, 1e-9) * int(alive.sum())))))
+        return np.minimum(pause, epoch.astype(np.int64) + epochs).astype(np.int32)
 
     def checkpoint(self) -> None:
         """Writes every member's state, history and whether it is open, atomically (see :mod:`.checkpoints`)."""
