@@ -52,6 +52,8 @@ class Checkpoints:
     used: set[Path] = field(default_factory=set)
     #: Member-epochs the populations opened here took from checkpoints instead of training them again.
     resumed: int = 0
+    #: Checkpoints written here.
+    writes: int = 0
 
     def path(self, key: str, suffix: str = ".npz") -> Path:
         """The file of ``key``, noted as used."""
@@ -64,6 +66,7 @@ class Checkpoints:
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         write_bytes_atomic(path, buffer.getvalue())
+        self.writes += 1
 
     def load_arrays(self, path: Path) -> dict[str, np.ndarray] | None:
         """The arrays at ``path``; None where there is none, or it cannot be read (said in one line, not used)."""
