@@ -157,10 +157,15 @@ def test_checkpoint_seconds_is_checked() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("tuner", ["SuccessiveHalving", "GridSearch"])
+@pytest.mark.parametrize("tuner, lost", [("SuccessiveHalving", False), ("SuccessiveHalving", True),
+                                         ("GridSearch", False)])
 def test_a_tuner_interrupted_mid_population_resumes_every_run_and_removes_its_checkpoints(
-        tmp_path: Path, small_chunks: None, monkeypatch: pytest.MonkeyPatch, tuner: str) -> None:
-    """Mid-rung for successive halving: its decided rungs resume too. The records equal an uninterrupted search's."""
+        tmp_path: Path, small_chunks: None, monkeypatch: pytest.MonkeyPatch, tuner: str, lost: bool) -> None:
+    """Mid-rung for successive halving: its decided rungs resume too. The records equal an uninterrupted search's.
+
+    ``lost``: the population's checkpoint is deleted, so it is older than the rungs decided: the rerun trains
+    its members again up to each decided rung and drops there whom the record says.
+    """
     from test_rungs import TRAIN, VALIDATION, hypermodel
 
     from regsearch import tuners
@@ -192,6 +197,8 @@ def test_a_tuner_interrupted_mid_population_resumes_every_run_and_removes_its_ch
     folder = tmp_path / "killed" / "p" / "checkpoints"
     assert len(list(folder.glob("*.npz"))) == 1
     assert len(list(folder.glob("*.json"))) == (tuner == "SuccessiveHalving")  # rung 0 was decided
+    if lost:
+        next(folder.glob("*.npz")).unlink()
     written = []
     original = checkpoints.checkpointing
 
@@ -203,7 +210,7 @@ def test_a_tuner_interrupted_mid_population_resumes_every_run_and_removes_its_ch
 
     monkeypatch.setattr(checkpoints, "checkpointing", noted)
     assert search(tmp_path / "killed") == expected
-    assert sum(used.resumed for used in written) > 0
+    assert (sum(used.resumed for used in written) > 0) is not lost
     assert not folder.exists()  # removed once the runs were recorded
 
 

@@ -347,7 +347,7 @@ class Population:
         runs_done = float(np.where(alive, trained / budget, 1.0).sum())
         _progress.report(_progress.PopulationProgress(members=n, alive=int(alive.sum()),
                                                       epochs_done=int(trained.sum()), epochs=budget,
-                                                      runs_done=runs_done))
+                                                      runs_done=runs_done, resumed=self.resumed))
 
     def drop(self, members: Sequence[int]) -> None:
         """Members that never train again; they finish as they stand now."""
