@@ -1,6 +1,6 @@
 """Kills a small search at random instants, again and again, and checks every file and every resume.
 
-Usage: python benchmarks/faults.py [--instants 100] [--search c2f|hyperband|kfold] [--seed 0] [--keep]
+Usage: python benchmarks/faults.py [--instants 100] [--search c2f|grid|hyperband|kfold] [--seed 0] [--keep]
        (KERAS_BACKEND=jax for the JAX backend)
 
 The search (``python -m regsearch FILE``, as the command line runs it, into a
@@ -19,7 +19,8 @@ beyond the reference's, per kill), beside one checkpoint interval's worth.
 
 A parent process imports regsearch and the backend once and forks each run
 (nothing of the backend runs in the parent), so an instant costs its own
-seconds, not an import. Exit code 0 when every check held.
+seconds, not an import; on JAX the runs share a persistent compilation cache.
+``--instants`` counts kills. Exit code 0 when every check held.
 """
 
 from __future__ import annotations
@@ -45,6 +46,18 @@ from regsearch import cli  # noqa: E402
 from regsearch.population import progress  # noqa: E402
 
 cli._import_tensorflow_quietly()  # what the command line imports before a search, imported once here
+
+
+def share_compiled_programs(folder: Path) -> None:
+    """On JAX, every run reads and writes compiled programs in ``folder`` (set before any run: nothing is compiled)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", str(folder))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 COMMON = """
 [data]
@@ -74,6 +87,17 @@ strategy = "coarse_to_fine"
 fine_points = 2
 repeats = 2
 checkpoint_seconds = 0.1
+""" + COMMON.format(epochs=300),
+    "grid": """description = "faults: one grid phase"
+[space.regularizer]
+kinds = ["l2"]
+strengths = [1e-3, 1e-2, 1e-1]
+[search]
+strategy = "grid"
+repeats = 2
+checkpoint_seconds = 0.1
+[evaluation]
+baseline = false
 """ + COMMON.format(epochs=300),
     "hyperband": """description = "faults: hyperband"
 [space.regularizer]
@@ -227,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     definition = root / f"faults_{args.search}.toml"
     definition.write_text(SEARCHES[args.search])
     name = definition.stem
+    share_compiled_programs(root / "compiled")
 
     start = time.monotonic()
     code = wait_or_kill(child(definition, root / "reference", root / "reference.log"), 3600)
@@ -259,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                 repeated.append((work(root / f"run{chain}.log") - reference_work) / chain_kills)
         chain, chain_kills = chain + 1, 0
 
-    for _ in range(args.instants):
+    while kills < args.instants:
         instant = rng.uniform(0, seconds)
         code = wait_or_kill(child(definition, root / f"run{chain}", root / f"run{chain}.log"), instant)
         folder = root / f"run{chain}" / name
