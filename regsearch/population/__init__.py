@@ -260,6 +260,7 @@ class Population:
             self._resume(initial)
         self._written = time.monotonic()
         self._seconds_per_epoch: float | None = None  # per member-epoch, in the last compiled call
+        self._unsaved = False  # trained since the last checkpoint
 
     def advance(self, until: int | None = None) -> None:
         """Trains every open member until its next epoch is ``until`` (at most ``epochs``), or it stops or diverges.
@@ -287,6 +288,7 @@ class Population:
             self._seconds_per_epoch = (time.monotonic() - start) / max(int(done.sum()), 1)
             for k in range(len(self.models)):
                 self.rows[k].append(chunk_rows[k, : done[k]])
+            self._unsaved = True
             if self.checkpoints is not None and time.monotonic() - self._written >= self.checkpoints.every:
                 self.checkpoint()
             self._report()
@@ -311,7 +313,7 @@ class Population:
         arrays = {f"m{i}": np.asarray(leaf) for i, leaf in enumerate(state)}
         arrays.update({f"r{k}": _joined(rows, layout) for k, rows in enumerate(self.rows)})
         self.checkpoints.save_arrays(self.checkpoint_path, {**arrays, "open": self.open})
-        self._written = time.monotonic()
+        self._written, self._unsaved = time.monotonic(), False
 
     def _resume(self, initial: dict[str, Any]) -> None:
         """Takes the state of this population's checkpoint, if one was written and it is whole."""
@@ -366,7 +368,13 @@ class Population:
                 for k in range(len(self.models))]
 
     def finish(self) -> list[Outcome]:
-        """Writes each member's final (or best) state into its model; one Outcome per member."""
+        """Writes each member's final (or best) state into its model; one Outcome per member.
+
+        With checkpoints, the trained state is checkpointed first: a kill while
+        the members are scored or their runs recorded trains nothing again.
+        """
+        if self.checkpoints is not None and self._unsaved:
+            self.checkpoint()
         final = tree.map_structure(keras.ops.convert_to_numpy, self.members)
         weights = _trained_weights(final, self.restore)
         program = self.program
