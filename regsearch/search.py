@@ -477,7 +477,7 @@ def check_same_settings(definition: SearchDefinition, tuner_dir: Path) -> None:
     the definition says now: a search first run with ``--epochs 3`` and rerun
     without it would keep its 3-epoch trials as if they were the real ones.
     ``max_trials`` may change (a Bayesian search can be extended), and so may
-    ``time_limit``, the description and the report settings.
+    ``time_limit``, ``checkpoint_seconds``, the description and the report settings.
 
     Raises:
         SettingError: naming the first setting that changed, its saved value and the new one.
@@ -518,7 +518,8 @@ def _trial_settings(definition: SearchDefinition) -> dict[str, Any]:
                 flat[f"{prefix}{key}"] = value
 
     walk(tomllib.loads(definition.text), "")
-    for key in [k for k in flat if k in ("description", "search.max_trials", "search.time_limit")
+    for key in [k for k in flat if k in ("description", "search.max_trials", "search.time_limit",
+                                         "search.checkpoint_seconds")
                 or k.startswith("report.")]:
         del flat[key]
     flat["training.epochs"] = definition.epochs  # --epochs included
@@ -555,6 +556,7 @@ def _make_tuner(definition: SearchDefinition, hypermodel: Any, phase: str, direc
         phase=phase,
         search_name=definition.name,
         on_run=on_run,
+        checkpoint_seconds=definition.checkpoint_seconds,
         **({} if definition.batch is None else {"batch": definition.batch}),
         **options,
     )

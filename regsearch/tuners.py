@@ -41,7 +41,7 @@ from regsearch.evaluation import Fold
 from regsearch.hypermodels.base import FIT_OPTIONS, evaluate_rows, row_scores
 from regsearch.oracles import PlannedOracle, grid_configurations
 from regsearch.outcomes import TRIAL_ROWS_FILE, Outcomes, load_outcomes, outcomes_bytes, run_key
-from regsearch.population import memory
+from regsearch.population import checkpoints, memory
 from regsearch.population.rungs import Rungs
 from regsearch.repair import HYPERPARAMETERS_KEY, repair_project
 from regsearch.runs import RECORD_METRICS, RUNS_FILE, failed_trial_record, load_runs
@@ -52,6 +52,9 @@ __all__ = ["GridSearch", "BayesianOptimization", "SuccessiveHalving", "RUNS_FILE
 
 #: ``sequential``: each run its own compiled loop; ``population``: a batch of trials' runs trained together.
 ENGINES = ("population", "sequential")
+
+#: The folder of a phase's population checkpoints, inside its Keras Tuner project folder.
+CHECKPOINT_FOLDER = "checkpoints"
 
 #: What ``search`` passes on: ``model.fit``'s arguments and regsearch's ``early_stopping`` settings.
 SEARCH_ARGUMENTS = ("epochs", "batch_size", "verbose", "callbacks", "early_stopping", *FIT_OPTIONS)
@@ -67,7 +70,8 @@ class _RecordingTuner:
     def _setup(self, repeats: int, seed: int, phase: str, search_name: str, on_run: Callable[[dict], None] | None,
                engine: str = "sequential", batch: int = 1, folds: Sequence[Fold] | None = None,
                test_data: tuple | None = None, rungs: Rungs | None = None,
-               stop_when: Callable[[], bool] | None = None) -> None:
+               stop_when: Callable[[], bool] | None = None,
+               checkpoint_seconds: float = checkpoints.DEFAULT_SECONDS) -> None:
         where = type(self).__name__
         if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
             raise ValueError(f"{where}: 'repeats' must be an integer >= 1; got {repeats!r}.")
@@ -90,6 +94,12 @@ class _RecordingTuner:
         if stop_when is not None and not callable(stop_when):
             raise SettingError("stop_when", "a function of no arguments returning True to stop", stop_when, where)
         self.stop_when = stop_when
+        if (isinstance(checkpoint_seconds, bool) or not isinstance(checkpoint_seconds, (int, float))
+                or not 0 < checkpoint_seconds < math.inf):
+            raise SettingError("checkpoint_seconds", "a number of seconds > 0", checkpoint_seconds, where)
+        self.checkpoint_seconds = float(checkpoint_seconds)
+        self._checkpoints: list[checkpoints.Checkpoints] = []  # the running batch's, removed once it is recorded
+        self._batch_leader: str | None = None
         #: True once ``search`` ended because ``stop_when`` said so, with trials left to run.
         self.stopped_early = False
         #: Every trial's runs: (repeat, fold), seeds outermost; a fold of one repeat (``split_per_seed``) only its own.
@@ -147,6 +157,7 @@ class _RecordingTuner:
                 self._warned = True
             return
         batch = [trial]
+        self._batch_leader = trial.trial_id
         for i in range(1, self.batch):
             extra = self.oracle.create_trial(f"{self.tuner_id}+{i}")
             if extra.status != kt.engine.trial.TrialStatus.RUNNING:
@@ -157,6 +168,28 @@ class _RecordingTuner:
             super().on_trial_begin(extra)
             self._try_run_and_update_trial(extra, *args, **kwargs)
             self.on_trial_end(extra)
+
+    def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
+        """Keras Tuner's end of a trial; after a batch's first trial, the last of it recorded, its checkpoints go."""
+        super().on_trial_end(trial)
+        if trial.trial_id == self._batch_leader:
+            for batch_checkpoints in self._checkpoints:
+                batch_checkpoints.remove()
+            self._checkpoints.clear()
+            self._batch_leader = None
+
+    def on_search_end(self) -> None:
+        """Keras Tuner's end of a search; a process searching alone removes checkpoints no population took.
+
+        (A batch formed otherwise after a kill leaves its first form's.) A
+        distributed worker leaves the folder to the others still training.
+        """
+        super().on_search_end()
+        if not kt_internals.is_worker(self):
+            checkpoints.sweep(self._checkpoint_folder())
+
+    def _checkpoint_folder(self) -> Path:
+        return Path(self.project_dir) / CHECKPOINT_FOLDER
 
     def _train_batch(self, trials: list[kt.engine.trial.Trial], *fit_args: Any,
                      early_stopping: dict[str, Any] | None = None, callbacks: list | None = None, verbose: Any = None,
@@ -196,9 +229,11 @@ class _RecordingTuner:
                 args, kwargs = self._fold_arguments(fold, fit_args, fit_kwargs)
                 start = time.perf_counter()
                 rungs = {} if self.rungs is None else {"rungs": self.rungs}
-                results = self.hypermodel.run_population([runs[i] for i in members], *args,
-                                                         early_stopping=_early_stopping(early_stopping), **rungs,
-                                                         **kwargs)
+                with checkpoints.checkpointing(self._checkpoint_folder(), self.checkpoint_seconds) as used:
+                    self._checkpoints.append(used)
+                    results = self.hypermodel.run_population([runs[i] for i in members], *args,
+                                                             early_stopping=_early_stopping(early_stopping),
+                                                             **rungs, **kwargs)
                 seconds = (time.perf_counter() - start) / len(members)
                 for i, result in zip(members, results):
                     trial_id, repeat, _ = owners[i]
@@ -459,6 +494,9 @@ class GridSearch(_RecordingTuner, kt.Tuner):
         stop_when: Asked before each trial (each batch, with the population engine) starts;
             once it returns True, ``search`` returns, leaving the rest to a later ``search``
             (which resumes them) and ``stopped_early`` True. None: the search runs to its end.
+        checkpoint_seconds: With the population engine, seconds of training between two
+            checkpoints of a population (:mod:`regsearch.population.checkpoints`): a search killed
+            mid-population resumes each run from its last checkpoint.
         configurations: The configurations to visit (hyperparameter values, one dict each);
             None: the whole grid. ``max_trials`` keeps the first ones, as in ``keras_tuner.GridSearch``.
         **kwargs: ``keras_tuner.Tuner``'s and ``keras_tuner.Oracle``'s (objective, max_trials,
@@ -469,8 +507,10 @@ class GridSearch(_RecordingTuner, kt.Tuner):
                  search_name: str = "", on_run: Callable[[dict], None] | None = None, engine: str = "sequential",
                  batch: int = 1_000_000, folds: Sequence[Fold] | None = None, test_data: tuple | None = None,
                  configurations: Sequence[dict] | None = None, rungs: Rungs | None = None,
-                 stop_when: Callable[[], bool] | None = None, **kwargs: Any) -> None:
-        self._setup(repeats, seed, phase, search_name, on_run, engine, batch, folds, test_data, rungs, stop_when)
+                 stop_when: Callable[[], bool] | None = None,
+                 checkpoint_seconds: float = checkpoints.DEFAULT_SECONDS, **kwargs: Any) -> None:
+        self._setup(repeats, seed, phase, search_name, on_run, engine, batch, folds, test_data, rungs, stop_when,
+                    checkpoint_seconds)
         options = {key: kwargs.pop(key) for key in _ORACLE_OPTIONS if key in kwargs}
         options.setdefault("max_consecutive_failed_trials", 1_000_000)
         if configurations is None:
@@ -495,8 +535,10 @@ class BayesianOptimization(_RecordingTuner, kt.BayesianOptimization):
     def __init__(self, hypermodel: kt.HyperModel, *, repeats: int = 1, seed: int = 0, phase: str = "bayesian",
                  search_name: str = "", on_run: Callable[[dict], None] | None = None, engine: str = "sequential",
                  batch: int = 8, folds: Sequence[Fold] | None = None, test_data: tuple | None = None,
-                 stop_when: Callable[[], bool] | None = None, **kwargs: Any) -> None:
-        self._setup(repeats, seed, phase, search_name, on_run, engine, batch, folds, test_data, stop_when=stop_when)
+                 stop_when: Callable[[], bool] | None = None,
+                 checkpoint_seconds: float = checkpoints.DEFAULT_SECONDS, **kwargs: Any) -> None:
+        self._setup(repeats, seed, phase, search_name, on_run, engine, batch, folds, test_data, stop_when=stop_when,
+                    checkpoint_seconds=checkpoint_seconds)
         kwargs.setdefault("max_consecutive_failed_trials", 1_000_000)
         kwargs.setdefault("seed", seed)
         super().__init__(hypermodel, **kwargs)

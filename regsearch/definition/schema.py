@@ -25,6 +25,7 @@ target = "kernel"
 [search]
 strategy = "coarse_to_fine"  # grid | coarse_to_fine | bayesian | successive_halving | hyperband
 time_limit = 3600            # optional: seconds; then no new trial starts (rerun to resume)
+checkpoint_seconds = 300     # optional: seconds of training between a population's checkpoints
 
 [training]
 epochs = 4000
@@ -92,6 +93,8 @@ MODES = ("auto", "min", "max")
 # comparison with no regularization has a confidence interval, and early stopping restoring the best weights.
 DEFAULT_EPOCHS = 200
 DEFAULT_REPEATS = 5
+#: Seconds of training between a population's checkpoints (regsearch.population.checkpoints.DEFAULT_SECONDS).
+DEFAULT_CHECKPOINT_SECONDS = 300.0
 
 
 def default_patience(epochs: int) -> int:
@@ -137,6 +140,8 @@ class SearchDefinition:
             ``epochs``); None: the smallest budget whose rungs the space's configurations fill.
         time_limit: Seconds after which no new trial (or population of trials) starts; what
             finished is reported, and running the search again resumes it. None: no limit.
+        checkpoint_seconds: Seconds of training between two checkpoints of a population
+            (:mod:`regsearch.population.checkpoints`): what a kill mid-population costs at most.
         repeats: Training runs per configuration, with seeds ``seed``, ``seed + 1``, ...
         seed: The first seed.
         epochs: Maximum epochs per run.
@@ -172,6 +177,7 @@ class SearchDefinition:
     factor: int = 3
     min_epochs: int | None = None
     time_limit: float | None = None
+    checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS
 
     def with_epochs(self, epochs: int) -> SearchDefinition:
         """The same definition trained for at most ``epochs`` epochs (quick looks)."""
@@ -290,7 +296,7 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
 
     search = _table(raw, "search", where)
     _known_keys("search", search, {"strategy", "objective", "max_trials", "batch", "fine_points", "repeats", "seed",
-                                   "factor", "min_epochs", "time_limit"}, where)
+                                   "factor", "min_epochs", "time_limit", "checkpoint_seconds"}, where)
     strategy = _choice("search.strategy", search.get("strategy", "grid"), STRATEGIES, where)
     for key in ("factor", "min_epochs"):
         if key in search and strategy not in RUNG_STRATEGIES:
@@ -378,6 +384,8 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> SearchDefinition:
         min_epochs=_integer("search.min_epochs", search["min_epochs"], where, low=1) if "min_epochs" in search
         else None,
         time_limit=check_seconds("search.time_limit", search["time_limit"], where) if "time_limit" in search else None,
+        checkpoint_seconds=check_seconds("search.checkpoint_seconds", search.get("checkpoint_seconds",
+                                                                                  DEFAULT_CHECKPOINT_SECONDS), where),
         repeats=_integer("search.repeats", search.get("repeats", DEFAULT_REPEATS), where, low=1),
         seed=_integer("search.seed", search.get("seed", 0), where, low=0),
         epochs=epochs,

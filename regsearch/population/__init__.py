@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import keras
 import numpy as np
 from keras import tree
 
+from regsearch.population import checkpoints as _checkpoints
 from regsearch.population import memory as _memory
 from regsearch.population import progress as _progress
 from regsearch.population import numbers as _numbers
@@ -246,23 +248,95 @@ class Population:
             "seed": _to_backend(np.asarray(shuffle_seeds + shuffle_seeds[:1] * len(padding), np.int32)),
         }
         self.rows: list[list[np.ndarray]] = [[] for _ in models]
+        #: Where this population's checkpoints go (:mod:`.checkpoints`), if anywhere; member-epochs taken from one.
+        self.checkpoints, self.resumed = _checkpoints.current(), 0
+        if self.checkpoints is not None:
+            initial = tree.map_structure(keras.ops.convert_to_numpy, self.members)
+            given = [np.asarray(keras.ops.convert_to_numpy(t)) for t in tree.flatten((data, val))]
+            self.checkpoint_path = self.checkpoints.path(_checkpoints.key_of(
+                "population", keras.backend.backend(), keras.config.floatx(), _numbers.structure_of(models[0]),
+                table.keys, len(models), tree.flatten(initial), given, self.epochs, self.initial_epoch, batch_size,
+                val_batch_size, bool(shuffle), rule, mode or program.backend.default_mode(), program.settings.chunk))
+            self._resume(initial)
+        self._written = time.monotonic()
+        self._seconds_per_epoch: float | None = None  # per member-epoch, in the last compiled call
+        self._unsaved = False  # trained since the last checkpoint
 
     def advance(self, until: int | None = None) -> None:
-        """Trains every open member until its next epoch is ``until`` (at most ``epochs``), or it stops or diverges."""
+        """Trains every open member until its next epoch is ``until`` (at most ``epochs``), or it stops or diverges.
+
+        With checkpoints, a compiled call pauses the members sooner where the
+        next checkpoint falls due first (at the member-epochs per second of the
+        last call; the first call trains one epoch), so that one lands every
+        interval whatever the chunk; a pause changes nothing of the result
+        (:mod:`.rungs` pauses too).
+        """
         until = self.epochs if until is None else min(int(until), self.epochs)
-        epoch = keras.ops.convert_to_numpy(self.members["epoch"])
-        ended = keras.ops.convert_to_numpy(self.members["ended"])
-        alive = self.open & ~ended & (epoch < until)
-        self.members = {**self.members, "until": _to_backend(np.full(len(alive), until, np.int32)),
-                        "alive": _to_backend(alive)}
-        while bool(np.any(keras.ops.convert_to_numpy(self.members["alive"]))):
+        while True:
+            epoch = keras.ops.convert_to_numpy(self.members["epoch"])
+            ended = keras.ops.convert_to_numpy(self.members["ended"])
+            alive = self.open & ~ended & (epoch < until)
+            if not alive.any():
+                return
+            self.members = {**self.members, "until": _to_backend(self._pause(epoch, alive, until)),
+                            "alive": _to_backend(alive)}
+            start = time.monotonic()
             self.members, chunk_rows = self.program.train(self.members, self.data, self.val,
                                                           self.program.metrics_init)
             done = keras.ops.convert_to_numpy(self.members["done"])
             chunk_rows = keras.ops.convert_to_numpy(chunk_rows)
+            self._seconds_per_epoch = (time.monotonic() - start) / max(int(done.sum()), 1)
             for k in range(len(self.models)):
                 self.rows[k].append(chunk_rows[k, : done[k]])
+            self._unsaved = True
+            if self.checkpoints is not None and time.monotonic() - self._written >= self.checkpoints.every:
+                self.checkpoint()
             self._report()
+
+    def _pause(self, epoch: np.ndarray, alive: np.ndarray, until: int) -> np.ndarray:
+        """The epoch each member pauses before in the next call: ``until``, or sooner for a checkpoint due first."""
+        pause = np.full(len(epoch), until, np.int32)
+        if self.checkpoints is None:
+            return pause
+        if self._seconds_per_epoch is None:  # the first call measures the pace: one epoch
+            return np.minimum(pause, epoch + 1).astype(np.int32)
+        due = max(self.checkpoints.every - (time.monotonic() - self._written), 0.0)
+        epochs = max(1, min(until, int(due / (max(self._seconds_per_epoch, 1e-9) * int(alive.sum())))))
+        return np.minimum(pause, epoch.astype(np.int64) + epochs).astype(np.int32)
+
+    def checkpoint(self) -> None:
+        """Writes every member's state, history and whether it is open, atomically (see :mod:`.checkpoints`)."""
+        if self.checkpoints is None:
+            raise RuntimeError("Population.checkpoint: no checkpoint folder is set (regsearch.population.checkpoints).")
+        layout = self.program.settings.layout
+        state = tree.flatten(tree.map_structure(keras.ops.convert_to_numpy, self.members))
+        arrays = {f"m{i}": np.asarray(leaf) for i, leaf in enumerate(state)}
+        arrays.update({f"r{k}": _joined(rows, layout) for k, rows in enumerate(self.rows)})
+        self.checkpoints.save_arrays(self.checkpoint_path, {**arrays, "open": self.open})
+        self._written, self._unsaved = time.monotonic(), False
+
+    def _resume(self, initial: dict[str, Any]) -> None:
+        """Takes the state of this population's checkpoint, if one was written and it is whole."""
+        found = self.checkpoints.load_arrays(self.checkpoint_path)
+        if found is None:
+            return
+        leaves = tree.flatten(initial)
+        saved = [found.get(f"m{i}") for i in range(len(leaves))]
+        rows = [found.get(f"r{k}") for k in range(len(self.models))]
+        width = self.program.settings.layout.width
+        if (len(found) != len(leaves) + len(rows) + 1
+                or any(s is None or s.shape != np.shape(a) or s.dtype != np.asarray(a).dtype
+                       for s, a in zip(saved, leaves))
+                or any(r is None or r.ndim != 2 or r.shape[1] != width for r in rows)
+                or found.get("open", np.zeros(0)).shape != self.open.shape):
+            _checkpoints.damaged(self.checkpoint_path, "its arrays are not this population's")
+            return
+        self.members = tree.pack_sequence_as(self.members, [keras.ops.convert_to_tensor(s) for s in saved])
+        self.rows = [[r] for r in rows]
+        self.open = found["open"].astype(bool)
+        epoch = keras.ops.convert_to_numpy(self.members["epoch"])[: len(self.models)]
+        self.resumed = int((epoch - self.initial_epoch).sum())
+        self.checkpoints.resumed += self.resumed
 
     def _report(self) -> None:
         """Tells a listener (:mod:`.progress`) how far the members are."""
@@ -275,7 +349,7 @@ class Population:
         runs_done = float(np.where(alive, trained / budget, 1.0).sum())
         _progress.report(_progress.PopulationProgress(members=n, alive=int(alive.sum()),
                                                       epochs_done=int(trained.sum()), epochs=budget,
-                                                      runs_done=runs_done))
+                                                      runs_done=runs_done, resumed=self.resumed))
 
     def drop(self, members: Sequence[int]) -> None:
         """Members that never train again; they finish as they stand now."""
@@ -294,7 +368,13 @@ class Population:
                 for k in range(len(self.models))]
 
     def finish(self) -> list[Outcome]:
-        """Writes each member's final (or best) state into its model; one Outcome per member."""
+        """Writes each member's final (or best) state into its model; one Outcome per member.
+
+        With checkpoints, the trained state is checkpointed first: a kill while
+        the members are scored or their runs recorded trains nothing again.
+        """
+        if self.checkpoints is not None and self._unsaved:
+            self.checkpoint()
         final = tree.map_structure(keras.ops.convert_to_numpy, self.members)
         weights = _trained_weights(final, self.restore)
         program = self.program

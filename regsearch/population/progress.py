@@ -30,6 +30,8 @@ class PopulationProgress:
     epochs: int
     #: The population's work done, in runs: a member that trains no more counts 1, one training its share.
     runs_done: float
+    #: Of ``epochs_done``, those taken from a checkpoint (:mod:`.checkpoints`) rather than trained in this process.
+    resumed: int = 0
 
 
 _LISTENER: contextvars.ContextVar[Callable[[PopulationProgress], None] | None] = contextvars.ContextVar(

@@ -16,11 +16,14 @@ broken by a second score (the loss on the same rows), as the report ranks.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Hashable, Sequence
 
 import numpy as np
+
+from regsearch.population import checkpoints
 
 if TYPE_CHECKING:
     from regsearch.population import Population, Standing
@@ -95,9 +98,23 @@ def successive_halving(populations: Sequence[Population], configurations: Sequen
     """
     scores: list[list[list[RungScore]]] = [[[] for _ in names] for names in configurations]
     alive = {name for names in configurations for name in names}
+    decisions = _Decisions(populations, configurations, rungs)
+    decided = decisions.resume()
     for rung, budget in enumerate(rungs.budgets):
         for population in populations:
-            population.advance(budget)
+            population.advance(budget)  # resumed: a member behind its rung (an older checkpoint) trains up to it
+        if decided is not None and rung < decisions.rungs:
+            # Decided before a kill: a member's standing at a past rung cannot be read again from a
+            # population that trained past it, so the decision is taken from the record.
+            kept = set()
+            for p, names in enumerate(configurations):
+                at = [[score for score in member if score.rung == rung] for member in decided[p]]
+                for k, found in enumerate(at):
+                    scores[p][k].extend(found)
+                kept.update(names[k] for k, found in enumerate(at) if found and found[0].kept)
+                populations[p].drop([k for k, found in enumerate(at) if found and not found[0].kept])
+            alive = kept
+            continue
         # (population, member, its configuration, its standing, its score and tie-breaker), live configurations only
         standing = [(p, k, name, member, _scores_at_best(member, rungs))
                     for p, (names, population) in enumerate(zip(configurations, populations))
@@ -114,7 +131,60 @@ def successive_halving(populations: Sequence[Population], configurations: Sequen
         for p, names in enumerate(configurations):
             populations[p].drop([k for k, name in enumerate(names) if name in alive and name not in kept])
         alive = kept
+        for population in populations:  # as they stand at the decision: a rerun resumes from here at the latest
+            if getattr(population, "checkpoints", None) is not None:
+                population.checkpoint()
+        decisions.save(rung, scores)
     return scores
+
+
+class _Decisions:
+    """The rungs decided so far, kept beside the populations' checkpoints (:mod:`.checkpoints`) where they are set.
+
+    A rerun after a kill takes the decided rungs' scores and drops from here,
+    rung by rung, and goes on at the next rung.
+    """
+
+    def __init__(self, populations: Sequence[Population], configurations: Sequence[Sequence[Hashable]],
+                 rungs: Rungs) -> None:
+        self.configurations = configurations
+        self.rungs = 0  # decided, as resume() found them
+        self.checkpoints = checkpoints.current()
+        if self.checkpoints is not None:
+            # Populations opened under another folder (or none) have no path: nothing to resume then.
+            keys = [str(getattr(p, "checkpoint_path", None)) for p in populations]
+            self.path = self.checkpoints.path(checkpoints.key_of("rungs", keys, [[repr(n) for n in names]
+                                                                                 for names in configurations],
+                                                                 repr(rungs)), ".json")
+
+    def save(self, rung: int, scores: list[list[list[RungScore]]]) -> None:
+        """Records every member's scores up to rung ``rung`` (which says who was kept), atomically."""
+        if self.checkpoints is None:
+            return
+        self.checkpoints.save_json(self.path, {
+            "rungs": rung + 1,
+            "scores": [[[dataclasses.asdict(score) for score in member] for member in population]
+                       for population in scores]})
+
+    def resume(self) -> list[list[list[RungScore]]] | None:
+        """Every member's recorded scores (``[p][k] -> [RungScore, ...]``), setting ``rungs`` decided; None: none."""
+        self.rungs = 0
+        if self.checkpoints is None:
+            return None
+        found = self.checkpoints.load_json(self.path)
+        if found is None:
+            return None
+        try:
+            saved = [[[RungScore(**score) for score in member] for member in population]
+                     for population in found["scores"]]
+            decided = int(found["rungs"])
+            if [len(p) for p in saved] != [len(names) for names in self.configurations]:
+                raise ValueError("members")
+        except (KeyError, TypeError, IndexError, ValueError):
+            checkpoints.damaged(self.path, "it is not this schedule's")
+            return None
+        self.rungs = decided
+        return saved
 
 
 def _scores_at_best(member: Standing, rungs: Rungs) -> tuple[float, float]:

@@ -1,0 +1,352 @@
+"""Kills a small search at random instants, again and again, and checks every file and every resume.
+
+Usage: python benchmarks/faults.py [--instants 100] [--search c2f|grid|long|hyperband|kfold] [--seed 0] [--keep]
+       (KERAS_BACKEND=jax for the JAX backend)
+
+The search (``python -m regsearch FILE``, as the command line runs it, into a
+folder of its own) first runs uninterrupted: its ``trials.csv``, its duration
+T and its member-epochs are the reference. Then a run is SIGKILLed at an
+instant drawn uniformly from [0, T] (start-up, training, between phases, while
+records, plots or the report are written, mid-rung, mid-fold), and again, each
+rerun resuming what the kills before left, until a rerun ends before its
+instant: that resume's ``trials.csv`` must equal the reference's (the seconds
+and worker columns aside), and the next kill starts a new folder. After every
+kill each file of the results folder must read whole (JSON, CSV, NPZ, PNG,
+HTML, Keras archives; temporary files aside) and the rows of a ``trials.csv``
+already written must be the reference's. Printed: the kills, the resumes that
+matched, and the member-epochs the reruns trained again (their training
+beyond the reference's, per kill), beside one checkpoint interval's worth.
+
+A parent process imports regsearch and the backend once and forks each run
+(nothing of the backend runs in the parent), so an instant costs its own
+seconds, not an import; on JAX the runs share a persistent compilation cache.
+``--instants`` counts kills. Exit code 0 when every check held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from regsearch import cli  # noqa: E402
+from regsearch.population import progress  # noqa: E402
+
+cli._import_tensorflow_quietly()  # what the command line imports before a search, imported once here
+
+
+def share_compiled_programs(folder: Path) -> None:
+    """On JAX, every run reads and writes compiled programs in ``folder`` (set before any run: nothing is compiled)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", str(folder))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+COMMON = """
+[data]
+dataset = "moons"
+train_size = 40
+
+[model]
+hypermodel = "RegularizedMLP"
+hidden = [16]
+
+[training]
+epochs = {epochs}
+batch_size = 16
+
+[early_stopping]
+patience = 40
+"""
+
+#: Small searches: phases, a fine grid around the best, the baseline; rungs; folds refitted.
+SEARCHES = {
+    "c2f": """description = "faults: decades, then a fine grid"
+[space.regularizer]
+kinds = ["l2"]
+strengths = { decades = [1e-1, 1e-3] }
+[search]
+strategy = "coarse_to_fine"
+fine_points = 2
+repeats = 2
+checkpoint_seconds = 0.1
+""" + COMMON.format(epochs=300),
+    "grid": """description = "faults: one grid phase"
+[space.regularizer]
+kinds = ["l2"]
+strengths = [1e-3, 1e-2, 1e-1]
+[search]
+strategy = "grid"
+repeats = 2
+checkpoint_seconds = 0.1
+[evaluation]
+baseline = false
+""" + COMMON.format(epochs=300),
+    "long": """description = "faults: one grid phase that trains for seconds"
+[space.regularizer]
+kinds = ["l2"]
+strengths = [1e-3, 1e-2, 1e-1]
+[search]
+strategy = "grid"
+repeats = 2
+checkpoint_seconds = 0.5
+[evaluation]
+baseline = false
+""" + COMMON.format(epochs=8000).replace("hidden = [16]", "hidden = [128]").replace("patience = 40",
+                                                                                   'patience = "none"'),
+    "hyperband": """description = "faults: hyperband"
+[space.regularizer]
+kinds = ["l2"]
+strengths = [1e-4, 1e-3, 1e-2, 1e-1]
+[search]
+strategy = "hyperband"
+factor = 2
+min_epochs = 75
+repeats = 2
+checkpoint_seconds = 0.1
+""" + COMMON.format(epochs=300),
+    "kfold": """description = "faults: k-fold"
+[space.regularizer]
+kinds = ["l2"]
+strengths = [1e-3, 1e-1]
+[search]
+strategy = "grid"
+repeats = 1
+checkpoint_seconds = 0.1
+[evaluation]
+protocol = "kfold"
+folds = 3
+""" + COMMON.format(epochs=200),
+}
+
+
+def child(definition: Path, results: Path, log: Path) -> int:
+    """Forks ``python -m regsearch DEFINITION --results RESULTS --quiet``; its populations' progress goes to ``log``."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 3
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        told = progress.report
+
+        def report(done: progress.PopulationProgress) -> None:
+            with open(log, "a") as out:  # one line a call: what this process trained of its population so far
+                out.write(f"{os.getpid()} {id_of(done)} {done.epochs_done - done.resumed} {time.monotonic()}\n")
+            told(done)
+
+        progress.report = report
+        code = cli.main([str(definition), "--results", str(results), "--quiet"])
+    finally:
+        os._exit(code)
+
+
+def id_of(done: progress.PopulationProgress) -> str:
+    # The listener sees no population object; members and budget tell apart the populations of one process
+    # only together with the order of the lines, which work() reads.
+    return f"{done.members}x{done.epochs}"
+
+
+def work(log: Path) -> int:
+    """Member-epochs trained by the processes that wrote ``log``: each population's last line, summed.
+
+    A population's lines grow until it is finished; a line lower than the one before starts another.
+    """
+    if not log.exists():
+        return 0
+    total, last = 0, {}
+    for line in log.read_text().splitlines():
+        pid, population, trained, _ = line.split()
+        key = (pid, population)
+        if key in last and int(trained) < last[key]:
+            total += last[key]
+        last[key] = int(trained)
+    return total + sum(last.values())
+
+
+def pace(log: Path) -> float:
+    """Member-epochs a second of training, from the calls of ``log``'s populations after each one's first.
+
+    A population's first call compiles its program and trains one epoch: it is left out.
+    """
+    epochs = seconds = 0.0
+    previous: dict[tuple[str, str], tuple[int, float]] = {}
+    for line in log.read_text().splitlines():
+        pid, population, trained, at = line.split()
+        key = (pid, population)
+        if key in previous and int(trained) > previous[key][0]:
+            epochs += int(trained) - previous[key][0]
+            seconds += float(at) - previous[key][1]
+        previous[key] = (int(trained), float(at))
+    return epochs / seconds if seconds else float("nan")
+
+
+def wait_or_kill(pid: int, seconds: float) -> int | None:
+    """The child's exit code, or None where it was still running after ``seconds`` and was SIGKILLed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(0.002)
+
+
+def frame(trials: Path) -> pd.DataFrame:
+    keys = ["trial_id", "repeat", "fold"]
+    table = pd.read_csv(trials).drop(columns=["seconds", "worker"])
+    return table.sort_values([k for k in keys if k in table]).reset_index(drop=True)
+
+
+def whole(folder: Path) -> list[str]:
+    """Files of ``folder`` that do not read whole (a temporary file of an atomic write aside)."""
+    from PIL import Image
+
+    broken = []
+    for path in folder.rglob("*"):
+        if not path.is_file() or path.name == ".lock" or path.name.startswith("."):
+            continue
+        try:
+            suffix = path.suffix
+            if suffix == ".json":
+                json.loads(path.read_text(encoding="utf-8"))
+            elif suffix == ".csv":
+                pd.read_csv(path)
+            elif suffix == ".npz":
+                with np.load(path) as arrays:
+                    [arrays[name] for name in arrays.files]
+            elif suffix == ".png":
+                with Image.open(path) as image:
+                    image.load()
+            elif suffix in (".keras", ".zip"):
+                with zipfile.ZipFile(path) as archive:
+                    if archive.testzip() is not None:
+                        raise ValueError("a damaged member")
+            elif suffix in (".html", ".md", ".toml", ".txt"):
+                text = path.read_text(encoding="utf-8")
+                if not text or (suffix == ".html" and "</html>" not in text.lower()):
+                    raise ValueError("cut short")
+        except Exception as error:  # noqa: BLE001 - any failure to read is what is looked for
+            broken.append(f"{path.relative_to(folder)} ({type(error).__name__})")
+    return broken
+
+
+def rows_agree(trials: Path, reference: pd.DataFrame) -> bool:
+    """Every row of ``trials`` (if written) is the reference's row of the same run."""
+    if not trials.exists():
+        return True
+    got = frame(trials)
+    keys = [k for k in ("trial_id", "repeat", "fold") if k in got]
+    merged = got.merge(reference, on=keys, how="left", suffixes=("", "_want"), indicator=True)
+    if (merged["_merge"] != "both").any():
+        return False
+    return all(got[c].astype(str).tolist() == merged[f"{c}_want"].astype(str).tolist()
+               for c in got.columns if c not in keys)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instants", type=int, default=100)
+    parser.add_argument("--search", choices=sorted(SEARCHES), default="c2f")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", action="store_true", help="keep the results folders (printed)")
+    args = parser.parse_args(argv)
+    import keras
+
+    rng = random.Random(args.seed)
+    root = Path(tempfile.mkdtemp(prefix="regsearch-faults-"))
+    definition = root / f"faults_{args.search}.toml"
+    definition.write_text(SEARCHES[args.search])
+    name = definition.stem
+    share_compiled_programs(root / "compiled")
+
+    start = time.monotonic()
+    code = wait_or_kill(child(definition, root / "reference", root / "reference.log"), 3600)
+    seconds = time.monotonic() - start
+    if code != 0:
+        print(f"the uninterrupted search failed (exit code {code})")
+        return 1
+    reference = frame(root / "reference" / name / "trials.csv")
+    reference_work, reference_pace = work(root / "reference.log"), pace(root / "reference.log")
+    print(f"{keras.backend.backend()}, search '{args.search}': uninterrupted {seconds:.1f} s, {len(reference)} runs, "
+          f"{reference_work} member-epochs ({reference_pace:.0f} a second of training)")
+
+    kills = resumes = matched = 0
+    failures: list[str] = []
+    repeated: list[float] = []  # member-epochs trained again per kill, one value per resumed folder
+    chain, chain_kills = 0, 0
+
+    def finished(code: int | None) -> None:
+        nonlocal matched, resumes, chain, chain_kills
+        folder = root / f"run{chain}" / name
+        if code != 0:
+            failures.append(f"run{chain}: a rerun exited with code {code}")
+        else:
+            resumes += 1
+            if frame(folder / "trials.csv").equals(reference):
+                matched += 1
+            else:
+                failures.append(f"run{chain}: trials.csv differs from the uninterrupted run's")
+            if chain_kills:
+                repeated.append((work(root / f"run{chain}.log") - reference_work) / chain_kills)
+        chain, chain_kills = chain + 1, 0
+
+    while kills < args.instants:
+        instant = rng.uniform(0, seconds)
+        code = wait_or_kill(child(definition, root / f"run{chain}", root / f"run{chain}.log"), instant)
+        folder = root / f"run{chain}" / name
+        if code is not None:  # ended before its instant: a resume to its end
+            finished(code)
+            continue
+        kills += 1
+        chain_kills += 1
+        broken = whole(root / f"run{chain}")
+        if broken:
+            failures.append(f"run{chain}, kill {chain_kills}: half-written: {', '.join(broken)}")
+        if not rows_agree(folder / "trials.csv", reference):
+            failures.append(f"run{chain}, kill {chain_kills}: trials.csv rows differ from the reference's")
+    if chain_kills:
+        finished(wait_or_kill(child(definition, root / f"run{chain}", root / f"run{chain}.log"), 3600))
+
+    interval = SEARCHES[args.search].split("checkpoint_seconds = ")[1].split()[0]
+    print(f"{kills} kills at random instants; {matched} of {resumes} resumes equal to the uninterrupted run")
+    if repeated:
+        print(f"member-epochs trained again per kill: mean {np.mean(repeated):.0f}, max {max(repeated):.0f} "
+              f"(one checkpoint interval, {interval} s, is about {reference_pace * float(interval):.0f} at the "
+              f"pace of training; a kill before a population's first checkpoint repeats its first call too)")
+    for failure in failures:
+        print("FAILED:", failure)
+    if args.keep:
+        print("folders:", root)
+    else:
+        import shutil
+
+        with contextlib.suppress(OSError):
+            shutil.rmtree(root)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

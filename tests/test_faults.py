@@ -1,0 +1,34 @@
+"""A search SIGKILLed at random instants (issue 28, item 2): every file reads whole, every resume equals the run.
+
+``benchmarks/faults.py`` forks the command line's search from one process per backend (imports paid once),
+kills it at instants drawn over an uninterrupted run's duration (start-up, training, checkpoints, records, the
+report), reruns it, and checks after each kill that every file of the results folder reads whole and that the rows
+of ``trials.csv`` already written are the uninterrupted run's, and after each rerun that ends that its
+``trials.csv`` equals the uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FAULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "faults.py"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_a_search_killed_at_20_random_instants_resumes_to_the_uninterrupted_result(backend: str) -> None:
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, str(FAULTS), "--instants", "20", "--search", "grid", "--seed", "28"],
+                          env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    found = re.search(r"(\d+) kills at random instants; (\d+) of (\d+) resumes equal", done.stdout)
+    assert found, done.stdout
+    kills, matched, resumes = map(int, found.groups())
+    assert kills == 20 and matched == resumes >= 1
+    assert "FAILED" not in done.stdout
