@@ -405,7 +405,8 @@ def interval_words(assessment: Assessment) -> str:
 
 
 def answer_line(assessment: Assessment, configuration: str) -> str:
-    """The report's first line: whether the selected configuration beats no regularization beyond seed noise."""
+    """The report's first line: whether the selected configuration beats no regularization beyond noise (its family-wise
+    interval on the test rows, :attr:`Assessment.difference`)."""
     words = assessment.metric.replace("_", " ")
     d = assessment.difference
     found = verdict(assessment)

@@ -77,7 +77,7 @@ PROTOCOL_NAMES = {"tutorial": "tutorial (selected on the test rows: optimistic)"
 #: Each is (the verdict, which a page may emphasize, or "" for none; the explanation).
 CLAIM_CHECK = {
     "beats": ("", "Supported: see the answer."),
-    "indistinguishable": ("Not supported", ": no configuration beats no regularization beyond seed noise."),
+    "indistinguishable": ("Not supported", ": no configuration beats no regularization beyond noise (test rows and seeds, corrected for the configurations compared)."),
     "worse": ("Contradicted", ": the selected configuration does worse than no regularization."),
     "baseline": ("Not supported", ": no configuration did better than no regularization."),
 }
