@@ -32,8 +32,13 @@ def test_outcomes_round_trip_through_the_file(tmp_path: Path) -> None:
         ("refit", "grid-0000", 1, -1): {"test": RowScores(np.arange(4), np.array([1, 1, 0, 1], np.uint8),
                                                           np.zeros(4, np.float32))},
     }
+    same = RowScores(np.arange(3), np.array([1, 1, 0], np.uint8), np.array([0.2, 0.1, 0.9], np.float32))
+    outcomes[("grid", "grid-0001", 0, -1)] = {"val": same, "test": same}  # tutorial: the val rows are the test rows
     path = tmp_path / "outcomes.npz"
     path.write_bytes(outcomes_bytes(outcomes))
+    twice = dict(outcomes)
+    twice[("grid", "grid-0001", 0, -1)] = {"val": same, "test": RowScores(same.rows, same.correct, same.loss + 1)}
+    assert len(outcomes_bytes(twice)) > len(outcomes_bytes(outcomes))  # equal sets are kept once
     back = load_outcomes(path)
     assert sorted(back) == sorted(outcomes)
     for key, sets in outcomes.items():
