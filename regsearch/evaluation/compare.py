@@ -133,17 +133,18 @@ def _row_values(runs: pd.DataFrame, metric: str, keys: list[str], outcomes: Outc
     if done.empty:
         return pd.Series(dtype=float)
     labels = _key_frame(done, keys)
-    parts = []
-    for (index, run), label in zip(done.iterrows(), labels.itertuples(index=False)):
+    rows, values, sizes = [], [], []
+    for (_, run) in done.iterrows():
         scores = outcomes.get(run_key(run), {}).get(rows_of)
-        values = None if scores is None else scores.values(kind)
-        if values is None or not len(values):
+        own = None if scores is None else scores.values(kind)
+        if own is None or not len(own):
             return None
-        part = pd.DataFrame({"row": scores.rows, "value": values - values.mean() + float(run[metric])})
-        for name, value in zip(keys + ["seed"], label):
-            part[name] = value
-        parts.append(part)
-    frame = pd.concat(parts, ignore_index=True)
+        rows.append(scores.rows)
+        values.append(own - own.mean() + float(run[metric]))
+        sizes.append(len(own))
+    frame = pd.DataFrame({name: np.repeat(labels[name].to_numpy(dtype=object), sizes) for name in keys + ["seed"]})
+    frame["row"] = np.concatenate(rows)
+    frame["value"] = np.concatenate(values)
     return frame.groupby(keys + ["seed", "row"], sort=False)["value"].mean()
 
 
