@@ -73,7 +73,8 @@ def outcomes_bytes(outcomes: Outcomes) -> bytes:
     keys = sorted(outcomes)
     arrays: dict[str, np.ndarray] = {
         "phase": np.array([k[0] for k in keys], dtype=str), "trial_id": np.array([k[1] for k in keys], dtype=str),
-        "repeat": np.array([k[2] for k in keys], dtype=np.int64), "fold": np.array([k[3] for k in keys], dtype=np.int64),
+        "repeat": np.array([k[2] for k in keys], dtype=np.int64),
+        "fold": np.array([k[3] for k in keys], dtype=np.int64),
     }
     # Where the val rows are the test rows (the tutorial protocol), they are kept once.
     same = [_same(outcomes[k].get("val"), outcomes[k].get("test")) for k in keys]

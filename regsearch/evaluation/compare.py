@@ -398,8 +398,8 @@ def interval_words(assessment: Assessment) -> str:
     d = assessment.difference
     family = ""
     if assessment.comparisons > 1:
-        family = (f", family-wise over {assessment.comparisons} configurations" if assessment.interval == "rows and seeds"
-                  else f", Bonferroni over {assessment.comparisons} configurations")
+        method = "family-wise" if assessment.interval == "rows and seeds" else "Bonferroni"
+        family = f", {method} over {assessment.comparisons} configurations"
     if assessment.interval == "rows and seeds":
         return f" over the test rows and {d.pairs} seeds{family}"
     return f", {d.pairs} seeds{family}"

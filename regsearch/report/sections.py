@@ -77,7 +77,8 @@ PROTOCOL_NAMES = {"tutorial": "tutorial (selected on the test rows: optimistic)"
 #: Each is (the verdict, which a page may emphasize, or "" for none; the explanation).
 CLAIM_CHECK = {
     "beats": ("", "Supported: see the answer."),
-    "indistinguishable": ("Not supported", ": no configuration beats no regularization beyond noise (test rows and seeds, corrected for the configurations compared)."),
+    "indistinguishable": ("Not supported", ": no configuration beats no regularization beyond noise (test rows and "
+                                           "seeds, corrected for the configurations compared)."),
     "worse": ("Contradicted", ": the selected configuration does worse than no regularization."),
     "baseline": ("Not supported", ": no configuration did better than no regularization."),
 }
@@ -241,7 +242,8 @@ def comparison_table(comparison: pd.DataFrame, summary: pd.DataFrame) -> pd.Data
 
 
 def how_sure_sentences(how: HowSure | None, metric: str) -> list[str]:
-    """How sure the search could be, and how many seeds a difference needs (:func:`regsearch.evaluation.compare.how_sure`)."""
+    """How sure the search could be, and how many seeds a difference needs
+    (:func:`regsearch.evaluation.compare.how_sure`)."""
     if how is None:
         return []
     name = words(metric)
