@@ -433,7 +433,7 @@ class HowSure:
 
     Attributes:
         spread: The seeds' standard deviation of the paired differences, pooled over the regularized
-            configurations of the comparison.
+            configurations of the comparison whose difference varies between seeds (0 when none does).
         seeds: The seeds each configuration was paired on (the most common count).
         comparisons: The family the correction covers; each test runs at ``alpha / comparisons``.
         alpha: That per-comparison level.
@@ -471,7 +471,10 @@ def how_sure(comparison: pd.DataFrame, difference: float = math.nan) -> HowSure 
     usable = sd.notna() & (pairs >= 2)
     if not usable.any():
         return None
-    spread = float(np.sqrt(np.mean(np.square(sd[usable]))))
+    # A configuration that differs from the baseline by the same amount on every seed (often: not at all) says
+    # nothing about the seeds' spread of a real difference: pooled over the others.
+    varying = usable & (sd > 0)
+    spread = float(np.sqrt(np.mean(np.square(sd[varying])))) if varying.any() else 0.0
     seeds = int(pairs[usable].mode().max())
     comparisons = max(1, int(usable.sum()))
     alpha = ALPHA / comparisons

@@ -249,9 +249,14 @@ def how_sure_sentences(how: HowSure | None, metric: str) -> list[str]:
     name = words(metric)
     share = (f"alpha 0.05 two-sided, {how.alpha:.2g} per comparison for the {how.comparisons} compared"
              if how.comparisons > 1 else "alpha 0.05 two-sided")
+    if how.spread == 0:
+        return ["Every configuration differs from the baseline by the same amount on every seed: more seeds add "
+                "nothing here, and the test rows' own variance is all that the intervals carry; more test rows are "
+                "what shrinks it."]
     sentences = [f"The seeds' paired differences spread by {how.spread:.4f} {name} (standard deviation, pooled over "
-                 f"the configurations). With {how.seeds} seeds a paired t-test detects, with 80% power ({share}), a "
-                 f"difference of {how.detectable:.4f} or more; smaller ones may be missed."]
+                 f"the configurations whose difference varies between seeds). With {how.seeds} seeds a paired t-test "
+                 f"detects, with 80% power ({share}), a difference of {how.detectable:.4f} or more; smaller ones may "
+                 "be missed."]
     if how.seeds_for_difference is not None:
         seeds = how.seeds_for_difference
         count = f"{seeds} seeds" if seeds <= 100_000 else "more than 100,000 seeds"
