@@ -261,7 +261,7 @@ def how_sure_sentences(how: HowSure | None, metric: str) -> list[str]:
         seeds = how.seeds_for_difference
         count = f"{seeds} seeds" if seeds <= 100_000 else "more than 100,000 seeds"
         sentences.append(f"The selected configuration's difference ({how.difference:+.4f} {name}) would need "
-                         f"{count} to be detected that way (the search's `repeats`).")
+                         f"{count} to be detected that way (the search's repeats).")
     sentences.append("More seeds shrink the seeds' share of the uncertainty only: the test rows' own variance stays, "
                      "and more test rows are what shrinks it.")
     return sentences
