@@ -12,9 +12,11 @@ penalty, which belongs to the run, not to a row).
 A tuner writes its trial's outcomes to ``rows.npz`` beside ``runs.json`` (a
 resumed search reads them back with the finished trials); the report writes
 every run's into ``outcomes.npz`` beside trials.csv. Size: per run and set, 4
-bytes of index, 1 of correctness and 4 of loss per row, before compression
-(moons: 70 test rows x 130 runs, about 60 kB raw, a few kB compressed; 10,000
-test rows x 1,000 runs would be about 90 MB raw). Only numpy is imported.
+bytes of index, 1 of correctness and 4 of loss per row, before compression; a
+set of val rows that are the test rows (``tutorial``) is kept once (moons_l2:
+70 test rows x 130 runs, 82 kB raw, 38 kB compressed, the losses most of it;
+10,000 test rows x 1,000 runs would be about 90 MB raw). Memory while reading
+is the same arrays. Only numpy is imported.
 """
 
 from __future__ import annotations
@@ -71,10 +73,14 @@ def outcomes_bytes(outcomes: Outcomes) -> bytes:
     keys = sorted(outcomes)
     arrays: dict[str, np.ndarray] = {
         "phase": np.array([k[0] for k in keys], dtype=str), "trial_id": np.array([k[1] for k in keys], dtype=str),
-        "repeat": np.array([k[2] for k in keys], dtype=np.int64), "fold": np.array([k[3] for k in keys], dtype=np.int64),
+        "repeat": np.array([k[2] for k in keys], dtype=np.int64),
+        "fold": np.array([k[3] for k in keys], dtype=np.int64),
     }
+    # Where the val rows are the test rows (the tutorial protocol), they are kept once.
+    same = [_same(outcomes[k].get("val"), outcomes[k].get("test")) for k in keys]
+    arrays["val_is_test"] = np.array(same, dtype=bool)
     for name in SETS:
-        scores = [outcomes[k].get(name) for k in keys]
+        scores = [None if name == "val" and twin else outcomes[k].get(name) for k, twin in zip(keys, same)]
         present = [s for s in scores if s is not None]
         sizes = [0 if s is None else len(s.rows) for s in scores]
         arrays[f"{name}_offsets"] = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -89,6 +95,16 @@ def outcomes_bytes(outcomes: Outcomes) -> bytes:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     return buffer.getvalue()
+
+
+def _same(first: RowScores | None, second: RowScores | None) -> bool:
+    if first is None or second is None:
+        return False
+    if first is second:
+        return True
+    return (np.array_equal(first.rows, second.rows) and np.array_equal(first.loss, second.loss)
+            and (first.correct is None) == (second.correct is None)
+            and (first.correct is None or np.array_equal(first.correct, second.correct)))
 
 
 def load_outcomes(path: str | Path) -> Outcomes:
@@ -109,4 +125,9 @@ def load_outcomes(path: str | Path) -> Outcomes:
                 part = slice(offsets[i], offsets[i + 1])
                 outcomes[(str(key[0]), str(key[1]), int(key[2]), int(key[3]))][name] = RowScores(
                     rows[part], correct[part] if has_correct[i] else None, loss[part])
+        twins = saved["val_is_test"] if "val_is_test" in saved else np.zeros(len(keys), dtype=bool)
+        for key, twin in zip(keys, twins):
+            sets = outcomes[(str(key[0]), str(key[1]), int(key[2]), int(key[3]))]
+            if twin:
+                sets["val"] = sets["test"]
     return outcomes

@@ -340,7 +340,7 @@ def test_the_results_index_checks_each_articles_claim_against_the_answer() -> No
     assert compare.verdict(compare.assess(trials, best_of(trials, "grid-0"), "holdout")) == "baseline"
     page = index_markdown(rows)
     assert "The article: it helps. Supported" in page
-    assert "The article: it helps. **Not supported**: no configuration beats no regularization beyond seed" in page
+    assert "The article: it helps. **Not supported**: no configuration beats no regularization beyond noise" in page
     assert "The article: it helps. **Contradicted**" in page
     assert "| tutorial (selected on the test rows: optimistic) |" in page
 

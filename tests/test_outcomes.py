@@ -32,8 +32,12 @@ def test_outcomes_round_trip_through_the_file(tmp_path: Path) -> None:
         ("refit", "grid-0000", 1, -1): {"test": RowScores(np.arange(4), np.array([1, 1, 0, 1], np.uint8),
                                                           np.zeros(4, np.float32))},
     }
+    same = RowScores(np.arange(3), np.array([1, 1, 0], np.uint8), np.array([0.2, 0.1, 0.9], np.float32))
+    outcomes[("grid", "grid-0001", 0, -1)] = {"val": same, "test": same}  # tutorial: the val rows are the test rows
     path = tmp_path / "outcomes.npz"
     path.write_bytes(outcomes_bytes(outcomes))
+    with np.load(path) as saved:
+        assert len(saved["val_rows"]) == 3 and len(saved["test_rows"]) == 2 + 4 + 3  # equal sets are kept once
     back = load_outcomes(path)
     assert sorted(back) == sorted(outcomes)
     for key, sets in outcomes.items():
@@ -242,3 +246,21 @@ def test_beyond_noise_is_the_family_wise_verdict() -> None:
     assert row["comparisons"] == 4 and row["ci_low"] > 0 > row["ci_low_corrected"]
     assert row["p_value"] < 0.05 < row["p_corrected"]
     assert not bool(row["beyond_noise"])
+
+
+def test_how_sure_pools_the_seeds_spread_of_differences_that_vary() -> None:
+    from regsearch.evaluation.intervals import detectable_difference, seeds_needed
+    from regsearch.report.sections import how_sure_sentences
+
+    comparison = pd.DataFrame({"baseline": [True, False, False, False], "n_pairs": [10, 10, 10, 10],
+                               "seed_sd": [math.nan, 0.0, 0.03, 0.04], "difference": [0.0, 0.0, 0.02, 0.01]})
+    how = compare.how_sure(comparison, 0.02)
+    assert how.spread == pytest.approx(math.sqrt((0.03 ** 2 + 0.04 ** 2) / 2))
+    assert how.comparisons == 3 and how.alpha == pytest.approx(0.05 / 3)
+    assert how.detectable == pytest.approx(detectable_difference(how.spread, 10, alpha=0.05 / 3))
+    assert how.seeds_for_difference == seeds_needed(0.02, how.spread, alpha=0.05 / 3)
+    text = " ".join(how_sure_sentences(how, "test_accuracy"))
+    assert f"a difference of {how.detectable:.4f} or more" in text and f"{how.seeds_for_difference} seeds" in text
+    still = compare.how_sure(comparison.assign(seed_sd=[math.nan, 0.0, 0.0, 0.0]), 0.02)
+    assert still.spread == 0 and "more seeds add nothing" in how_sure_sentences(still, "test_accuracy")[0]
+    assert compare.how_sure(comparison.assign(n_pairs=1, seed_sd=math.nan)) is None

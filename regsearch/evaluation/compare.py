@@ -133,17 +133,18 @@ def _row_values(runs: pd.DataFrame, metric: str, keys: list[str], outcomes: Outc
     if done.empty:
         return pd.Series(dtype=float)
     labels = _key_frame(done, keys)
-    parts = []
-    for (index, run), label in zip(done.iterrows(), labels.itertuples(index=False)):
+    rows, values, sizes = [], [], []
+    for (_, run) in done.iterrows():
         scores = outcomes.get(run_key(run), {}).get(rows_of)
-        values = None if scores is None else scores.values(kind)
-        if values is None or not len(values):
+        own = None if scores is None else scores.values(kind)
+        if own is None or not len(own):
             return None
-        part = pd.DataFrame({"row": scores.rows, "value": values - values.mean() + float(run[metric])})
-        for name, value in zip(keys + ["seed"], label):
-            part[name] = value
-        parts.append(part)
-    frame = pd.concat(parts, ignore_index=True)
+        rows.append(scores.rows)
+        values.append(own - own.mean() + float(run[metric]))
+        sizes.append(len(own))
+    frame = pd.DataFrame({name: np.repeat(labels[name].to_numpy(dtype=object), sizes) for name in keys + ["seed"]})
+    frame["row"] = np.concatenate(rows)
+    frame["value"] = np.concatenate(values)
     return frame.groupby(keys + ["seed", "row"], sort=False)["value"].mean()
 
 
@@ -397,15 +398,16 @@ def interval_words(assessment: Assessment) -> str:
     d = assessment.difference
     family = ""
     if assessment.comparisons > 1:
-        family = (f", family-wise over {assessment.comparisons} configurations" if assessment.interval == "rows and seeds"
-                  else f", Bonferroni over {assessment.comparisons} configurations")
+        method = "family-wise" if assessment.interval == "rows and seeds" else "Bonferroni"
+        family = f", {method} over {assessment.comparisons} configurations"
     if assessment.interval == "rows and seeds":
         return f" over the test rows and {d.pairs} seeds{family}"
     return f", {d.pairs} seeds{family}"
 
 
 def answer_line(assessment: Assessment, configuration: str) -> str:
-    """The report's first line: whether the selected configuration beats no regularization beyond seed noise."""
+    """The report's first line: whether the selected configuration beats no regularization beyond noise (its family-wise
+    interval on the test rows, :attr:`Assessment.difference`)."""
     words = assessment.metric.replace("_", " ")
     d = assessment.difference
     found = verdict(assessment)
@@ -431,7 +433,7 @@ class HowSure:
 
     Attributes:
         spread: The seeds' standard deviation of the paired differences, pooled over the regularized
-            configurations of the comparison.
+            configurations of the comparison whose difference varies between seeds (0 when none does).
         seeds: The seeds each configuration was paired on (the most common count).
         comparisons: The family the correction covers; each test runs at ``alpha / comparisons``.
         alpha: That per-comparison level.
@@ -469,7 +471,10 @@ def how_sure(comparison: pd.DataFrame, difference: float = math.nan) -> HowSure 
     usable = sd.notna() & (pairs >= 2)
     if not usable.any():
         return None
-    spread = float(np.sqrt(np.mean(np.square(sd[usable]))))
+    # A configuration that differs from the baseline by the same amount on every seed (often: not at all) says
+    # nothing about the seeds' spread of a real difference: pooled over the others.
+    varying = usable & (sd > 0)
+    spread = float(np.sqrt(np.mean(np.square(sd[varying])))) if varying.any() else 0.0
     seeds = int(pairs[usable].mode().max())
     comparisons = max(1, int(usable.sum()))
     alpha = ALPHA / comparisons

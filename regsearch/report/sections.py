@@ -77,7 +77,8 @@ PROTOCOL_NAMES = {"tutorial": "tutorial (selected on the test rows: optimistic)"
 #: Each is (the verdict, which a page may emphasize, or "" for none; the explanation).
 CLAIM_CHECK = {
     "beats": ("", "Supported: see the answer."),
-    "indistinguishable": ("Not supported", ": no configuration beats no regularization beyond seed noise."),
+    "indistinguishable": ("Not supported", ": no configuration beats no regularization beyond noise (test rows and "
+                                           "seeds, corrected for the configurations compared)."),
     "worse": ("Contradicted", ": the selected configuration does worse than no regularization."),
     "baseline": ("Not supported", ": no configuration did better than no regularization."),
 }
@@ -241,20 +242,26 @@ def comparison_table(comparison: pd.DataFrame, summary: pd.DataFrame) -> pd.Data
 
 
 def how_sure_sentences(how: HowSure | None, metric: str) -> list[str]:
-    """How sure the search could be, and how many seeds a difference needs (:func:`regsearch.evaluation.compare.how_sure`)."""
+    """How sure the search could be, and how many seeds a difference needs
+    (:func:`regsearch.evaluation.compare.how_sure`)."""
     if how is None:
         return []
     name = words(metric)
     share = (f"alpha 0.05 two-sided, {how.alpha:.2g} per comparison for the {how.comparisons} compared"
              if how.comparisons > 1 else "alpha 0.05 two-sided")
+    if how.spread == 0:
+        return ["Every configuration differs from the baseline by the same amount on every seed: more seeds add "
+                "nothing here, and the test rows' own variance is all that the intervals carry; more test rows are "
+                "what shrinks it."]
     sentences = [f"The seeds' paired differences spread by {how.spread:.4f} {name} (standard deviation, pooled over "
-                 f"the configurations). With {how.seeds} seeds a paired t-test detects, with 80% power ({share}), a "
-                 f"difference of {how.detectable:.4f} or more; smaller ones may be missed."]
+                 f"the configurations whose difference varies between seeds). With {how.seeds} seeds a paired t-test "
+                 f"detects, with 80% power ({share}), a difference of {how.detectable:.4f} or more; smaller ones may "
+                 "be missed."]
     if how.seeds_for_difference is not None:
         seeds = how.seeds_for_difference
         count = f"{seeds} seeds" if seeds <= 100_000 else "more than 100,000 seeds"
         sentences.append(f"The selected configuration's difference ({how.difference:+.4f} {name}) would need "
-                         f"{count} to be detected that way (the search's `repeats`).")
+                         f"{count} to be detected that way (the search's repeats).")
     sentences.append("More seeds shrink the seeds' share of the uncertainty only: the test rows' own variance stays, "
                      "and more test rows are what shrinks it.")
     return sentences
