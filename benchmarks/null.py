@@ -172,7 +172,8 @@ def selection_rows(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per source and protocol: claims with and without the correction, false claims, honest intervals."""
+    """Per source and protocol: claims with and without the correction, false claims (a claim where the new rows
+    show no gain; their share of all searches), and how often the corrected interval held the new-row difference."""
     out = []
     for (kind, protocol), group in frame.groupby(["kind", "protocol"], sort=False):
         truth = group["new_difference"]
@@ -180,14 +181,13 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
         false_raw = group["claims_uncorrected"] & ~(truth > 0)
         held = (group["ci_low"] <= truth) & (truth <= group["ci_high"])
         out.append({"source": kind, "protocol": protocol, "searches": len(group),
-                    "claims (corrected)": int(group["claims"].sum()),
-                    "claims (uncorrected)": int(group["claims_uncorrected"].sum()),
-                    "false claims (corrected)": f"{int(false.sum())} ({false.mean():.1%} of searches)",
-                    "false claims (uncorrected)": f"{int(false_raw.sum())} ({false_raw.mean():.1%})",
-                    "intervals of claims holding the new-row difference":
-                        f"{int(held[group['claims']].sum())} of {int(group['claims'].sum())}",
-                    "all intervals holding it": f"{held[truth.notna()].mean():.1%}" if truth.notna().any() else "-",
-                    "s per search": f"{group['seconds'].mean():.1f}"})
+                    "claims": int(group["claims"].sum()),
+                    "claims uncorr.": int(group["claims_uncorrected"].sum()),
+                    "false claims": f"{int(false.sum())} ({false.mean():.1%})",
+                    "false uncorr.": f"{int(false_raw.sum())} ({false_raw.mean():.1%})",
+                    "claims' CI holds truth": f"{int(held[group['claims']].sum())}/{int(group['claims'].sum())}",
+                    "all CIs hold truth": f"{held[truth.notna()].mean():.1%}" if truth.notna().any() else "-",
+                    "s/search": f"{group['seconds'].mean():.1f}"})
     return pd.DataFrame(out)
 
 
@@ -207,7 +207,7 @@ def main() -> None:
     import logging
 
     logging.getLogger("regsearch").setLevel(logging.WARNING)
-    console = Console()
+    console = Console(width=160)
     rows = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:

@@ -218,7 +218,16 @@ def _scores(folder: Path) -> dict[str, pd.Series]:
 
 
 @pytest.mark.slow
-def test_saved_models_predict_raw_rows_in_a_process_without_regsearch(own_searches: dict[str, Any]) -> None:
+def test_a_users_searches_save_whole_predictors(own_searches: dict[str, Any], subtests: pytest.Subtests) -> None:
+    """One test over the module's searches, so that they run once (two test workers would each make them)."""
+    for check in (saved_models_predict_raw_rows_in_a_process_without_regsearch,
+                  the_decision_boundary_plot_gets_raw_rows_and_the_models_that_take_them,
+                  the_readme_example_prints_the_reported_test_accuracy):
+        with subtests.test(check=check.__name__):
+            check(own_searches)
+
+
+def saved_models_predict_raw_rows_in_a_process_without_regsearch(own_searches: dict[str, Any]) -> None:
     root, folders = own_searches["root"], own_searches["folders"]
     tables = {str(folder): str(root / f"{task}.csv") for task, folder in folders.items()}
     done = subprocess.run([sys.executable, "-c", CHECK, json.dumps(tables)], capture_output=True, text=True,
@@ -246,8 +255,7 @@ def test_saved_models_predict_raw_rows_in_a_process_without_regsearch(own_search
     assert json.loads((folders["regression"] / "predictor.json").read_text())["classes"] is None
 
 
-@pytest.mark.slow
-def test_the_decision_boundary_plot_gets_raw_rows_and_the_models_that_take_them(own_searches: dict[str, Any]) -> None:
+def the_decision_boundary_plot_gets_raw_rows_and_the_models_that_take_them(own_searches: dict[str, Any]) -> None:
     folder = own_searches["folders"]["binary"]
     raw = pd.read_csv(own_searches["root"] / "binary.csv").iloc[pd.read_csv(folder / "test_rows.csv")["row"]]
     expected = _scores(folder)
@@ -266,8 +274,7 @@ def test_the_decision_boundary_plot_gets_raw_rows_and_the_models_that_take_them(
     assert np.mean(predicted == (y_test == 1)) == pytest.approx(expected["best_model"]["mean_test_accuracy"])
 
 
-@pytest.mark.slow
-def test_the_readme_example_prints_the_reported_test_accuracy(own_searches: dict[str, Any]) -> None:
+def the_readme_example_prints_the_reported_test_accuracy(own_searches: dict[str, Any]) -> None:
     from test_readme import code_block
 
     folder = own_searches["folders"]["binary"]

@@ -41,6 +41,10 @@ __all__ = ["Outcome", "Population", "Standing", "train_population", "open_popula
 MODES = ("loop", "vmap")
 #: Epochs per compiled call: the history buffer holds this many rows per member.
 CHUNK = 1000
+#: Steps (training and validation batches) a member's run must plan for its program to be compiled with XLA
+#: on the TensorFlow backend: XLA's compile (2 to 4 s on a CPU) pays back at about 0.1 ms saved per step
+#: (``benchmarks/RESULTS.md``). Shorter runs run as a plain graph. JAX always compiles.
+XLA_MIN_STEPS = 2000
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,8 @@ class Population:
         chunk = _chunk(epochs - initial_epoch)
         self.program = program = _program(
             models[0], _numbers.structure_of(models[0]), table.keys, data, val, first_batch, size=size, mode=mode,
-            chunk=chunk, batch_size=batch_size, val_batch_size=val_batch_size, shuffle=bool(shuffle), rule=rule)
+            chunk=chunk, batch_size=batch_size, val_batch_size=val_batch_size, shuffle=bool(shuffle), rule=rule,
+            long_run=planned_steps(data, val, epochs, batch_size, val_batch_size) >= XLA_MIN_STEPS)
         if rule is not None and program.settings.monitor is None:
             warnings.warn(f"Early stopping conditioned on metric `{rule.monitor}` which is not available. "
                           f"Available metrics are: {','.join(program.settings.layout.names)}", stacklevel=3)
@@ -490,10 +495,24 @@ _PROGRAMS: OrderedDict[tuple, _Program] = OrderedDict()
 KEEP = 8
 
 
+def planned_steps(data: Any, val: Any | None, epochs: int, batch_size: int, val_batch_size: int) -> int:
+    """The training and validation batches one member's run of ``epochs`` epochs plans (from epoch 0, so that a
+    resumed run decides as the uninterrupted one did)."""
+    n_rows = int(tree.flatten(data)[0].shape[0])
+    n_val = 0 if val is None else int(tree.flatten(val)[0].shape[0])
+    per_epoch = math.ceil(n_rows / batch_size) + (math.ceil(n_val / val_batch_size) if n_val else 0)
+    return int(epochs) * per_epoch
+
+
 def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: Any, val: Any | None, first_batch: Any, *, size: int,
              mode: str | None, chunk: int, batch_size: int, val_batch_size: int, shuffle: bool,
-             rule: stopping.StoppingRule | None) -> _Program:
-    """The compiled program for this structure, settings and data shapes: kept from before, or traced now."""
+             rule: stopping.StoppingRule | None, long_run: bool = True) -> _Program:
+    """The compiled program for this structure, settings and data shapes: kept from before, or traced now.
+
+    ``long_run``: the members' runs are long enough for XLA's compile to pay back (:data:`XLA_MIN_STEPS`);
+    otherwise the TensorFlow backend runs the program as a plain graph, unless the model was compiled with
+    ``jit_compile=True``.
+    """
     def spec(rows: Any) -> Any:
         # Flattened with paths: data may be dicts (input names), which a key cannot hold.
         return None if rows is None else tuple((path, tuple(t.shape), str(t.dtype))
@@ -501,7 +520,7 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
 
     specs = (spec(data), spec(val))
     key = (keras.backend.backend(), structure, keys, specs, size, mode, chunk, batch_size,
-           val_batch_size, shuffle, rule)
+           val_batch_size, shuffle, rule, long_run)
     if key in _PROGRAMS:
         _PROGRAMS.move_to_end(key)
         return _PROGRAMS[key]
@@ -539,7 +558,7 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
     eval_layout = Layout(tuple(eval_specs), tuple(eval_specs.values()))
     program = _Program(
         template=template, backend=backend, settings=settings, metrics_init=metrics_init,
-        train=backend.compile(one_member, size, mode, (chunk, layout.width)),
+        train=backend.compile(one_member, size, mode, (chunk, layout.width), once=not (long_run or template.jit_compile is True)),
         evaluate=backend.compile(one_score, size, mode, (2 * eval_layout.width,), once=True),
         eval_layout=eval_layout, keep=keep,
     )

@@ -6,6 +6,10 @@ variables, calls ``model.train_step`` and reads them back, all inside one
 ``tf.function`` (XLA where it compiles). Members run one after another in a
 ``tf.while_loop``, so a stopped member costs nothing.
 
+A short run (fewer than ``XLA_MIN_STEPS`` planned batches per member, see
+:mod:`regsearch.population`) runs as a plain graph whatever follows: XLA's
+compile, seconds on a CPU, would cost more than it saves.
+
 The program is compiled with XLA, whatever ``jit_compile`` Keras resolved
 (``"auto"`` is ``False`` on a CPU, where XLA makes an epoch of the moons model
 several times cheaper once compiled), except where XLA cannot or should not
