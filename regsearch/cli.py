@@ -548,10 +548,13 @@ def _print_best(console: Any, folder: Path, definition: Any, seconds: float, sto
     from regsearch.evaluation.caveats import caveats
     from regsearch.report import trials_frame
     from regsearch.report.write import answer_of, with_stopped
+    from regsearch.results import saved_outcomes
 
     summary.attrs = {"objective": definition.objective, "direction": definition.direction}
     trials = trials_frame(pd.read_csv(folder / "trials.csv").to_dict("records"))
-    answer, _ = answer_of(trials, summary, definition.evaluation.kind, definition.evaluation.baseline)
+    # The page's answer: from the runs and the per-row outcomes the report has just written.
+    answer, _ = answer_of(trials, summary, definition.evaluation.kind, definition.evaluation.baseline,
+                          saved_outcomes(folder, from_tuner=False))
     answer = with_stopped(answer, stopped)
     if answer:
         console.print(answer, soft_wrap=True)  # one line, in a log too

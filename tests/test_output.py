@@ -116,3 +116,16 @@ def test_library_code_logs_and_the_command_line_writes_the_logs_one_line_each(
         logging.getLogger("regsearch.tuners").info("shown")
     logging.getLogger("regsearch.tuners").info("not shown once the command is over")
     assert capsys.readouterr().err == "regsearch: search failed: the chief is gone\nregsearch: shown\n"
+
+
+def test_the_console_answer_is_the_pages_answer_with_its_interval_over_rows() -> None:
+    """The answer printed at the end of a search is the one summary.md opens with (the committed main job's)."""
+    from regsearch.cli import _print_best
+    from regsearch.results import saved_definition
+
+    folder = Path(__file__).resolve().parent.parent / "results" / "moons_l2"
+    page = re.search(r"^\*\*(.+)\*\*$", (folder / "summary.md").read_text(), re.MULTILINE).group(1)
+    assert "over the test rows" in page  # an interval from the per-row outcomes, not the seed-only fallback
+    out = io.StringIO()
+    _print_best(Console(file=out, width=400), folder, saved_definition(folder), seconds=1.0)
+    assert page in out.getvalue().replace("\n", " ")
