@@ -314,5 +314,6 @@ def open_results(folder: str | Path) -> Results:
 
     Raises:
         SettingError: ``folder`` holds no ``trials.csv``.
+        DamagedFileError: ``trials.csv`` or ``provenance.json`` cannot be read back whole (named, with what to do).
     """
     return Results(folder)
