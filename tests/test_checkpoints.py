@@ -76,7 +76,7 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(population, "CHUNK", 4)
 
 
-@pytest.mark.parametrize("after_chunks", [1, 3, 6])
+@pytest.mark.parametrize("after_chunks", [2, 7, 12])  # before, while and after members wait to stop
 def test_a_population_interrupted_between_chunks_resumes_to_the_uninterrupted_result(
         tmp_path: Path, small_chunks: None, uninterrupted: tuple, after_chunks: int) -> None:
     with checkpoints.checkpointing(tmp_path, every=1e-9) as written:  # a checkpoint after every chunk
@@ -129,6 +129,16 @@ def test_a_compiled_call_lasts_about_until_the_next_checkpoint_is_due(tmp_path: 
                            batch_size=8, seeds=[0, 1, 2])._pause(epoch, alive, 5000)) == [5000] * 3  # no checkpoints
 
 
+def test_a_trained_population_is_checkpointed_before_its_members_are_scored_and_recorded(
+        tmp_path: Path, small_chunks: None, uninterrupted: tuple) -> None:
+    with checkpoints.checkpointing(tmp_path, every=3600) as written:
+        trained()  # no interval passed: only the checkpoint at the end of training
+        assert written.writes == 1
+        again = trained()  # a rerun killed while it recorded: nothing trains again
+    assert written.resumed == sum(o.epochs_run for o in uninterrupted[0])
+    assert_same(again, uninterrupted)
+
+
 def test_a_damaged_checkpoint_is_said_in_one_line_and_its_population_trains_from_the_start(
         tmp_path: Path, small_chunks: None, uninterrupted: tuple) -> None:
     with checkpoints.checkpointing(tmp_path, every=1e-9) as written:
@@ -173,10 +183,13 @@ def test_a_tuner_interrupted_mid_population_resumes_every_run_and_removes_its_ch
 
     def search(folder: Path, after_chunks: int | None = None) -> tuple[list, dict]:
         options = ({"rungs": Rungs((3, 9, 20), 3, "val_accuracy", minimize=False, tie_breaker="val_loss")}
-                   if tuner == "SuccessiveHalving" else {"engine": "population"})
+                   if tuner == "SuccessiveHalving" else {"engine": "population", "batch": 2})
+        # At each record, the checkpoints on disk: the recorded batch's own (the one before it is removed).
+        checkpoints_seen = lambda _: seen.append(len(list((folder / "p" / "checkpoints").glob("*.npz"))))
         made = getattr(tuners, tuner)(hypermodel([1e-3, 1e-2, 0.1, 1.0]), repeats=2, seed=5,
                                       objective=kt.Objective("val_accuracy", "max"), directory=str(folder),
-                                      project_name="p", checkpoint_seconds=1e-9, **options)
+                                      project_name="p", checkpoint_seconds=1e-9, on_run=checkpoints_seen,
+                                      **options)
         heard = 0
 
         def listener(_: progress.PopulationProgress) -> None:
@@ -191,7 +204,9 @@ def test_a_tuner_interrupted_mid_population_resumes_every_run_and_removes_its_ch
         records, histories = read_runs(made)
         return [{k: v for k, v in r.items() if k != "seconds"} for r in records], histories
 
+    seen: list[int] = []
     expected = search(tmp_path / "whole")
+    assert seen == [1] * 8
     with pytest.raises(Interrupted):
         search(tmp_path / "killed", after_chunks=4)
     folder = tmp_path / "killed" / "p" / "checkpoints"
@@ -265,7 +280,7 @@ def test_the_checkpoint_tests_hold_on_jax() -> None:
         pytest.skip("already on JAX")
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", __file__,
-                           "-k", "between_chunks or damaged or interval"],
+                           "-k", "between_chunks or damaged or interval or before_its_members"],
                           env=env, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-4000:]
     last = done.stdout.splitlines()[-1]

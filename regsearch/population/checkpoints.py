@@ -80,9 +80,11 @@ class Checkpoints:
             return None
 
     def save_json(self, path: Path, value: Any) -> None:
+        """Writes ``value`` to ``path`` as JSON, atomically."""
         write_text_atomic(path, json.dumps(value))
 
     def load_json(self, path: Path) -> Any | None:
+        """The JSON value at ``path``; None where there is none, or it cannot be read (said in one line)."""
         if not path.is_file():
             return None
         try:
