@@ -560,7 +560,8 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
     eval_layout = Layout(tuple(eval_specs), tuple(eval_specs.values()))
     program = _Program(
         template=template, backend=backend, settings=settings, metrics_init=metrics_init,
-        train=backend.compile(one_member, size, mode, (chunk, layout.width), once=not (long_run or template.jit_compile is True)),
+        train=backend.compile(one_member, size, mode, (chunk, layout.width),
+                              once=not (long_run or template.jit_compile is True)),
         evaluate=backend.compile(one_score, size, mode, (2 * eval_layout.width,), once=True),
         eval_layout=eval_layout, keep=keep,
     )
