@@ -366,6 +366,30 @@ def test_random_layers_and_convolutions_run_as_a_plain_graph_on_a_cpu_and_other_
     assert backend(keras.layers.LSTM(2, recurrent_dropout=0.1), shape=(4, 1)).xla is gpu
 
 
+def test_only_runs_long_enough_to_pay_back_the_compile_run_under_xla() -> None:
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the TensorFlow backend's choice (JAX always compiles)")
+    from regsearch import population
+    from regsearch.population import XLA_MIN_STEPS, planned_steps
+
+    # 30 training rows in one batch of 32, 70 validation rows in batches of 32 (3): 4 steps an epoch.
+    assert planned_steps((X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), 10, 32, 32) == 40
+    assert planned_steps((X_TRAIN, Y_TRAIN), None, 10, 8, 8) == 40  # 4 batches of 8 (the last of 6)
+    longest_short = XLA_MIN_STEPS // 4 - 1 if XLA_MIN_STEPS % 4 == 0 else XLA_MIN_STEPS // 4
+
+    def compiled(epochs: int, jit_compile: bool | str = "auto") -> bool:
+        population._PROGRAMS.clear()
+        model = build(0, 1e-3, rate=0)
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"], jit_compile=jit_compile)
+        opened = next(population.open_populations([model], (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=epochs,
+                                                   batch_size=32, seeds=[0]))
+        return opened.program.train.xla
+
+    assert compiled(longest_short) is False  # a plain graph: XLA's compile would cost more than it saves
+    assert compiled(longest_short + 1) is True
+    assert compiled(3, jit_compile=True) is True  # the user's own jit_compile=True is kept
+
+
 def test_a_listener_hears_every_chunk_with_members_alive_and_epochs_done(monkeypatch: pytest.MonkeyPatch) -> None:
     from regsearch import population
     from regsearch.population.progress import reporting

@@ -163,8 +163,10 @@ class Backend:
                         warnings.warn(f"regsearch: XLA could not compile this model, running as a plain graph "
                                       f"({type(error).__name__}).", stacklevel=4)
                         xla = None
+                        run.xla = False
                 return graph(*args)
 
+        run.xla = xla is not None  # whether the program runs under XLA (tests, benchmarks)
         return run
 
 
