@@ -134,7 +134,7 @@ def successive_halving(populations: Sequence[Population], configurations: Sequen
         for population in populations:  # as they stand at the decision: a rerun resumes from here at the latest
             if getattr(population, "checkpoints", None) is not None:
                 population.checkpoint()
-        decisions.save(rung, scores)
+        decisions.record(rung, scores)
     return scores
 
 
@@ -157,7 +157,7 @@ class _Decisions:
                                                                                  for names in configurations],
                                                                  repr(rungs)), ".json")
 
-    def save(self, rung: int, scores: list[list[list[RungScore]]]) -> None:
+    def record(self, rung: int, scores: list[list[list[RungScore]]]) -> None:
         """Records every member's scores up to rung ``rung`` (which says who was kept), atomically."""
         if self.checkpoints is None:
             return
