@@ -15,16 +15,13 @@ import pytest
 LONGEST_FIRST = (
     "tests/test_searches.py::test_each_code_path_runs_end_to_end_on_jax",  # three processes, 100-160 s each
     "tests/test_faults.py::test_a_search_killed_at_20_random_instants",
-    "tests/test_resume.py::test_a_hyperband_search_killed_mid_bracket",
     "tests/test_distributed.py::test_workers_of_a_killed_chief_exit_and_a_restart_resumes",
     "tests/test_regularize.py::test_every_stock_tuner_runs_regsearch_hypermodels",
-    "tests/test_resume.py::test_grid_killed_with_sigkill",
     "tests/test_population.py::test_the_population_tests_hold_on_jax",
     "tests/test_regularize.py::test_hyperband_continues_from_the_carried_weights",
     "tests/test_distributed.py::test_a_worker_killed_mid_trial_loses_only_that_trial",
     "tests/test_memory.py::test_resident_memory_stays_flat_across_trials",
     "tests/test_resume.py::test_coarse_to_fine_killed_in_the_fine_phase_resumes",
-    "tests/test_resume.py::test_a_population_killed_while_it_trains",
     "tests/test_own_model.py::test_own_model_and_csv_run_end_to_end",
     "tests/test_distributed.py::test_a_chief_and_two_workers_run_every_configuration_exactly_once",
     "tests/test_distributed.py::test_ctrl_c_stops_a_worker_and_a_chief",

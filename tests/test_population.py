@@ -124,7 +124,7 @@ def test_the_population_tests_hold_on_jax() -> None:
         pytest.skip("already on JAX")
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
     # The members' semantics; the tuners' side runs on JAX in tests/test_searches.py (every named search).
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", __file__, "-k",
                            "alone or model_fit or scores or without_validation or diverging or mixed"],
                           env=env, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-4000:]
