@@ -108,7 +108,26 @@ def _same(first: RowScores | None, second: RowScores | None) -> bool:
 
 
 def load_outcomes(path: str | Path) -> Outcomes:
-    """Reads a file :func:`outcomes_bytes` wrote (``outcomes.npz`` or a trial's ``rows.npz``)."""
+    """Reads a file :func:`outcomes_bytes` wrote (``outcomes.npz`` or a trial's ``rows.npz``).
+
+    Raises:
+        DamagedFileError: The file is not a whole one (named, with what to do: a trial's ``rows.npz``
+            means training that trial again; ``outcomes.npz``, writing the report anew).
+    """
+    import zipfile
+
+    from regsearch.damaged import RETRAINED, REWRITTEN, DamagedFileError
+
+    try:
+        return _read_outcomes(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, IndexError, zipfile.BadZipFile) as error:
+        remedy = RETRAINED if Path(path).name == TRIAL_ROWS_FILE else REWRITTEN
+        raise DamagedFileError(path, f"not a whole .npz file: {type(error).__name__}", remedy) from error
+
+
+def _read_outcomes(path: str | Path) -> Outcomes:
     outcomes: Outcomes = {}
     with np.load(path, allow_pickle=False) as saved:
         keys = list(zip(saved["phase"].tolist(), saved["trial_id"].tolist(), saved["repeat"].tolist(),

@@ -8,7 +8,7 @@ outside. Before the reload, :func:`repair_project` falls back to the last
 good state it can rebuild, and says so in one line (a warning of the
 ``regsearch`` logger) per file:
 
-- a trial whose ``runs.json`` or checkpoint is damaged is handed to Keras
+- a trial whose ``runs.json``, per-row outcomes (``rows.npz``) or checkpoint is damaged is handed to Keras
   Tuner's retry queue (as a trial a killed process left running) and trained
   again under its own id; the other trials are kept;
 - a damaged ``trial.json`` is rebuilt from the settings its ``runs.json``
@@ -30,6 +30,7 @@ from typing import Any
 from regsearch import kt_internals
 from regsearch.atomic import write_text_atomic
 from regsearch.damaged import RETRAINED, DamagedFileError, read_json
+from regsearch.outcomes import TRIAL_ROWS_FILE, load_outcomes
 from regsearch.runs import RUNS_FILE, load_runs
 
 __all__ = ["CHECKPOINT_FILE", "HYPERPARAMETERS_KEY", "repair_project"]
@@ -101,6 +102,13 @@ def _damaged_output(trial_dir: Path, status: str) -> bool:
         return True
     except DamagedFileError as error:
         logger.warning("%s is damaged (%s); trial %s is trained again", runs, error.problem, _trial_id(trial_dir))
+        return True
+    rows = trial_dir / TRIAL_ROWS_FILE
+    try:
+        if rows.exists():
+            load_outcomes(rows)
+    except DamagedFileError as error:
+        logger.warning("%s is damaged (%s); trial %s is trained again", rows, error.problem, _trial_id(trial_dir))
         return True
     checkpoint = trial_dir / CHECKPOINT_FILE
     problem = _checkpoint_problem(checkpoint) if checkpoint.exists() else None

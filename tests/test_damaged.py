@@ -95,6 +95,8 @@ REFUSED = [
     ("tuner/grid/trial_0001/runs.json", "cut", "report", False),
     ("tuner/grid/trial_0000/trial.json", "zero bytes", "report", False),
     ("tuner/settings.json", "cut", "search", False),
+    ("outcomes.npz", "overwritten", "report", True),
+    ("tuner/grid/trial_0001/rows.npz", "cut", "report", False),
 ]
 
 
@@ -125,6 +127,7 @@ REBUILT = [
     ("tuner/grid/trial_0001/runs.json", "zero bytes", "search", ["grid/trial_0001"]),
     ("tuner/grid/trial_0000/trial.json", "cut", "search", ["grid/trial_0000"]),
     ("tuner/baseline/trial_0000/checkpoint.weights.h5", "cut", "search", ["baseline/trial_0000"]),
+    ("tuner/grid/trial_0000/rows.npz", "zero bytes", "search", ["grid/trial_0000"]),
     ("tuner/grid/oracle.json", "cut", "search", []),
     ("tuner/grid/tuner0.json", "zero bytes", "search", []),
     ("trials.csv", "last line cut", "search", []),
