@@ -44,8 +44,10 @@ MODES = ("loop", "vmap")
 #: Epochs per compiled call: the history buffer holds this many rows per member.
 CHUNK = 1000
 #: Steps (training and validation batches) a member's run must plan for its program to be compiled with XLA
-#: on the TensorFlow backend: XLA's compile (2 to 4 s on a CPU) pays back at about 0.1 ms saved per step
-#: (``benchmarks/RESULTS.md``). Shorter runs run as a plain graph. JAX always compiles.
+#: on the TensorFlow backend. XLA's compile costs 2 to 4 s on a CPU and saves 0.05 (moons) to 0.12 ms (an LSTM)
+#: a step (``benchmarks/RESULTS.md``): it pays back over some 25,000 steps of the program, which every member of
+#: the population (and the next phase's) shares, so from about a dozen members at this many steps each.
+#: Shorter runs (a test's few epochs, a quick look) run as a plain graph. JAX always compiles.
 XLA_MIN_STEPS = 2000
 
 
