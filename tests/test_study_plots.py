@@ -359,3 +359,13 @@ def test_paired_differences_data_draws_the_family_wise_interval_where_there_is_o
     plain, family = (paired_differences_data(c, metric="test_accuracy") for c in (comparison, corrected))
     assert list(family["ci_low"]) == pytest.approx(list(plain["ci_low"] - 0.05))
     assert (family["effect"] == "indistinguishable").sum() > (plain["effect"] == "indistinguishable").sum()
+
+
+def test_plot_paired_differences_says_what_its_intervals_resample():
+    comparison = make_comparison()
+    titles = {interval: plot_paired_differences(comparison.assign(interval=interval, ci_low_corrected=comparison[
+        "ci_low"], ci_high_corrected=comparison["ci_high"]), metric="test_accuracy").get_title()
+        for interval in ("rows and seeds", "seeds")}
+    assert "family-wise 95% CI\nover the scored rows and" in titles["rows and seeds"]
+    assert "rows" not in titles["seeds"] and "family-wise 95% CI\nover " in titles["seeds"]
+    assert "family-wise" not in plot_paired_differences(comparison, metric="test_accuracy").get_title()

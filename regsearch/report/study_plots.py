@@ -328,7 +328,9 @@ def plot_paired_differences(comparison: pd.DataFrame, *, metric: str, ax: Axes |
     pairs = pd.to_numeric(table["n_pairs"], errors="coerce")
     seeds = f"{int(pairs.min())}" if pairs.nunique() == 1 else f"{int(pairs.min())}-{int(pairs.max())}"
     family = "family-wise " if "ci_low_corrected" in comparison.columns else ""
-    ax.set_title(f"difference to no regularization, mean and {family}95% CI over {seeds} seeds", fontsize=10)
+    resampled = set(comparison["interval"].dropna().astype(str)) if "interval" in comparison.columns else set()
+    over = f"the scored rows and {seeds} seeds" if resampled == {"rows and seeds"} else f"{seeds} seeds"
+    ax.set_title(f"difference to no regularization, mean and {family}95% CI\nover {over}", fontsize=10)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
 
