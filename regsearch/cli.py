@@ -379,7 +379,7 @@ def _search_and_report(plan: Any, folder: Path, args: argparse.Namespace) -> int
         raise SearchFailedError(f"{error}; the reasons are in {folder / 'trials.csv'}") from None
     _write_outputs(folder, result, _provenance(args, started_at, time.perf_counter() - started))
     seconds = time.perf_counter() - started
-    _print_best(_console(args.quiet, answer=True), folder, definition, seconds, result.stopped)
+    _print_best(_console(args.quiet, answer=True), folder, definition, seconds)
     return EXIT_OK
 
 
@@ -519,7 +519,7 @@ def _save_model_atomic(model: Any, path: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def _print_best(console: Any, folder: Path, definition: Any, seconds: float, stopped: str | None = None) -> None:
+def _print_best(console: Any, folder: Path, definition: Any, seconds: float) -> None:
     import pandas as pd
     from rich.table import Table
 
@@ -547,15 +547,12 @@ def _print_best(console: Any, folder: Path, definition: Any, seconds: float, sto
     console.print(table)
     from regsearch.evaluation.caveats import caveats
     from regsearch.report import trials_frame
-    from regsearch.report.write import answer_of, with_stopped
-    from regsearch.results import saved_outcomes
+    from regsearch.results import open_results
 
     summary.attrs = {"objective": definition.objective, "direction": definition.direction}
     trials = trials_frame(pd.read_csv(folder / "trials.csv").to_dict("records"))
-    # The page's answer: from the runs and the per-row outcomes the report has just written.
-    answer, _ = answer_of(trials, summary, definition.evaluation.kind, definition.evaluation.baseline,
-                          saved_outcomes(folder, from_tuner=False))
-    answer = with_stopped(answer, stopped)
+    # The page's answer, as open_results reads it back: the runs, the per-row outcomes and the stop just written.
+    answer = open_results(folder).answer
     if answer:
         console.print(answer, soft_wrap=True)  # one line, in a log too
     for sentence in caveats(trials, summary, epochs=definition.epochs,
