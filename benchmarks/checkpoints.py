@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,31 +30,14 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from sklearn.datasets import make_moons  # noqa: E402
 
 from regsearch.population import Population, checkpoints, train_population  # noqa: E402
 
-X, Y = make_moons(100, noise=0.2, random_state=1)
-TRAIN = (X[:30].astype("float32"), Y[:30].astype("float32"))
-VALIDATION = (X[30:].astype("float32"), Y[30:].astype("float32"))
-
-
-def moons_member(seed: int, strength: float) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input((2,)),
-        keras.layers.Dense(500, activation="relu", kernel_regularizer=keras.regularizers.L2(strength)),
-        keras.layers.Dense(1, activation="sigmoid"),
-    ])
-    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-    return model
-
-
-def members(size: int) -> list[keras.Model]:
-    return [moons_member(seed, strength) for seed, strength in enumerate(np.geomspace(1e-6, 1e-1, size))]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from population import TEST as VALIDATION  # noqa: E402  (benchmarks/population.py: the same moons members and rows)
+from population import TRAIN, members  # noqa: E402
 
 
 def stopping(epochs: int) -> keras.callbacks.EarlyStopping:

@@ -119,7 +119,7 @@ def run_one(folder: Path, kind: str, protocol: str, draw: int, x_train: np.ndarr
 
 
 def one_search(root: Path, kind: str, protocol: str, draw: int, args: argparse.Namespace) -> dict:
-    from regsearch.evaluation.compare import claims_improvement, selection_rows
+    from regsearch.evaluation.compare import claims_improvement
 
     rng = np.random.default_rng([args.seed, draw])
     x, y = draw_rows(kind, TRAIN_ROWS + TEST_ROWS, rng)
@@ -148,7 +148,7 @@ def new_row_difference(trials: pd.DataFrame, again: pd.DataFrame, selected: str,
 
     ``again`` is the same search scored on the new rows: its runs must be the same runs (same validation scores).
     """
-    from regsearch.evaluation.compare import REFIT_PHASE, baseline_mask
+    from regsearch.evaluation.compare import REFIT_PHASE, baseline_mask, selection_rows
 
     keys = ["phase", "trial_id", "repeat", "fold"]
     first = selection_rows(trials).set_index(keys)["val_loss"].sort_index()
@@ -163,12 +163,6 @@ def new_row_difference(trials: pd.DataFrame, again: pd.DataFrame, selected: str,
         baseline = scored[baseline_mask(scored) & (scored["phase"].astype(str) == "baseline")]
         baseline = baseline if len(baseline) else scored[baseline_mask(scored)]
     return float(chosen["test_accuracy"].mean() - baseline["test_accuracy"].mean())
-
-
-def selection_rows(trials: pd.DataFrame) -> pd.DataFrame:
-    from regsearch.evaluation.compare import selection_rows as rows
-
-    return rows(trials)
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
