@@ -17,7 +17,10 @@ per member-epoch, every variant compiled with XLA as a long search's program is.
 - ``no early stopping``: no stopping step, no best weights kept;
 - ``no validation``: the training step, the shuffle and the log row only.
 
-The differences between rows are the parts' costs.
+The differences between rows are the parts' costs. On JAX two more rows give the floor: the same member
+written by hand in ``jax.numpy`` (Dense layers, sigmoid cross-entropy, the L2 term, Adam as Keras computes
+it, a shuffle per epoch) in one jitted loop over epochs, with and without a validation pass, one member
+alone (``loop``) and the P members under ``vmap``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -65,6 +69,63 @@ def steady_cost(size: int, epochs: int, calls: int, mode: str | None, validation
     return times[0], 1e6 * min(times[1:]) / (size * epochs)
 
 
+def hand_written_floor(size: int, epochs: int, calls: int) -> dict[str, float]:
+    """Microseconds per member-epoch of the moons member written in ``jax.numpy``, no Keras (JAX only)."""
+    from functools import partial
+
+    import jax
+    import jax.numpy as jnp
+
+    x, y = (jnp.asarray(a, jnp.float32).reshape(len(a), -1) for a in TRAIN)
+    xv, yv = (jnp.asarray(a, jnp.float32).reshape(len(a), -1) for a in TEST)
+
+    def init(key: Any) -> list[Any]:
+        k1, k2 = jax.random.split(key)
+        uniform = jax.nn.initializers.glorot_uniform()
+        return [uniform(k1, (2, 500)), jnp.zeros(500), uniform(k2, (500, 1)), jnp.zeros(1)]
+
+    def loss(p: list[Any], x: Any, y: Any, l2: Any) -> Any:
+        z = jax.nn.relu(x @ p[0] + p[1]) @ p[2] + p[3]
+        return jnp.mean(jnp.maximum(z, 0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z)))) + l2 * jnp.sum(p[0] ** 2)
+
+    @partial(jax.jit, static_argnums=(2, 3))
+    def run(p: list[Any], l2: Any, epochs: int, validate: bool) -> Any:
+        def epoch(i: Any, carried: Any) -> Any:
+            p, m, v, t, best = carried
+            order = jax.random.permutation(jax.random.fold_in(jax.random.PRNGKey(0), i), len(x))
+            g = jax.grad(loss)(p, x[order], y[order], l2)
+            t = t + 1
+            m = [0.9 * a + 0.1 * b for a, b in zip(m, g)]
+            v = [0.999 * a + 0.001 * b * b for a, b in zip(v, g)]
+            rate = 1e-3 * jnp.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+            p = [q - rate * a / (jnp.sqrt(b) + 1e-7) for q, a, b in zip(p, m, v)]
+            if validate:
+                best = jnp.minimum(best, loss(p, xv, yv, l2))
+            return p, m, v, t, best
+
+        zeros = [jnp.zeros_like(q) for q in p]
+        return jax.lax.fori_loop(0, epochs, epoch, (p, zeros, zeros, 0.0, jnp.inf))
+
+    costs = {}
+    one = init(jax.random.PRNGKey(0))
+    many = jax.vmap(init)(jax.random.split(jax.random.PRNGKey(1), size))
+    strengths = jnp.geomspace(1e-6, 1e-1, size)
+    for validate in (False, True):
+        together = jax.jit(jax.vmap(lambda p, l2: run(p, l2, epochs, validate)))
+        for name, call, members in ((f"one member{' + validation' if validate else ''}",
+                                     lambda: run(one, 1e-3, epochs, validate), 1),
+                                    (f"{size} members, vmap{' + validation' if validate else ''}",
+                                     lambda: together(many, strengths), size)):
+            jax.block_until_ready(call())
+            times = []
+            for _ in range(calls):
+                start = time.perf_counter()
+                jax.block_until_ready(call())
+                times.append(time.perf_counter() - start)
+            costs[name] = 1e6 * min(times) / (members * epochs)
+    return costs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=39)
@@ -84,6 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(name, f"{first:.2f}", f"{cost:.1f}", part)
         previous = cost
     console.print(table)
+    if keras.backend.backend() == "jax":
+        floor = Table(title="The same member written by hand in jax.numpy (no Keras): the floor")
+        floor.add_column("variant")
+        floor.add_column("us / member-epoch", justify="right")
+        for name, cost in hand_written_floor(args.members, args.epochs, args.calls).items():
+            floor.add_row(name, f"{cost:.1f}")
+        console.print(floor)
     return 0
 
 

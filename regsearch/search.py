@@ -52,6 +52,7 @@ from regsearch.definition import NOTHING, SearchDefinition
 from regsearch.definition.schema import DEFAULT_REPEATS
 from regsearch.definition.build import Bracket, brackets, make_folds
 from regsearch.definition.plan import Plan, make_plan
+from regsearch import kt_internals
 from regsearch.errors import SearchFailedError, SettingError
 
 __all__ = ["SearchResult", "run_search", "fine_strengths", "plan_size", "phases", "evaluation_options", "brackets",
@@ -467,7 +468,7 @@ def check_fits_in_memory(definition: SearchDefinition, hypermodel: Any, split: S
                                where=str(definition.path))
     finally:
         del model
-        keras.backend.clear_session()
+        keras.backend.clear_session(free_memory=False)
 
 
 def check_same_settings(definition: SearchDefinition, tuner_dir: Path) -> None:
@@ -623,7 +624,7 @@ def _trial_model(tuners: list[Any], phase: str, trial_id: str) -> Any:
                 with warnings.catch_warnings():
                     # The checkpoint holds the optimizer's slots, a fresh build does not: harmless.
                     warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-                    return tuner.load_model(tuner.oracle.get_trial(trial_id.split("-", 1)[1]))
+                    return kt_internals.load_trial_model(tuner, tuner.oracle.get_trial(trial_id.split("-", 1)[1]))
             except (OSError, ValueError, KeyError):  # a checkpoint from a killed run
                 return None
     return None

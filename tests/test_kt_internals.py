@@ -320,6 +320,34 @@ def test_keras_tuners_callbacks_and_tuner_helpers() -> None:
     check(parameters(BaseTuner._is_worker) == [], "BaseTuner._is_worker()")
 
 
+def test_a_trial_model_loads_as_keras_tuners_load_model_loads_it(tmp_path: Path) -> None:
+    """The same weights as ``Tuner.load_model`` from the same trial, without its garbage collection."""
+
+    import keras
+    import numpy as np
+
+    from keras_tuner.src.engine.tuner import Tuner
+
+    check([name for name in ("_try_build", "_get_build_config_fname", "_get_checkpoint_fname")
+           if name in inspect.getsource(Tuner.load_model)] == ["_try_build", "_get_build_config_fname",
+                                                               "_get_checkpoint_fname"], "Tuner.load_model")
+    check("self._build_hypermodel(hp)" in inspect.getsource(Tuner._try_build), "Tuner._try_build")
+
+    def build(hp: kt.HyperParameters) -> keras.Model:
+        model = keras.Sequential([keras.layers.Dense(hp.Choice("units", [3, 4])), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        return model  # unbuilt: the build config Keras Tuner wrote builds it
+
+    x, y = np.random.default_rng(0).normal(size=(16, 2)), np.zeros(16)
+    tuner = kt.GridSearch(build, objective="val_loss", directory=tmp_path, project_name="p")
+    tuner.search(x, y, validation_data=(x, y), epochs=2, verbose=0)
+    for trial in tuner.oracle.trials.values():
+        ours, theirs = kt_internals.load_trial_model(tuner, trial), tuner.load_model(trial)
+        assert ours.layers[0].units == trial.hyperparameters["units"]
+        for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_keras_tuners_retry_queue() -> None:
     oracle = kt.Oracle(objective=kt.Objective("score", "max"))
     check(isinstance(getattr(oracle, "_retry_queue", None), list), "Oracle._retry_queue (a list)")
