@@ -1,6 +1,7 @@
 """Kills a small search at random instants, again and again, and checks every file and every resume.
 
-Usage: python benchmarks/faults.py [--instants 100] [--search c2f|grid|long|hyperband|kfold] [--seed 0] [--keep]
+Usage: python benchmarks/faults.py [--instants 100] [--seed 0] [--keep]
+       [--search c2f|grid|long|hyperband|kfold|grid-small|hyperband-small]
        (KERAS_BACKEND=jax for the JAX backend)
 
 The search (``python -m regsearch FILE``, as the command line runs it, into a
@@ -135,6 +136,15 @@ protocol = "kfold"
 folds = 3
 """ + COMMON.format(epochs=200),
 }
+#: What ``tests/test_faults.py`` kills: "grid" and "hyperband" with a quarter of the epochs and half the hidden
+#: units (their uninterrupted run is mostly start-up, compiling and the report; the training left is short), the
+#: same phases, records and report, still a checkpoint every 0.1 s of training, and Hyperband's three rungs (at 25,
+#: 50 and 100 epochs: kills land mid-bracket). The full-size searches above give the recorded figures.
+SEARCHES["grid-small"] = SEARCHES["grid"].replace("one grid phase", "one small grid phase").replace(
+    "epochs = 300", "epochs = 75").replace("hidden = [16]", "hidden = [8]")
+SEARCHES["hyperband-small"] = SEARCHES["hyperband"].replace("hyperband\"", "a small hyperband\"").replace(
+    "min_epochs = 75", "min_epochs = 25").replace("epochs = 300", "epochs = 100").replace(
+    "hidden = [16]", "hidden = [8]")
 
 
 def child(definition: Path, results: Path, log: Path) -> int:
