@@ -142,7 +142,7 @@ folds = 3
 #: 50 and 100 epochs: kills land mid-bracket). The full-size searches above give the recorded figures.
 SEARCHES["grid-small"] = SEARCHES["grid"].replace("one grid phase", "one small grid phase").replace(
     "epochs = 300", "epochs = 75").replace("hidden = [16]", "hidden = [8]")
-SEARCHES["hyperband-small"] = SEARCHES["hyperband"].replace("hyperband\"", "a small hyperband\"").replace(
+SEARCHES["hyperband-small"] = SEARCHES["hyperband"].replace("faults: hyperband", "faults: small hyperband").replace(
     "min_epochs = 75", "min_epochs = 25").replace("epochs = 300", "epochs = 100").replace(
     "hidden = [16]", "hidden = [8]")
 
