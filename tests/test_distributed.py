@@ -553,11 +553,15 @@ def test_a_chief_and_two_workers_run_every_configuration_exactly_once(tmp_path: 
 
 # --- faults: real processes killed --------------------------------------------------
 
-#: Long enough runs that a process can be killed in the middle of one: six trials of two repeats. A run of a
-#: compiled structure takes about 2 s (the engine keeps its program), so a worker killed after its first run of a
-#: trial is still in its second.
-FAULTS = GRID.replace("[1e-1, 1e-2, 1e-3, 1e-4]", "[1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4]").replace(
-    "epochs = 10", "epochs = 6000").replace("repeats = 1", "repeats = 2")
+#: Long enough runs that a process can be killed in the middle of one: four trials of two repeats. A run takes
+#: about 0.4 s once its structure is compiled (XLA; the engine keeps its program; the first run compiles, 5-6 s), so
+#: a worker killed once its first run of a trial has ended is still in that trial, and a chief killed in w1's second
+#: trial leaves that trial, two more and the baseline to its restart.
+FAULTS = GRID.replace("epochs = 10", "epochs = 6000").replace("repeats = 1", "repeats = 2")
+#: Ctrl-C sent once a first run has ended must land mid-search even on a loaded machine: the runs of ``FAULTS``, but
+#: 100 trials, so that the worker has about 80 s of runs left then (never trained: the search stops at the signal;
+#: with six trials the worker once ended its last runs before the signal came).
+CTRL_C = FAULTS.replace("[1e-1, 1e-2, 1e-3, 1e-4]", str([float(f"{10 ** (-1 - k / 20):.3g}") for k in range(100)]))
 SEQUENTIAL = ["--engine", "sequential"]
 
 
@@ -653,12 +657,12 @@ def test_workers_of_a_killed_chief_exit_and_a_restart_resumes(tmp_path: Path, fa
 def test_ctrl_c_stops_a_worker_and_a_chief_promptly_leaving_no_partial_file(tmp_path: Path) -> None:
     import signal
 
-    (tmp_path / "faults.toml").write_text(FAULTS)
-    shared = ["faults.toml", "--results", "shared", "--oracle-port", str(free_port()), *SEQUENTIAL]
+    (tmp_path / "ctrl_c.toml").write_text(CTRL_C)
+    shared = ["ctrl_c.toml", "--results", "shared", "--oracle-port", str(free_port()), *SEQUENTIAL]
     with processes(tmp_path) as started:
         start(started, tmp_path, "chief", *shared, "--chief", "--workers", "1")
         start(started, tmp_path, "w1", *shared, "--worker", "--tuner-id", "w1")
-        wait_for_line(tmp_path / "w1.log", " run 0: ")  # in the middle of a trial
+        wait_for_line(tmp_path / "w1.log", " run 0: ")  # in the middle of a trial, 199 runs and the baseline's left
         codes = {}
         for name, process in reversed(started):
             process.send_signal(signal.SIGINT)
