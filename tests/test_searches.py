@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from regsearch.cli import main
 from regsearch.definition import PACKAGED_SEARCHES, load_definition
 from regsearch.definition.build import brackets, make_hypermodel
 from regsearch.search import fine_strengths, phases, plan_size
+from on_jax import jax_environment
 
 SEARCHES = sorted(path.stem for path in PACKAGED_SEARCHES.glob("*.toml"))
 
@@ -186,7 +186,7 @@ print(json.dumps({name: main(arguments) for name, arguments in json.loads(sys.ar
 @pytest.mark.parametrize("batch", ON_JAX)
 def test_each_code_path_runs_end_to_end_on_jax(batch: str, tmp_path: Path, subtests: pytest.Subtests) -> None:
     arguments = {name: cli_arguments(name) for name in ON_JAX[batch]}
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = jax_environment(tmp_path / "jax-cache")
     done = subprocess.run([sys.executable, "-c", OTHER_BACKEND, json.dumps(arguments)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=3000)
     assert done.returncode == 0, done.stderr[-3000:]
