@@ -21,6 +21,7 @@ from regsearch.population import Population, checkpoints, progress, train_popula
 from regsearch.population.rungs import Rungs
 
 sys.path.insert(0, str(Path(__file__).parent))
+from on_jax import jax_environment  # noqa: E402
 from test_population import X_TRAIN, X_VAL, Y_TRAIN, Y_VAL, build, stopping  # noqa: E402
 
 #: Strength, dropout rate, max-norm bound and learning rate of three members; with patiences they stop apart.
@@ -274,11 +275,11 @@ def test_a_population_killed_with_sigkill_resumes_to_the_uninterrupted_result(tm
 
 
 @pytest.mark.slow
-def test_the_checkpoint_tests_hold_on_jax() -> None:
+def test_the_checkpoint_tests_hold_on_jax(tmp_path: Path) -> None:
     """This module's in-process tests under ``KERAS_BACKEND=jax`` (Keras picks its backend once per process)."""
     if keras.backend.backend() == "jax":
         pytest.skip("already on JAX")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = jax_environment(tmp_path / "jax-cache")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", __file__,
                            "-k", "between_chunks or damaged or interval or before_its_members"],
                           env=env, capture_output=True, text=True, timeout=1800)

@@ -116,13 +116,14 @@ def test_regsearch_fit_equals_model_fit_on_this_backend(recwarn: pytest.Warnings
 
 def test_the_population_tests_hold_on_jax() -> None:
     """This module again under ``KERAS_BACKEND=jax`` (Keras picks its backend once per process)."""
-    import os
     import subprocess
     import sys
 
+    from on_jax import jax_environment
+
     if keras.backend.backend() == "jax":
         pytest.skip("already on JAX")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = jax_environment()
     # The members' semantics; the tuners' side runs on JAX in tests/test_searches.py (every named search).
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", __file__, "-k",
                            "alone or model_fit or scores or without_validation or diverging or mixed"],

@@ -61,6 +61,11 @@ class Backend:
         return jax.random.permutation(jax.random.fold_in(jax.random.PRNGKey(seed), epoch), n)
 
     @staticmethod
+    def blank_logs(step: Callable[[Any, Any], tuple[Any, Any]], state: Any, batch: Any) -> Any:
+        """Zeros shaped as the logs ``step(state, batch)`` returns, traced but not run: a batch loop's first logs."""
+        return jax.tree.map(lambda spec: jnp.zeros(spec.shape, spec.dtype), jax.eval_shape(step, state, batch)[0])
+
+    @staticmethod
     def take_rows(data: Any, start: Any, size: int) -> Any:
         return jax.tree.map(lambda t: jax.lax.dynamic_slice_in_dim(t, start, size, 0), data)
 

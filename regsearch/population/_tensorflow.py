@@ -110,6 +110,10 @@ class Backend:
         # The sequential engine's own shuffle, so a member sees the batches a lone run sees.
         return tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int32), epoch])))
 
+    #: No zero logs up front (:func:`regsearch.population.loop._batches`): tracing a step once more for their
+    #: shapes would cost a graph's build, and a plain graph (no XLA) gains little from one step less.
+    blank_logs = None
+
     @staticmethod
     def take_rows(data: Any, start: Any, size: int) -> Any:
         return tf.nest.map_structure(
