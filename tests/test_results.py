@@ -76,3 +76,20 @@ def test_the_readme_example_runs_on_a_committed_folder(monkeypatch: pytest.Monke
     assert results.best["strength"] == pd.read_csv(ROOT / "results/moons_l2/summary.csv")["param_strength"].iloc[0]
     assert results.answer in (ROOT / "results/moons_l2/summary.md").read_text()
     assert namespace["model"].count_params() == namespace["baseline"].count_params()
+
+
+def test_a_kfold_search_is_indexed_with_the_test_scores_of_its_choices_refit() -> None:
+    """The folds score no test rows; the index shows the refit of the chosen configuration (not the baseline's)."""
+    from regsearch.report.sections import index_table
+    from regsearch.report.write import index_row
+
+    folder = ROOT / "results" / "circles_activity_cv"
+    row = index_row(folder)
+    trials = pd.read_csv(folder / "trials.csv")
+    refit = trials[(trials["phase"] == "refit") & (trials["trial_id"] == row["best"]["trial_id"])]
+    assert len(refit) == 10 and refit["test_accuracy"].nunique() > 1
+    assert row["best"]["mean_test_accuracy"] == pytest.approx(refit["test_accuracy"].mean())
+    assert row["best"]["std_test_accuracy"] == pytest.approx(refit["test_accuracy"].std(ddof=0))
+    assert row["best"]["mean_test_loss"] == pytest.approx(refit["test_loss"].mean())
+    mean, std = refit["test_accuracy"].mean(), refit["test_accuracy"].std(ddof=0)
+    assert index_table([row])["test accuracy"].iloc[0] == f"{mean:.3f} ± {std:.3f}"

@@ -30,7 +30,7 @@ from regsearch.outcomes import SETS, Outcomes, run_key
 
 __all__ = ["REGULARIZATION_PARAMS", "Assessment", "Difference", "HowSure", "assess", "baseline_mask", "baselines_of",
            "claims_improvement", "context_columns", "how_sure", "paired_differences", "answer_line", "verdict",
-           "selection_rows", "REFIT_PHASE"]
+           "selection_rows", "REFIT_PHASE", "assessed_runs"]
 
 #: The ``param_*`` columns that say how a configuration regularizes; the others (optimizer,
 #: learning rate, patience) are its context, shared with the baseline it is paired with.
@@ -311,7 +311,8 @@ def baselines_of(configs: pd.DataFrame, configuration: pd.Series) -> pd.DataFram
     return baselines[(same == mine.to_numpy()).all(axis=1)]
 
 
-def _test_runs(trials: pd.DataFrame, protocol: str, phase: str, trial_id: str) -> pd.DataFrame:
+def assessed_runs(trials: pd.DataFrame, protocol: str, phase: str, trial_id: str) -> pd.DataFrame:
+    """A configuration's runs whose test scores assess it: kfold's refit of it, else its runs in ``phase``."""
     if protocol == "kfold":
         return trials[(trials["phase"].astype(str) == REFIT_PHASE) & (trials["trial_id"] == trial_id)]
     return trials[(trials["phase"].astype(str) == phase) & (trials["trial_id"] == trial_id)]
@@ -336,7 +337,7 @@ def assess(trials: pd.DataFrame, best: dict[str, Any], protocol: str, baseline: 
     runs = selection_rows(trials)
     chosen = runs[(runs["phase"] == best["phase"]) & (runs["trial_id"] == best["trial_id"])]
     chosen = chosen[chosen["status"].astype(str) == "completed"]
-    tested = _test_runs(trials, protocol, best["phase"], best["trial_id"])
+    tested = assessed_runs(trials, protocol, best["phase"], best["trial_id"])
     context = context_columns(runs)
     own = _per_seed(tested, metric, context)
     configs = runs.drop_duplicates(["phase", "trial_id"])
@@ -344,7 +345,7 @@ def assess(trials: pd.DataFrame, best: dict[str, Any], protocol: str, baseline: 
     reference = pd.Series(dtype=float)
     if baseline and len(chosen):
         baselines = baselines_of(configs, chosen.iloc[0])
-        parts = [_per_seed(_test_runs(trials, protocol, row["phase"], row["trial_id"]), metric, context)
+        parts = [_per_seed(assessed_runs(trials, protocol, row["phase"], row["trial_id"]), metric, context)
                  for _, row in baselines.iterrows()]
         parts = [p for p in parts if not p.empty]
         if parts:

@@ -420,6 +420,18 @@ def report_settings(definition: Any, records: Sequence[Mapping[str, Any]]) -> tu
     return objective, direction, protocol, baseline
 
 
+def _refit_test_scores(trials: pd.DataFrame, best: dict[str, Any]) -> dict[str, float]:
+    """k-fold's folds score no test rows: the test accuracy and loss of the choice's refit (mean, population std)."""
+    refit = compare.assessed_runs(trials, "kfold", best["phase"], best["trial_id"])
+    refit = refit[refit["status"] == "completed"]
+    scores = {}
+    for metric in ("test_accuracy", "test_loss"):
+        if metric in refit and refit[metric].notna().any():
+            scores[f"mean_{metric}"] = float(refit[metric].mean())
+            scores[f"std_{metric}"] = float(refit[metric].std(ddof=0))
+    return scores
+
+
 def index_row(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     """A search's row of the results index, read from its report files (no saved runs needed); None if it has none.
 
@@ -442,6 +454,8 @@ def index_row(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
         best = best_configuration(summary)
     except SearchFailedError:
         best = None
+    if best is not None and protocol == "kfold":
+        best = {**best, **_refit_test_scores(everything, best)}
     outcomes = load_outcomes(folder / OUTCOMES_FILE) if (folder / OUTCOMES_FILE).is_file() else None
     answer, assessment = answer_of(everything, summary, protocol, baseline, outcomes)
     return {"search": folder.name, "best": best, "link": f"{folder.name}/{REPORT_PAGE}",
