@@ -485,6 +485,7 @@ def _write_outputs(folder: Path, result: Any, provenance: dict[str, Any]) -> Non
         description=definition.description,
         protocol=definition.evaluation.kind,
         baseline=definition.evaluation.baseline,
+        split_per_seed=definition.evaluation.split_per_seed,
         rungs=result.rungs,
         outcomes=result.outcomes,
         nested=result.nested,
@@ -652,6 +653,7 @@ def _rebuild(folder: Path, name: str) -> None:
                  outcomes=saved_outcomes(folder, from_tuner),
                  stopped=(provenance or {}).get(STOPPED), nested=nested_runs(folder),
                  epochs=definition.epochs if definition else None,
+                 split_per_seed=bool(definition and definition.evaluation.split_per_seed),
                  early_stopping=definition is None or definition.early_stopping is not None,
                  **_plot_settings(definition.report if definition else {}))
 

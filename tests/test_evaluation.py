@@ -395,3 +395,27 @@ def test_a_search_without_a_baseline_compares_nothing(tmp_path: Path) -> None:
     assert (tmp_path / "summary.md").read_text().splitlines()[2] == (
         "**learning_rate=0.1 was selected (test accuracy 0.925); there is no baseline to compare with.**")
     assert not (tmp_path / "comparison.csv").exists()
+
+
+@pytest.mark.parametrize(("protocol", "split_per_seed", "said"), [
+    ("holdout", True, "Each seed drew its own validation split (split_per_seed)"),
+    ("holdout", False, "Every seed used the same validation split"),
+    ("tutorial", False, None),  # its test rows validate: there is no split to draw
+])
+def test_both_pages_say_whether_the_intervals_cover_the_validation_split(
+        tmp_path: Path, protocol: str, split_per_seed: bool, said: str | None) -> None:
+    from regsearch.report import write_report
+    from regsearch.report.sections import SPLIT_NOTES
+
+    base = [0.70, 0.80, 0.75, 0.90, 0.60]
+    records = runs("none", "grid-0", base) + runs("l2", "grid-1", [b + 0.05 for b in base], 1e-3)
+    for record in records:
+        record.update(train_accuracy=1.0, val_loss=0.3, test_loss=0.4)
+    objective = "test_accuracy" if protocol == "tutorial" else "val_accuracy"
+    write_report(tmp_path, records, {}, search_name="s", rerun_command="x", objective=objective, protocol=protocol,
+                 split_per_seed=split_per_seed)
+    markdown, page = (tmp_path / "summary.md").read_text(), (tmp_path / "report.html").read_text()
+    for note in SPLIT_NOTES.values():
+        first_words = note.split("(")[0].strip()
+        assert (first_words in markdown) == (said is not None and first_words.startswith(said.split("(")[0].strip()))
+        assert (first_words in page) == (first_words in markdown)

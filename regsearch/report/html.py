@@ -82,6 +82,7 @@ def report_html(
     provenance: Mapping[str, Any] | None = None,
     how_sure: HowSure | None = None,
     nested: NestedAssessment | None = None,
+    split_per_seed: bool | None = None,
 ) -> str:
     """The page of one search: the answer first, then the plots, the tables, the definition and the rerun command.
 
@@ -101,6 +102,7 @@ def report_html(
         provenance: What produced the numbers (:func:`regsearch.provenance.collect`), above the rerun command.
         how_sure: What the search could detect (:func:`regsearch.evaluation.compare.how_sure`), under the comparison.
         nested: A nested search's outer folds (:func:`regsearch.evaluation.nested.assess_nested`), after the assessment.
+        split_per_seed: Whether each seed drew its own validation split or folds (None: no split to draw).
 
     Returns:
         The HTML text.
@@ -131,7 +133,7 @@ def report_html(
         protocol_text=None if assessment is None else PROTOCOL_TEXT[assessment.protocol],
         assessment=None if assessment is None else _rows(assessment_table(assessment)),
         comparison=None if comparison is None or comparison.empty else _rows(comparison_table(comparison, summary)),
-        comparison_note=comparison_note(objective, comparison),
+        comparison_note=comparison_note(objective, comparison, split_per_seed),
         assessment_note=None if assessment is None else assessment_note(assessment),
         how_sure=how_sure_sentences(how_sure, objective),
         figures=figures,

@@ -75,6 +75,7 @@ def summary_markdown(
     provenance: Mapping[str, Any] | None = None,
     how_sure: HowSure | None = None,
     nested: NestedAssessment | None = None,
+    split_per_seed: bool | None = None,
 ) -> str:
     """Writes the page of one search: the answer, best configuration, ranked table, how to rerun.
 
@@ -92,6 +93,7 @@ def summary_markdown(
         provenance: What produced the numbers (:func:`regsearch.provenance.collect`), above the rerun command.
         how_sure: What the search could detect (:func:`regsearch.evaluation.compare.how_sure`), under the comparison.
         nested: A nested search's outer folds (:func:`regsearch.evaluation.nested.assess_nested`), after the assessment.
+        split_per_seed: Whether each seed drew its own validation split or folds (None: no split to draw).
 
     Returns:
         The Markdown text, ending in a newline.
@@ -135,7 +137,7 @@ def summary_markdown(
             parts += [markdown_table(nested_fold_table(nested)), "", "How often each configuration was chosen:", "",
                       markdown_table(nested_choice_table(nested)), ""]
     if comparison is not None and not comparison.empty:
-        parts += _comparison_section(comparison, summary, objective)
+        parts += _comparison_section(comparison, summary, objective, split_per_seed)
     sure = how_sure_sentences(how_sure, objective)
     if sure:
         parts += ["## How sure, and how many seeds", "", " ".join(sure), ""]
@@ -204,8 +206,9 @@ def _assessment_section(assessment: Assessment) -> list[str]:
             markdown_table(assessment_table(assessment)), "", *([note, ""] if note else [])]
 
 
-def _comparison_section(comparison: pd.DataFrame, summary: pd.DataFrame, objective: str) -> list[str]:
-    return ["## Compared with no regularization", "", comparison_note(objective, comparison), "",
+def _comparison_section(comparison: pd.DataFrame, summary: pd.DataFrame, objective: str,
+                        split_per_seed: bool | None) -> list[str]:
+    return ["## Compared with no regularization", "", comparison_note(objective, comparison, split_per_seed), "",
             markdown_table(comparison_table(comparison, summary)), ""]
 
 

@@ -198,8 +198,12 @@ def assessment_note(assessment: Assessment) -> str:
             "built on the test rows, not on the selection score.")
 
 
-def comparison_note(objective: str, comparison: pd.DataFrame | None = None) -> str:
-    """The sentence above the comparison table: what the differences and intervals are, and the correction."""
+def comparison_note(objective: str, comparison: pd.DataFrame | None = None, split_per_seed: bool | None = None) -> str:
+    """The sentence above the comparison table: what the differences and intervals are, and the correction.
+
+    ``split_per_seed``: whether each seed drew its own validation split or folds (None: the protocol has none
+    to draw, or it is not known); the note says what the intervals cover accordingly.
+    """
     head = (f"Each configuration's {words(objective)} minus the baseline's (same model without penalty, constraint "
             "or noise), paired by seed (folds averaged within a seed first)")
     interval = None if comparison is None or "interval" not in comparison else comparison["interval"].dropna()
@@ -217,7 +221,16 @@ def comparison_note(objective: str, comparison: pd.DataFrame | None = None) -> s
     correction = (f" \"Beyond noise\" uses the family-wise interval, corrected for the {count} configurations compared "
                   f"with the baseline ({CORRECTIONS.get(method, method)}): all of them hold their true differences "
                   "together with 95% probability. The uncorrected interval, each on its own, is beside it.")
-    return head + how + correction
+    return head + how + correction + SPLIT_NOTES.get(split_per_seed, "")
+
+
+#: What the intervals cover of the validation split, by ``split_per_seed``.
+SPLIT_NOTES = {
+    True: " Each seed drew its own validation split (split_per_seed), so the intervals cover the choice of split "
+          "as well.",
+    False: " Every seed used the same validation split: the intervals leave out the variance of that choice "
+           "(split_per_seed = true draws one per seed).",
+}
 
 
 def comparison_table(comparison: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:

@@ -212,6 +212,7 @@ def write_report(
     provenance: Mapping[str, Any] | None = None,
     outcomes: Outcomes | None = None,
     nested: Iterable[Mapping[str, Any]] | None = None,
+    split_per_seed: bool = False,
 ) -> list[Path]:
     """Writes trials.csv, summary.csv, comparison.csv, summary.md, report.html and the plots, each atomically.
 
@@ -258,6 +259,8 @@ def write_report(
         nested: ``nested``: every run of the outer folds' searches (``SearchResult.nested``), written to
             ``nested_trials.csv``; ``nested.csv`` and the page's nested section give, per outer fold, the
             choice and its scores (:func:`regsearch.evaluation.nested.assess_nested`).
+        split_per_seed: Whether each seed drew its own validation split or folds (``[evaluation]``): the
+            comparison's note says whether its intervals cover that choice (not under ``tutorial``).
         kept_figures: Plots of these same runs that this call cannot draw (a rebuild from
             ``trials.csv`` has no per-epoch histories; a moved data file, no points): when
             not drawn, the file already in ``out_dir`` stays and the page shows it.
@@ -372,6 +375,7 @@ def write_report(
     order = list(CAPTIONS)
     figures.sort(key=lambda path: order.index(path.name) if path.name in order else len(order))
 
+    split_note = None if protocol == "tutorial" else split_per_seed  # the tutorial's test rows validate: no split
     text = summary_markdown(
         summary,
         search_name=search_name,
@@ -386,6 +390,7 @@ def write_report(
         provenance=provenance,
         how_sure=sure,
         nested=procedure,
+        split_per_seed=split_note,
     )
     written.append(write_text_atomic(folder / "summary.md", text))
     page = report_html(
@@ -394,6 +399,7 @@ def write_report(
         figures=[PlotImage(path.name, CAPTIONS.get(path.name, path.stem.replace("_", " ")), path.read_bytes())
                  for path in figures],
         definition_text=definition_text, provenance=provenance, how_sure=sure, nested=procedure,
+        split_per_seed=split_note,
         files=[path.name for path in written] + ["summary.md"] + ([TENSORBOARD_FOLDER] if tensorboard else []),
     )
     written.append(write_text_atomic(folder / REPORT_PAGE, page))
