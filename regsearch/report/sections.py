@@ -226,10 +226,10 @@ def comparison_note(objective: str, comparison: pd.DataFrame | None = None, spli
 
 #: What the intervals cover of the validation split, by ``split_per_seed``.
 SPLIT_NOTES = {
-    True: " Each seed drew its own validation split (split_per_seed), so the intervals cover the choice of split "
+    True: " Each seed drew its own validation split or folds (split_per_seed), so the intervals cover that choice "
           "as well.",
-    False: " Every seed used the same validation split: the intervals leave out the variance of that choice "
-           "(split_per_seed = true draws one per seed).",
+    False: " Every seed used the same validation split or folds: the intervals leave out the variance of that "
+           "choice (split_per_seed = true draws them per seed).",
 }
 
 
