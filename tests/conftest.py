@@ -13,7 +13,7 @@ import pytest
 
 #: Node id prefixes, longest first (seconds on a 2-core machine, as measured when they were listed).
 LONGEST_FIRST = (
-    "tests/test_searches.py::test_each_code_path_runs_end_to_end_on_jax",  # three processes, 100-160 s each
+    "tests/test_searches.py::test_each_code_path_runs_end_to_end_on_jax",  # three processes, 70-95 s each
     "tests/test_faults.py::test_a_search_killed_at_20_random_instants",
     "tests/test_distributed.py::test_workers_of_a_killed_chief_exit_and_a_restart_resumes",
     "tests/test_regularize.py::test_every_stock_tuner_runs_regsearch_hypermodels",
