@@ -47,12 +47,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from regsearch import kt_internals
 from regsearch.datasets import Split
 from regsearch.definition import NOTHING, SearchDefinition
 from regsearch.definition.schema import DEFAULT_REPEATS
 from regsearch.definition.build import Bracket, brackets, make_folds
 from regsearch.definition.plan import Plan, make_plan
-from regsearch import kt_internals
 from regsearch.errors import SearchFailedError, SettingError
 
 __all__ = ["SearchResult", "run_search", "fine_strengths", "plan_size", "phases", "evaluation_options", "brackets",
