@@ -11,6 +11,7 @@ from statsmodels.stats.power import TTestPower
 from regsearch.evaluation.intervals import (
     detectable_difference,
     holm,
+    resolution,
     row_seed_family,
     seed_family,
     seeds_needed,
@@ -35,6 +36,35 @@ def test_the_moons_case_is_not_zero_width_and_not_beyond_noise():
     # The seed-only interval the old pages showed collapses to a point, "beyond seed noise".
     seeds_only = seed_family(moons_like().mean(axis=2))
     assert seeds_only.low[0] == seeds_only.high[0] == pytest.approx(1 / 70)
+
+
+def test_the_rule_of_three_bound_is_the_exact_binomial_one():
+    # No row of 70 differs: the share that differs on new rows is below the Clopper-Pearson upper limit for 0 of 70.
+    upper = stats.beta.ppf(0.975, 1, 70)
+    assert resolution(70, 1.0) == pytest.approx(upper)
+    assert resolution(7000, 1.0) == pytest.approx(3.69 / 7000, rel=0.01)  # about 3.7 / R
+    assert resolution(70, 2.0) == pytest.approx(2 * upper)
+    assert math.isnan(resolution(0, 1.0))
+
+
+def test_a_configuration_that_agrees_on_every_row_gets_the_rows_resolution_not_zero_width():
+    """L2 1e-6 predicts what the baseline predicts on every test row and seed: the bootstrap alone says [0, 0]."""
+    agree = np.zeros((2, 10, 70))
+    agree[1, :, 5] = 1.0  # a second configuration, so the family has two members
+    unbounded = row_seed_family(agree)
+    assert unbounded.low[0] == unbounded.high[0] == 0.0
+    family = row_seed_family(agree, bound=1.0)
+    assert (family.low[0], family.high[0]) == pytest.approx((-resolution(70, 1.0), resolution(70, 1.0)))
+    assert family.p_value[0] == pytest.approx(1.0)
+    # family-wise: wider still, never beyond noise
+    assert family.low_corrected[0] < family.low[0] < 0 < family.high[0] < family.high_corrected[0]
+    # The rows scored count, not the cells: seeds do not add rows.
+    assert row_seed_family(agree[:, :3], bound=1.0).high[0] == pytest.approx(resolution(70, 1.0))
+    assert row_seed_family(agree[:, :, :35], bound=1.0).high[0] == pytest.approx(resolution(35, 1.0))
+    # A difference the rows resolve well keeps its bootstrap interval.
+    rng = np.random.default_rng(0)
+    busy = rng.choice([-1.0, 0.0, 1.0], p=[0.2, 0.5, 0.3], size=(1, 10, 70))
+    assert row_seed_family(busy, bound=1.0).high[0] == pytest.approx(row_seed_family(busy).high[0])
 
 
 def test_the_interval_widens_when_rows_vary():

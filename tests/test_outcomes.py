@@ -13,6 +13,7 @@ import regsearch
 from regsearch.cli import main
 from regsearch.definition import load_definition
 from regsearch.evaluation import compare
+from regsearch.evaluation.intervals import resolution
 from regsearch.outcomes import OUTCOMES_FILE, RowScores, load_outcomes, outcomes_bytes, run_key
 from regsearch.report import trials_frame
 from regsearch.search import run_search
@@ -83,6 +84,22 @@ def test_one_more_row_right_on_every_seed_is_not_beyond_noise_with_rows_and_was_
                                 "tutorial", outcomes=outcomes)
     assert compare.verdict(assessment) == "indistinguishable"
     assert "over the test rows and 10 seeds" in compare.answer_line(assessment, "x")
+
+
+def test_a_configuration_right_on_the_same_rows_as_the_baseline_gets_the_rows_resolution() -> None:
+    """Identical right/wrong on every row and seed: the interval is what 70 rows can resolve, not [0, 0]."""
+    trials, outcomes = moons_like()
+    same = trials.copy()
+    l2 = same["trial_id"] == "grid-1"
+    same.loc[l2, "test_accuracy"] = 65 / 70
+    for record in same[l2].to_dict("records"):
+        outcomes[run_key(record)] = outcomes[run_key({**record, "trial_id": "grid-0"})]
+    row = compare.paired_differences(same, "test_accuracy", outcomes).set_index("trial_id").loc["grid-1"]
+    assert row["difference"] == 0.0
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((-resolution(70, 1.0), resolution(70, 1.0)))
+    # A loss per row has no bound: equal losses on every row stay a point.
+    loss = compare.paired_differences(same.assign(test_loss=0.3), "test_loss", outcomes).set_index("trial_id")
+    assert loss.loc["grid-1", "ci_low"] == loss.loc["grid-1", "ci_high"] == 0.0
 
 
 def test_the_family_widens_the_interval_and_claims_improvement_reports_both() -> None:

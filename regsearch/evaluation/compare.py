@@ -187,7 +187,8 @@ def _family(runs: pd.DataFrame, metric: str, outcomes: Outcomes | None, draws: i
                 continue
             cube[c, units.get_indexer([k[:-1] for k in d.index]), columns.get_indexer([k[-1] for k in d.index])] = \
                 d.to_numpy(dtype=float)
-        family = row_seed_family(cube, estimate, draws=draws, seed=seed)
+        bound = 1.0 if metric.endswith("accuracy") else None  # right or wrong per row; a loss has no bound
+        family = row_seed_family(cube, estimate, draws=draws, seed=seed, bound=bound)
     else:
         units = pd.Index(sorted({k for c in compared for k in c[3].index}, key=repr))
         per_seed = np.full((len(compared), len(units)), np.nan)

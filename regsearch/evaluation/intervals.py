@@ -10,6 +10,14 @@ minus its baseline), no pandas, no Keras.
   corrected intervals are simultaneous (single-step max-t): with 95%
   probability every one of them holds its true difference, however many
   configurations were compared and whichever one was then chosen.
+  For right/wrong outcomes (``bound=1``) the standard error is never taken
+  below what the rows can resolve: when few rows or none differ, the
+  bootstrap sees no variance, yet on new rows the two models may still
+  disagree. The floor is the exact binomial bound on the share of new rows
+  on which the two differ when none of the ``R`` scored rows did
+  (``1 - (alpha / 2) ** (1 / R)``, about ``3.7 / R``), divided by ``z``: a
+  configuration that agreed with its baseline on every row gets about
+  ``±3.7 / R``, not ``[0, 0]``.
 - :func:`seed_family`: the fallback without per-row outcomes (results saved
   before they were recorded): Student's t over the seeds' differences,
   Bonferroni-corrected.
@@ -31,7 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DRAWS", "Family", "detectable_difference", "holm", "row_seed_family", "seed_family", "seeds_needed"]
+__all__ = ["DRAWS", "Family", "detectable_difference", "holm", "resolution", "row_seed_family", "seed_family",
+           "seeds_needed"]
 
 DRAWS = 2000
 CONFIDENCE = 0.95
@@ -88,8 +97,18 @@ def _resampled_means(differences: np.ndarray, draws: int, seed: int) -> np.ndarr
     return out
 
 
+def resolution(rows: int, bound: float, confidence: float = CONFIDENCE) -> float:
+    """The largest difference ``rows`` rows can hide: if the outcomes of two models differ by at most ``bound`` per
+    row and they differed on none of ``rows`` rows, the share of new rows on which they differ is below
+    ``1 - (alpha / 2) ** (1 / rows)`` with two-sided ``confidence`` (exact binomial), so their difference on new
+    rows is within ``bound`` times that."""
+    if rows < 1:
+        return math.nan
+    return bound * (1 - ((1 - confidence) / 2) ** (1 / rows))
+
+
 def row_seed_family(differences: np.ndarray, estimate: np.ndarray | None = None, *, draws: int = DRAWS,
-                    seed: int = 0, confidence: float = CONFIDENCE) -> Family:
+                    seed: int = 0, confidence: float = CONFIDENCE, bound: float | None = None) -> Family:
     """Intervals from the paired bootstrap over seeds and rows, each alone and simultaneous over configurations.
 
     Args:
@@ -100,6 +119,8 @@ def row_seed_family(differences: np.ndarray, estimate: np.ndarray | None = None,
             the mean of each configuration's cells.
         draws: Bootstrap draws; ``seed`` seeds them (the same numbers every time).
         confidence: The intervals' coverage.
+        bound: The largest a cell can be in size (1 for right or wrong), or None (a per-row loss: unbounded).
+            With a bound, the standard error is at least :func:`resolution` of the scored rows over ``z``.
 
     Returns:
         Normal intervals ``estimate ± z·se`` with ``se`` the draws' standard
@@ -127,6 +148,10 @@ def row_seed_family(differences: np.ndarray, estimate: np.ndarray | None = None,
     spread = np.nanstd(means, axis=0, ddof=1)
     se = spread * np.sqrt(np.where(pairs >= 2, pairs / np.maximum(pairs - 1, 1), math.nan))
     z = stats.norm.ppf(0.5 + confidence / 2)
+    if bound is not None:
+        scored = present.any(axis=1).sum(axis=1)  # rows any seed scored, per configuration
+        floor = np.array([resolution(int(n), bound, confidence) for n in scored]) / z
+        se = np.where(usable, np.fmax(se, floor), se)
     scale = np.where(spread > 0, spread, math.inf)  # a configuration that never varies adds nothing to the max
     deviation = np.abs(means - observed) / scale
     largest = np.nanmax(np.where(usable, deviation, 0.0), axis=1)
