@@ -161,14 +161,16 @@ def test_each_search_runs_end_to_end_through_the_cli(
     check_outputs(tmp_path / "results" / name, name)
 
 
-#: One named search per code path (strategy, protocol, HyperModel, random layers, placement, searched patience or
-#: learning rate) runs again on JAX; the others repeat a path (moons_l1 is moons_l2 with another kind). Keras picks
-#: its backend once per process, so each batch is one process; batches of about equal time spread over the test
-#: workers (pytest-xdist's ``xdist_group`` no longer groups under pytest 9.2: pytest-xdist issue 1386).
+#: One named search per code path (strategy, protocol, HyperModel, placement, searched patience or learning rate)
+#: runs again on JAX; the others repeat a path (moons_l1 is moons_l2 with another kind). moons_constraints and
+#: moons_dropout do not: a constraint and dropout are members' layers, which tests/test_population.py trains on JAX
+#: against the same member alone (moons_hyperband searches dropout here, and moons_bayes's space holds both). Keras picks its backend once per process, so
+#: each batch is one process; batches of about equal time spread over the test workers (pytest-xdist's
+#: ``xdist_group`` no longer groups under pytest 9.2: pytest-xdist issue 1386).
 ON_JAX = {
     "models": ["digits_cnn", "sequence_lstm", "moons_l2"],
-    "protocols": ["moons_l2_cv", "moons_bayes", "moons_hyperband", "moons_early_stopping"],
-    "layers": ["moons_activity", "moons_constraints", "moons_dropout", "moons_sgd_lr"],
+    "protocols": ["moons_l2_cv", "moons_bayes", "moons_hyperband", "moons_early_stopping", "moons_activity",
+                  "moons_sgd_lr"],
 }
 #: Batches whose programs repeat (sequence_lstm's LSTM, called eagerly on each member, compiles the same ``scan``
 #: each time): they keep JAX's compilation cache (:func:`on_jax.jax_environment`); the others would pay for it.
