@@ -35,7 +35,7 @@ from regsearch.population import memory as _memory
 from regsearch.population import progress as _progress
 from regsearch.population import numbers as _numbers
 from regsearch.population import stopping
-from regsearch.population.loop import Layout, Settings, member_chunk, member_scores
+from regsearch.population.loop import Layout, Settings, custom_step, member_chunk, member_scores
 
 __all__ = ["Outcome", "Population", "Standing", "train_population", "open_populations", "group_by_structure",
            "seed_random_layers", "MODES"]
@@ -554,10 +554,8 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
     metrics_init = [keras.ops.convert_to_tensor(v) for v in _values(template.metrics_variables)]
     weights = (_values(template.trainable_variables), _values(template.non_trainable_variables))
     set_row(np.zeros(len(keys), np.float32))
-    train_specs = backend.log_specs("train_step", (*weights, _values(template.optimizer.variables), metrics_init),
-                                    first_batch)
-    test_specs = {} if val is None else backend.log_specs(
-        "test_step", (*weights, metrics_init), tree.map_structure(lambda t: t[:val_batch_size], val))
+    val_batch = None if val is None else tree.map_structure(lambda t: t[:val_batch_size], val)
+    train_specs, test_specs, eval_specs = _log_specs(template, backend, weights, metrics_init, first_batch, val_batch)
     specs = list(train_specs.items()) + [(f"val_{n}", s) for n, s in test_specs.items()]
     layout = Layout(tuple(n for n, _ in specs), tuple(s for _, s in specs))
     settings = Settings(chunk=chunk, batch_size=batch_size, val_batch_size=val_batch_size,
@@ -570,7 +568,6 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
     def one_score(member: Any, data: Any, val: Any, metrics_init: Any) -> Any:
         return member_scores(backend, member, data, val, metrics_init, _memory.EVALUATION_BATCH)
 
-    eval_specs = backend.log_specs("test_step", (*weights, metrics_init), first_batch)
     eval_layout = Layout(tuple(eval_specs), tuple(eval_specs.values()))
     program = _Program(
         template=template, backend=backend, settings=settings, metrics_init=metrics_init,
@@ -585,6 +582,25 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
     while len(_PROGRAMS) > KEEP:
         _PROGRAMS.popitem(last=False)[1].keep.close()
     return program
+
+
+def _log_specs(template: keras.Model, backend: Any, weights: tuple, metrics_init: Any, first_batch: Any,
+               val_batch: Any | None) -> tuple[dict[str, tuple[int, ...]], ...]:
+    """The shapes of the logs of a training step, a validation step and a scoring step (empty without validation).
+
+    Keras's own ``train_step`` and ``test_step`` both return ``compute_metrics(...)``: the same names and shapes,
+    whatever the batch, so one traced ``test_step`` gives all three (tracing a training step builds its gradient
+    graph, the costliest trace of a program). A model that overrides a step or ``compute_metrics`` has each
+    traced on its own batch.
+    """
+    test_state = (*weights, metrics_init)
+    if custom_step(template, "train_step") or custom_step(template, "test_step"):
+        train = backend.log_specs("train_step", (*weights, _values(template.optimizer.variables), metrics_init),
+                                  first_batch)
+        test = {} if val_batch is None else backend.log_specs("test_step", test_state, val_batch)
+        return train, test, backend.log_specs("test_step", test_state, first_batch)
+    logs = backend.log_specs("test_step", test_state, first_batch)
+    return logs, ({} if val_batch is None else logs), logs
 
 
 def _private_copy(model: keras.Model, first_batch: Any) -> keras.Model | None:
