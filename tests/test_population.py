@@ -114,7 +114,7 @@ def test_regsearch_fit_equals_model_fit_on_this_backend(recwarn: pytest.Warnings
         np.testing.assert_allclose(mine, theirs, atol=1e-5)
 
 
-def test_the_population_tests_hold_on_jax() -> None:
+def test_the_population_tests_hold_on_jax(tmp_path) -> None:
     """This module again under ``KERAS_BACKEND=jax`` (Keras picks its backend once per process)."""
     import subprocess
     import sys
@@ -123,7 +123,9 @@ def test_the_population_tests_hold_on_jax() -> None:
 
     if keras.backend.backend() == "jax":
         pytest.skip("already on JAX")
-    env = jax_environment()
+    # With a compilation cache: the test of a later population traces its program again on purpose, and XLA's
+    # compile of the same program is read back instead of run twice.
+    env = jax_environment(tmp_path / "jax-cache")
     # The members' semantics; the tuners' side runs on JAX in tests/test_searches.py (every named search).
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", __file__, "-k",
                            "alone or model_fit or scores or without_validation or diverging or mixed"],

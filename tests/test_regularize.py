@@ -212,12 +212,8 @@ def test_every_stock_tuner_runs_regsearch_hypermodels(which, moons, tmp_path, ca
     assert "Score:" in capsys.readouterr().out
 
 
-def test_hyperband_continues_from_the_carried_weights(moons, tmp_path):
-    x, y, x_val, y_val = moons
-    space = Regularizer(["l1", "l2"], [1e-2, 1e-3, 1e-4, 1e-5])
-    tuner = kt.Hyperband(Regularize(functional(), regularizer=space), objective="val_loss",
-                         max_epochs=4, factor=2, hyperband_iterations=1, directory=str(tmp_path), project_name="hb")
-    tuner.search(x, y, validation_data=(x_val, y_val), verbose=0)
+def assert_continued_trials_train_only_their_remaining_epochs(tuner: kt.Hyperband) -> None:
+    """Hyperband continues from the carried weights: a continued trial trains from its initial epoch on."""
     trials = tuner.oracle.trials
     continued = [t for t in trials.values() if t.hyperparameters.values.get("tuner/trial_id")]
     assert continued and all(t.status == "COMPLETED" for t in trials.values())
@@ -300,7 +296,8 @@ def test_a_search_file_without_a_regularizer_searches_no_penalty(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["regularize", "preset"])
 def test_stock_hyperband_over_the_defaults_trains_beyond_the_first_rung(which, moons, tmp_path):
-    """factor 7, max_epochs 7: a first bracket of 7 configurations at 1 epoch, its best continued to 7.
+    """factor 7, max_epochs 7: a first bracket of 7 configurations at 1 epoch, its best continued to 7 from the
+    carried weights.
 
     The tutorials' six decades ran out there: Keras Tuner stopped after six 1-epoch trials.
     """
@@ -317,6 +314,7 @@ def test_stock_hyperband_over_the_defaults_trains_beyond_the_first_rung(which, m
     assert len(first_rung) == 7 and len({t.hyperparameters.values["strength"] for t in first_rung}) == 7
     assert len(beyond) == 3  # the promoted one (6 more epochs) and the second bracket's two
     assert sorted(t.metrics.get_last_value("epochs_run") for t in beyond) == [6, 7, 7]
+    assert_continued_trials_train_only_their_remaining_epochs(tuner)
 
 
 @pytest.mark.slow

@@ -99,9 +99,15 @@ def halving(tmp_path: Path, rungs: Rungs, repeats: int = 2, **kwargs) -> Success
     return tuner
 
 
-def test_successive_halving_keeps_the_best_third_with_all_their_seeds(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def halved(tmp_path_factory: pytest.TempPathFactory) -> SuccessiveHalving:
+    """One successive-halving search (9 -> 3 -> 1 configurations, 2 seeds each) that two tests read."""
     rungs = Rungs((3, 9, 20), 3, "val_accuracy", minimize=False, tie_breaker="val_loss")
-    tuner = halving(tmp_path, rungs)
+    return halving(tmp_path_factory.mktemp("halved"), rungs)
+
+
+def test_successive_halving_keeps_the_best_third_with_all_their_seeds(halved: SuccessiveHalving) -> None:
+    tuner = halved
     runs = trials_frame(read_runs(tuner)[0])
     scores = pd.DataFrame(read_rungs(tuner))
     assert len(runs) == 9 * 2 and (runs["status"] == "completed").all()
@@ -126,9 +132,9 @@ def test_successive_halving_keeps_the_best_third_with_all_their_seeds(tmp_path: 
     assert summary.iloc[0]["mean_rung"] == 2
 
 
-def test_a_survivor_trains_exactly_as_the_same_configuration_trained_alone(tmp_path: Path) -> None:
-    rungs = Rungs((3, 9, 20), 3, "val_accuracy", minimize=False, tie_breaker="val_loss")
-    runs = trials_frame(read_runs(halving(tmp_path / "a", rungs))[0])
+def test_a_survivor_trains_exactly_as_the_same_configuration_trained_alone(halved: SuccessiveHalving,
+                                                                          tmp_path: Path) -> None:
+    runs = trials_frame(read_runs(halved)[0])
     survivor = runs[runs["rung"] == 2].sort_values("repeat")
     strength = float(survivor["param_strength"].iloc[0])
     alone = SuccessiveHalving(hypermodel([strength]), rungs=Rungs((20,), 3, "val_accuracy", False), repeats=2, seed=5,
