@@ -295,7 +295,16 @@ def nested_search(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.mark.slow
-def test_nested_folds_never_let_an_outer_folds_rows_reach_its_search(nested_search) -> None:
+def test_a_nested_search_end_to_end(nested_search, tmp_path: Path, subtests: pytest.Subtests) -> None:
+    """One test over the module's nested search, so that it runs once (two test workers would each make it)."""
+    for check in (nested_folds_never_let_an_outer_folds_rows_reach_its_search,
+                  a_nested_search_reports_the_procedure_choices_and_optimism,
+                  the_report_command_rebuilds_the_nested_section):
+        with subtests.test(check=check.__name__):
+            check(nested_search, tmp_path)
+
+
+def nested_folds_never_let_an_outer_folds_rows_reach_its_search(nested_search, tmp_path: Path) -> None:
     definition, split, _, seen = nested_search
     outers = make_outer_folds(definition, split)
     assert {name for name, _, _ in seen} == {"outer0 grid", "outer1 grid", "grid"}
@@ -314,8 +323,7 @@ def test_nested_folds_never_let_an_outer_folds_rows_reach_its_search(nested_sear
     assert (set(range(split.n_train)), set()) in [(train, held) for name, train, held in seen if name == "grid"]
 
 
-@pytest.mark.slow
-def test_a_nested_search_reports_the_procedure_choices_and_optimism(nested_search) -> None:
+def a_nested_search_reports_the_procedure_choices_and_optimism(nested_search, tmp_path: Path) -> None:
     definition, split, folder, _ = nested_search
     outers = make_outer_folds(definition, split)
     runs = pd.read_csv(folder / "nested_trials.csv")
@@ -342,8 +350,7 @@ def test_a_nested_search_reports_the_procedure_choices_and_optimism(nested_searc
     assert trials.loc[trials["phase"] == "refit", "test_accuracy"].notna().all()
 
 
-@pytest.mark.slow
-def test_the_report_command_rebuilds_the_nested_section(nested_search, tmp_path: Path) -> None:
+def the_report_command_rebuilds_the_nested_section(nested_search, tmp_path: Path) -> None:
     import shutil
 
     from regsearch.cli import main

@@ -220,20 +220,57 @@ def _scores(folder: Path) -> dict[str, pd.Series]:
 @pytest.mark.slow
 def test_a_users_searches_save_whole_predictors(own_searches: dict[str, Any], subtests: pytest.Subtests) -> None:
     """One test over the module's searches, so that they run once (two test workers would each make them)."""
+    fresh = run_without_regsearch(own_searches)  # one fresh process for both checks that need one
     for check in (saved_models_predict_raw_rows_in_a_process_without_regsearch,
                   the_decision_boundary_plot_gets_raw_rows_and_the_models_that_take_them,
                   the_readme_example_prints_the_reported_test_accuracy):
         with subtests.test(check=check.__name__):
-            check(own_searches)
+            check(own_searches, fresh)
 
 
-def saved_models_predict_raw_rows_in_a_process_without_regsearch(own_searches: dict[str, Any]) -> None:
+def readme_example(own_searches: dict[str, Any]) -> str:
+    """The README's "Using the saved model" code, on the binary search's folder and table."""
+    from test_readme import code_block
+
+    code = code_block("#### Using the saved model", "python")
+    code = code.replace('"results/my_search"', repr(str(own_searches["folders"]["binary"]))).replace(
+        '"data/patients.csv"', repr(str(own_searches["root"] / "binary.csv"))).replace(
+        "model.predict(rows", "model.predict(verbose=0, x=rows")
+    return code
+
+
+#: Runs CHECK, then the README's code in a namespace of its own (it sees none of CHECK's names), in one process
+#: that never imports regsearch; prints CHECK's JSON line, then what the README's code printed.
+FRESH = """
+import contextlib, io, json, sys
+check, readme = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+sys.argv = ["-c", check["tables"]]
+exec(compile(check["code"], "CHECK", "exec"), {"__name__": "__main__"})
+printed = io.StringIO()
+with contextlib.redirect_stdout(printed):
+    exec(compile(readme, "README.md", "exec"), {"__name__": "__main__"})
+assert "regsearch" not in sys.modules
+print(json.dumps(printed.getvalue()))
+"""
+
+
+def run_without_regsearch(own_searches: dict[str, Any]) -> dict[str, Any]:
+    """CHECK's findings and the README example's printed lines, from one fresh process without regsearch."""
     root, folders = own_searches["root"], own_searches["folders"]
     tables = {str(folder): str(root / f"{task}.csv") for task, folder in folders.items()}
-    done = subprocess.run([sys.executable, "-c", CHECK, json.dumps(tables)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, cwd=root)
+    check = json.dumps({"code": CHECK, "tables": json.dumps(tables)})
+    done = subprocess.run([sys.executable, "-c", FRESH, check, json.dumps(readme_example(own_searches))],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    return {"found": json.loads(lines[-2]), "readme_printed": json.loads(lines[-1]).strip().splitlines()}
+
+
+def saved_models_predict_raw_rows_in_a_process_without_regsearch(own_searches: dict[str, Any],
+                                                                 fresh: dict[str, Any]) -> None:
+    root, folders = own_searches["root"], own_searches["folders"]
+    found = fresh["found"]
     for task, folder in folders.items():
         got = found[str(folder)]
         for name, row in _scores(folder).items():
@@ -255,7 +292,8 @@ def saved_models_predict_raw_rows_in_a_process_without_regsearch(own_searches: d
     assert json.loads((folders["regression"] / "predictor.json").read_text())["classes"] is None
 
 
-def the_decision_boundary_plot_gets_raw_rows_and_the_models_that_take_them(own_searches: dict[str, Any]) -> None:
+def the_decision_boundary_plot_gets_raw_rows_and_the_models_that_take_them(own_searches: dict[str, Any],
+                                                                           fresh: dict[str, Any]) -> None:
     folder = own_searches["folders"]["binary"]
     raw = pd.read_csv(own_searches["root"] / "binary.csv").iloc[pd.read_csv(folder / "test_rows.csv")["row"]]
     expected = _scores(folder)
@@ -274,17 +312,8 @@ def the_decision_boundary_plot_gets_raw_rows_and_the_models_that_take_them(own_s
     assert np.mean(predicted == (y_test == 1)) == pytest.approx(expected["best_model"]["mean_test_accuracy"])
 
 
-def the_readme_example_prints_the_reported_test_accuracy(own_searches: dict[str, Any]) -> None:
-    from test_readme import code_block
-
+def the_readme_example_prints_the_reported_test_accuracy(own_searches: dict[str, Any],
+                                                         fresh: dict[str, Any]) -> None:
     folder = own_searches["folders"]["binary"]
-    code = code_block("#### Using the saved model", "python")
-    code = code.replace('"results/my_search"', repr(str(folder))).replace(
-        '"data/patients.csv"', repr(str(own_searches["root"] / "binary.csv"))).replace(
-        "model.predict(rows", "model.predict(verbose=0, x=rows")
-    code += "import sys\nassert 'regsearch' not in sys.modules\n"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    printed = float(done.stdout.strip().splitlines()[-1])
+    printed = float(fresh["readme_printed"][-1])
     assert printed == pytest.approx(_scores(folder)["best_model"]["mean_test_accuracy"], abs=1e-6)

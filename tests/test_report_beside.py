@@ -9,15 +9,17 @@ what it reads, whatever instant it runs at.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from regsearch.cli import main
 from regsearch.damaged import read_json
 
 SEARCH = """\
@@ -39,25 +41,42 @@ strengths = [1e-1, 1e-3, 1e-5]
 repeats = 2
 
 [training]
-epochs = 60
+epochs = 20
 
 [early_stopping]
 patience = "none"
 """
 
-#: ``report`` under an audit hook: every file it opens under the results folder, written to a JSON list.
-AUDITED_REPORT = """\
-import json, sys
-results, log = sys.argv[1], sys.argv[2]
-opened = []  # [path, mode (None from os.open), flags]
-sys.addaudithook(lambda event, args: opened.append([args[0], args[1], args[2]]) if event == "open"
-                 and isinstance(args[0], str) and args[0].startswith(results) else None)
-from regsearch.cli import main
-code = main(["report", "--results", results])
-with open(log, "w") as file:
-    json.dump(opened, file)
-sys.exit(code)
-"""
+class OpenedUnder:
+    """Every file this process opens under ``folder`` while in a ``with`` block: [path, mode, flags] each.
+
+    An audit hook cannot be removed once added, so one hook serves every block and records only inside one.
+    The mode is None where the file was opened with ``os.open``.
+    """
+
+    _recording: list[tuple[str, list[list[Any]]]] = []
+    _hooked = False
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.opened = str(folder), []
+
+    @classmethod
+    def _hook(cls, event: str, args: tuple) -> None:
+        if event == "open" and cls._recording and isinstance(args[0], str):
+            folder, opened = cls._recording[-1]
+            if args[0].startswith(folder):
+                opened.append([args[0], args[1], args[2]])
+
+    def __enter__(self) -> list[list[Any]]:
+        if not OpenedUnder._hooked:
+            sys.addaudithook(OpenedUnder._hook)
+            OpenedUnder._hooked = True
+        OpenedUnder._recording.append((self.folder, self.opened))
+        return self.opened
+
+    def __exit__(self, *exc: object) -> None:
+        OpenedUnder._recording.pop()
+
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -67,7 +86,8 @@ def runs_recorded(folder: Path) -> int:
 
 
 @pytest.mark.slow
-def test_report_beside_a_running_search_answers_at_once_from_whole_files(tmp_path: Path) -> None:
+def test_report_beside_a_running_search_answers_at_once_from_whole_files(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     definition = tmp_path / "beside.toml"
     definition.write_text(SEARCH)
     results = tmp_path / "results"
@@ -80,12 +100,15 @@ def test_report_beside_a_running_search_answers_at_once_from_whole_files(tmp_pat
         # Reports one after the other while the search runs, until three have found runs recorded.
         while search.poll() is None and sum(r[2] > 0 for r in reports) < 3:
             low = runs_recorded(folder) if folder.is_dir() else 0
-            log = tmp_path / f"opened{len(reports)}.json"
-            report = subprocess.run([sys.executable, "-c", AUDITED_REPORT, str(results), str(log)], env=ENV,
-                                    capture_output=True, text=True, timeout=120)
+            capsys.readouterr()
+            with OpenedUnder(results) as opened:  # in this process: the search's is another one
+                code = main(["report", "--results", str(results)])
+            out, err = capsys.readouterr()
+            report = subprocess.CompletedProcess(["report"], code, out, err)
             high = runs_recorded(folder) if folder.is_dir() else 0
             running = search.poll() is None
-            reports.append((report, json.loads(log.read_text()) if log.exists() else [], low, high, running))
+            reports.append((report, opened, low, high, running))
+            time.sleep(0.2)  # a report costs little in this process: leave the cores to the search
         search.wait(timeout=600)
     finally:
         if search.poll() is None:
