@@ -22,6 +22,7 @@ LONGEST_FIRST = (
     "tests/test_distributed.py::test_a_worker_killed_mid_trial_loses_only_that_trial",
     "tests/test_memory.py::test_resident_memory_stays_flat_across_trials",
     "tests/test_resume.py::test_coarse_to_fine_killed_in_the_fine_phase_resumes",
+    "tests/test_nested.py::test_a_nested_search_end_to_end",
     "tests/test_own_model.py::test_own_model_and_csv_run_end_to_end",
     "tests/test_distributed.py::test_a_chief_and_two_workers_run_every_configuration_exactly_once",
     "tests/test_distributed.py::test_ctrl_c_stops_a_worker_and_a_chief",
