@@ -152,10 +152,17 @@ def row_seed_family(differences: np.ndarray, estimate: np.ndarray | None = None,
         scored = present.any(axis=1).sum(axis=1)  # rows any seed scored, per configuration
         floor = np.array([resolution(int(n), bound, confidence) for n in scored]) / z
         se = np.where(usable, np.fmax(se, floor), se)
-    scale = np.where(spread > 0, spread, math.inf)  # a configuration that never varies adds nothing to the max
+    # Each draw's deviations on the scale of the intervals' own standard errors (the floor included, less the
+    # K / (K - 1) correction the draws do not have): a configuration whose few differing rows make its draws jump
+    # by several bootstrap deviations does not inflate every interval's max-t quantile; one that never varies and
+    # has no floor adds nothing to the max.
+    raw = se / np.sqrt(np.where(pairs >= 2, pairs / np.maximum(pairs - 1, 1), math.nan))
+    scale = np.where(raw > 0, raw, math.inf)
     deviation = np.abs(means - observed) / scale
     largest = np.nanmax(np.where(usable, deviation, 0.0), axis=1)
-    q = float(np.quantile(largest, confidence))
+    # Never below z: where the floor, not the draws, sets the standard errors, the draws' largest deviation can
+    # fall short of one interval's own, and a family-wise interval is never narrower than its uncorrected one.
+    q = max(float(np.quantile(largest, confidence)), z)
     t = np.abs(estimate) / np.where(se > 0, se, math.nan)
     p = np.where(se > 0, 2 * stats.norm.sf(t), np.where(estimate == 0, 1.0, 0.0))
     exceed = (largest[:, None] >= np.where(np.isfinite(t), t, math.inf)[None, :]).sum(axis=0)
