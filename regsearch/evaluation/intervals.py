@@ -17,7 +17,10 @@ minus its baseline), no pandas, no Keras.
   on which the two differ when none of the ``R`` scored rows did
   (``1 - (alpha / 2) ** (1 / R)``, about ``3.7 / R``), divided by ``z``: a
   configuration that agreed with its baseline on every row gets about
-  ``±3.7 / R``, not ``[0, 0]``.
+  ``±3.7 / R``, not ``[0, 0]``. The max-t deviations are taken on these
+  same standard errors (so a configuration that differs on a row or two
+  does not widen the others' simultaneous intervals), and the simultaneous
+  quantile is never below ``z``.
 - :func:`seed_family`: the fallback without per-row outcomes (results saved
   before they were recorded): Student's t over the seeds' differences,
   Bonferroni-corrected.
