@@ -149,7 +149,8 @@ def row_seed_family(differences: np.ndarray, estimate: np.ndarray | None = None,
         return Family(estimate, nan, nan, nan, nan, nan, nan, pairs, int(usable.sum()), "rows and seeds")
     means = _resampled_means(differences, draws, seed)
     spread = np.nanstd(means, axis=0, ddof=1)
-    se = spread * np.sqrt(np.where(pairs >= 2, pairs / np.maximum(pairs - 1, 1), math.nan))
+    unbiased = np.sqrt(np.where(pairs >= 2, pairs / np.maximum(pairs - 1, 1), math.nan))  # K / (K - 1), rooted
+    se = spread * unbiased
     z = stats.norm.ppf(0.5 + confidence / 2)
     if bound is not None:
         scored = present.any(axis=1).sum(axis=1)  # rows any seed scored, per configuration
@@ -159,7 +160,7 @@ def row_seed_family(differences: np.ndarray, estimate: np.ndarray | None = None,
     # K / (K - 1) correction the draws do not have): a configuration whose few differing rows make its draws jump
     # by several bootstrap deviations does not inflate every interval's max-t quantile; one that never varies and
     # has no floor adds nothing to the max.
-    raw = se / np.sqrt(np.where(pairs >= 2, pairs / np.maximum(pairs - 1, 1), math.nan))
+    raw = se / unbiased
     scale = np.where(raw > 0, raw, math.inf)
     deviation = np.abs(means - observed) / scale
     largest = np.nanmax(np.where(usable, deviation, 0.0), axis=1)
