@@ -57,17 +57,30 @@ def decision_boundary_data(
     Raises:
         SettingError: If ``x`` does not have two features or the model is no binary classifier.
     """
-    points = np.asarray(x, dtype=float)
-    if points.ndim != 2 or points.shape[1] != 2 or len(points) == 0:
-        raise SettingError("x", "an array of shape (n, 2)", f"shape {points.shape}",
+    grid, _ = _grid_and_points_predicted(model, x, np.empty((0, 2)), resolution=resolution, margin=margin)
+    return grid
+
+
+def _grid_and_points_predicted(
+    model: Any, x: np.ndarray, points: np.ndarray, *, resolution: int, margin: float
+) -> tuple[BoundaryGrid, np.ndarray]:
+    """``decision_boundary_data`` and class 1's probability at ``points``, from one ``predict`` call.
+
+    One call traces the model's predict function once (a second call with
+    another number of rows would trace it again: most of a small model's cost).
+    """
+    covered = np.asarray(x, dtype=float)
+    if covered.ndim != 2 or covered.shape[1] != 2 or len(covered) == 0:
+        raise SettingError("x", "an array of shape (n, 2)", f"shape {covered.shape}",
                            where="decision_boundary_data")
-    low, high = points.min(axis=0) - margin, points.max(axis=0) + margin
+    low, high = covered.min(axis=0) - margin, covered.max(axis=0) + margin
     x0, x1 = np.linspace(low[0], high[0], resolution), np.linspace(low[1], high[1], resolution)
     mesh0, mesh1 = np.meshgrid(x0, x1)
-    grid = np.column_stack([mesh0.ravel(), mesh1.ravel()]).astype("float32")
-    output = model.predict(grid, batch_size=len(grid), verbose=0)
-    probability = _class_one_probability(output, len(grid)).reshape(resolution, resolution)
-    return BoundaryGrid(x0=x0, x1=x1, probability=probability)
+    grid = np.column_stack([mesh0.ravel(), mesh1.ravel()])
+    rows = np.vstack([grid, np.asarray(points, dtype=float).reshape(-1, 2)]).astype("float32")
+    probability = _class_one_probability(model.predict(rows, batch_size=len(rows), verbose=0), len(rows))
+    return (BoundaryGrid(x0=x0, x1=x1, probability=probability[: len(grid)].reshape(resolution, resolution)),
+            probability[len(grid):])
 
 
 def plot_decision_boundaries(
@@ -115,7 +128,7 @@ def plot_decision_boundaries(
     background = LinearSegmentedColormap.from_list("classes", [pale[0], (1.0, 1.0, 1.0), pale[1]])
     filled = None
     for axis, (name, model) in zip(axes, models.items()):
-        grid = decision_boundary_data(model, points, resolution=resolution)
+        grid, test_probability = _grid_and_points_predicted(model, points, x_test, resolution=resolution, margin=0.5)
         filled = axis.contourf(grid.x0, grid.x1, grid.probability, levels=np.linspace(0, 1, 11), cmap=background,
                                vmin=0, vmax=1)
         axis.contour(grid.x0, grid.x1, grid.probability, levels=[0.5], colors="black", linewidths=1.5)
@@ -125,8 +138,7 @@ def plot_decision_boundaries(
                          label=f"train, class {label}")
             axis.scatter(test[:, 0], test[:, 1], color=color, marker="X", s=30, edgecolor="black", linewidth=0.4,
                          label=f"test, class {label}")
-        predicted = _class_one_probability(model.predict(x_test, verbose=0), len(x_test)) > 0.5
-        accuracy = float(np.mean(predicted == (y_test == 1))) if len(y_test) else math.nan
+        accuracy = float(np.mean((test_probability > 0.5) == (y_test == 1))) if len(y_test) else math.nan
         axis.set_title(f"{name}\ntest accuracy {accuracy:.3f}", fontsize=10)
         axis.set_xlim(grid.x0[0], grid.x0[-1])
         axis.set_ylim(grid.x1[0], grid.x1[-1])
