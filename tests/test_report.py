@@ -537,3 +537,15 @@ def test_activation_sparsity_is_drawn_for_activity_searches_only(tmp_path: Path)
     names = [p.name for p in write_report(tmp_path / "k", kernel, {}, search_name="k", rerun_command="x",
                                           tensorboard=False)]
     assert "activation_sparsity.png" not in names
+
+
+def test_the_comparison_note_of_a_search_with_only_the_baseline_says_there_is_nothing_to_compare() -> None:
+    from regsearch.report.sections import comparison_note
+
+    only_baseline = pd.DataFrame({"phase": ["grid"], "trial_id": ["grid-0000"], "baseline": [True],
+                                  "interval": [None], "comparisons": [0]})
+    note = comparison_note("test_accuracy", only_baseline)
+    assert "no configuration but the baseline" in note and "paired seeds" not in note
+    one_seed = pd.DataFrame({"phase": ["grid", "baseline"], "trial_id": ["grid-0000", "baseline-0000"],
+                             "baseline": [False, True], "interval": [None, None], "comparisons": [1, 1]})
+    assert "needs two paired seeds" in comparison_note("test_accuracy", one_seed)

@@ -206,6 +206,9 @@ def comparison_note(objective: str, comparison: pd.DataFrame | None = None, spli
     """
     head = (f"Each configuration's {words(objective)} minus the baseline's (same model without penalty, constraint "
             "or noise), paired by seed (folds averaged within a seed first)")
+    if comparison is not None and "baseline" in comparison and comparison["baseline"].astype(bool).all():
+        return ("The search holds no configuration but the baseline (no regularization): there is nothing to "
+                "compare with it, and no correction.")
     interval = None if comparison is None or "interval" not in comparison else comparison["interval"].dropna()
     if interval is None or interval.empty:
         return head + "; no interval could be computed (every configuration needs two paired seeds)."
