@@ -131,7 +131,7 @@ def test_the_population_tests_hold_on_jax(tmp_path) -> None:
     # With a compilation cache: the test of a later population traces its program again on purpose, and XLA's
     # compile of the same program is read back instead of run twice.
     env = jax_environment(tmp_path / "jax-cache")
-    # The members' semantics; the tuners' side runs on JAX in tests/test_searches.py (every named search).
+    # The members' semantics; the tuners' side runs on JAX in tests/test_searches.py (a named search per code path).
     selected = f"alone or model_fit or scores or without_validation or diverging or mixed or {CHECKPOINTS_ON_JAX}"
     checkpoints = str(Path(__file__).with_name("test_checkpoints.py"))
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-rA",
