@@ -21,7 +21,6 @@ from regsearch.population import Population, checkpoints, progress, train_popula
 from regsearch.population.rungs import Rungs
 
 sys.path.insert(0, str(Path(__file__).parent))
-from on_jax import jax_environment  # noqa: E402
 from test_population import X_TRAIN, X_VAL, Y_TRAIN, Y_VAL, build, stopping  # noqa: E402
 
 #: Strength, dropout rate, max-norm bound and learning rate of three members; with patiences they stop apart.
@@ -284,15 +283,7 @@ def test_a_population_killed_with_sigkill_resumes_to_the_uninterrupted_result(tm
     assert lines[-1] == "equal"
 
 
-@pytest.mark.slow
-def test_the_checkpoint_tests_hold_on_jax(tmp_path: Path) -> None:
-    """This module's in-process tests under ``KERAS_BACKEND=jax`` (Keras picks its backend once per process)."""
-    if keras.backend.backend() == "jax":
-        pytest.skip("already on JAX")
-    env = jax_environment(tmp_path / "jax-cache")
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", __file__,
-                           "-k", "between_chunks or damaged or interval or before_its_members"],
-                          env=env, capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, done.stdout[-4000:]
-    last = done.stdout.splitlines()[-1]
-    assert " passed" in last and "skipped" not in last and "deselected" in last
+#: This module's in-process tests that run again under ``KERAS_BACKEND=jax`` (Keras picks its backend once per
+#: process): tests/test_population.py::test_the_population_tests_hold_on_jax runs them in its JAX process, one
+#: process and one compilation cache for both modules instead of a second start of Python, Keras and JAX.
+ON_JAX = "between_chunks or damaged or interval or before_its_members"

@@ -671,8 +671,8 @@ def test_grid_search_kind_strength_placement_on_moons(moons, tmp_path):
         placement=Placement(["after", "before"]),
     )
     tuner = kt.GridSearch(hypermodel, objective="val_accuracy", directory=tmp_path, overwrite=True)
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
-    tuner.search(x, y, validation_data=(xv, yv), epochs=10, callbacks=[stop], verbose=0)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
+    tuner.search(x, y, validation_data=(xv, yv), epochs=3, callbacks=[stop], verbose=0)  # what it visits, not fits
     seen = [(v["regularizer"], v["placement"]) for v in trial_values(tuner)]
     options = ["none", "l1:0.01", "l1:0.001", "l2:0.01", "l2:0.001"]
     assert sorted(seen) == sorted((o, p) for o in options for p in ("after", "before"))

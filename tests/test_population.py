@@ -115,23 +115,33 @@ def test_regsearch_fit_equals_model_fit_on_this_backend(recwarn: pytest.Warnings
 
 
 def test_the_population_tests_hold_on_jax(tmp_path) -> None:
-    """This module again under ``KERAS_BACKEND=jax`` (Keras picks its backend once per process)."""
+    """This module and tests/test_checkpoints.py's in-process tests again under ``KERAS_BACKEND=jax``.
+
+    Keras picks its backend once per process; one process for both modules starts Python, Keras and JAX once.
+    """
     import subprocess
     import sys
+    from pathlib import Path
 
     from on_jax import jax_environment
+    from test_checkpoints import ON_JAX as CHECKPOINTS_ON_JAX
 
     if keras.backend.backend() == "jax":
         pytest.skip("already on JAX")
     # With a compilation cache: the test of a later population traces its program again on purpose, and XLA's
     # compile of the same program is read back instead of run twice.
     env = jax_environment(tmp_path / "jax-cache")
-    # The members' semantics; the tuners' side runs on JAX in tests/test_searches.py (every named search).
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", __file__, "-k",
-                           "alone or model_fit or scores or without_validation or diverging or mixed"],
+    # The members' semantics; the tuners' side runs on JAX in tests/test_searches.py (a named search per code path).
+    selected = f"alone or model_fit or scores or without_validation or diverging or mixed or {CHECKPOINTS_ON_JAX}"
+    checkpoints = str(Path(__file__).with_name("test_checkpoints.py"))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-rA",
+                           __file__, checkpoints, "-k", selected],
                           env=env, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-4000:]
-    assert " passed" in done.stdout.splitlines()[-1] and "skipped" not in done.stdout.splitlines()[-1]
+    last = done.stdout.splitlines()[-1]
+    assert " passed" in last and "skipped" not in last and "deselected" in last
+    passed = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("PASSED ")]
+    assert {Path(node.split("::")[0]).name for node in passed} == {"test_population.py", "test_checkpoints.py"}
 
 
 def test_a_diverging_member_stops_alone_and_the_rest_go_on() -> None:
