@@ -7,6 +7,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from regsearch.forward import inference
+
 
 def activation_sparsity(
     model: keras.Model, layer_name: str, x: Any, *, batch_size: int = 1024
@@ -32,9 +34,7 @@ def activation_sparsity(
     total = zeros = count = 0.0
     for start in range(0, n_rows, batch_size):
         out = keras.tree.map_structure(lambda a: np.asarray(a[start : start + batch_size]), x)
-        for probe in probes:
-            out = probe(out, training=False)
-        out = keras.ops.convert_to_numpy(out)
+        out = inference(model, out, chain=probes, part=layer_name)
         out = out.astype(np.float64, copy=False)
         total += float(out.sum())
         zeros += float(np.count_nonzero(out == 0.0))

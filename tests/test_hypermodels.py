@@ -582,6 +582,51 @@ def test_activation_sparsity_of_a_sequential_model_loaded_from_a_keras_file(tmp_
     assert result == {"mean_activation": 1.0, "zero_fraction": 0.5}
 
 
+#: Run again on JAX by tests/test_population.py, where the forward passes are compiled and kept.
+ON_JAX = "compiles_once_per_structure"
+
+
+def test_activation_sparsity_compiles_once_per_structure_and_reads_each_models_own_weights():
+    """Two builds of one structure (other automatic names, another L2 strength, other weights) share one compiled
+    forward pass on JAX, and each is measured on its own weights; a nested layer's path has its own."""
+    from regsearch import forward
+
+    def build(strength: float, bias: list[float]) -> keras.Model:
+        inputs = keras.Input((2,))
+        hidden = keras.layers.Dense(4, activation="relu", name="h", kernel_regularizer=keras.regularizers.L2(strength))
+        model = keras.Model(inputs, keras.layers.Dense(1)(hidden(inputs)))
+        hidden.set_weights([np.zeros((2, 4), "float32"), np.array(bias, "float32")])
+        model.compile(optimizer="adam", loss="mse")
+        return model
+
+    forward._PASSES.clear()
+    x = np.ones((5, 2), "float32")
+    first = regsearch.activation_sparsity(build(1e-3, [1.0, 3.0, -1.0, -2.0]), "h", x, batch_size=2)
+    second = regsearch.activation_sparsity(build(1e-1, [2.0, -1.0, -1.0, -2.0]), "h", x, batch_size=2)
+    assert first == {"mean_activation": 1.0, "zero_fraction": 0.5}
+    assert second == {"mean_activation": 0.5, "zero_fraction": 0.75}
+    on_jax = keras.backend.backend() == "jax"  # elsewhere the pass runs eagerly: nothing compiled, nothing kept
+    assert len(forward._PASSES) == (1 if on_jax else 0)
+
+    inner = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3, activation="relu", name="h")], name="inner")
+    outer_inputs = keras.Input((2,))
+    outer = keras.Model(outer_inputs, keras.layers.Dense(1)(inner(keras.layers.Dense(2, name="first")(outer_inputs))))
+    measured = regsearch.activation_sparsity(outer, "inner/h", x)
+    expected = keras.ops.convert_to_numpy(inner(outer.get_layer("first")(x)))
+    assert measured["mean_activation"] == pytest.approx(float(expected.mean()))
+    assert len(forward._PASSES) == (2 if on_jax else 0)
+
+    # Each run's rows are scored through a pass of its structure's own (not the layer's), on the model's weights.
+    from regsearch.hypermodels.base import row_scores
+
+    y = np.array([0.0, 1.0, 2.0, 3.0, 4.0], "float32")
+    for bias in ([1.0, 3.0, -1.0, -2.0], [2.0, -1.0, 5.0, -2.0]):
+        model = build(1e-2, bias)
+        predicted = keras.ops.convert_to_numpy(model(x))[:, 0]
+        assert row_scores(model, x, y, batch_size=2).loss == pytest.approx((predicted - y) ** 2)
+    assert len(forward._PASSES) == (3 if on_jax else 0)
+
+
 # --- Keras Tuner ---------------------------------------------------------------
 
 

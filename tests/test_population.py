@@ -125,6 +125,7 @@ def test_the_population_tests_hold_on_jax(tmp_path) -> None:
 
     from on_jax import jax_environment
     from test_checkpoints import ON_JAX as CHECKPOINTS_ON_JAX
+    from test_hypermodels import ON_JAX as HYPERMODELS_ON_JAX
 
     if keras.backend.backend() == "jax":
         pytest.skip("already on JAX")
@@ -132,16 +133,18 @@ def test_the_population_tests_hold_on_jax(tmp_path) -> None:
     # compile of the same program is read back instead of run twice.
     env = jax_environment(tmp_path / "jax-cache")
     # The members' semantics; the tuners' side runs on JAX in tests/test_searches.py (a named search per code path).
-    selected = f"alone or model_fit or scores or without_validation or diverging or mixed or {CHECKPOINTS_ON_JAX}"
-    checkpoints = str(Path(__file__).with_name("test_checkpoints.py"))
+    selected = (f"alone or model_fit or scores or without_validation or diverging or mixed or {CHECKPOINTS_ON_JAX} "
+                f"or {HYPERMODELS_ON_JAX}")
+    others = [str(Path(__file__).with_name(name)) for name in ("test_checkpoints.py", "test_hypermodels.py")]
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-rA",
-                           __file__, checkpoints, "-k", selected],
+                           __file__, *others, "-k", selected],
                           env=env, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-4000:]
     last = done.stdout.splitlines()[-1]
     assert " passed" in last and "skipped" not in last and "deselected" in last
     passed = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("PASSED ")]
-    assert {Path(node.split("::")[0]).name for node in passed} == {"test_population.py", "test_checkpoints.py"}
+    assert {Path(node.split("::")[0]).name for node in passed} == {"test_population.py", "test_checkpoints.py",
+                                                                   "test_hypermodels.py"}
 
 
 def test_a_diverging_member_stops_alone_and_the_rest_go_on() -> None:
