@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -333,6 +333,40 @@ def test_a_worker_with_no_chief_gives_up_after_its_timeout(tmp_path) -> None:
     assert not (tmp_path / "small").exists()
 
 
+def test_a_worker_imports_keras_tuner_before_it_waits_for_the_chief(tmp_path, monkeypatch) -> None:
+    from regsearch.definition import load_definition
+
+    (tmp_path / "small.toml").write_text(GRID)
+    steps: list[str] = []
+    monkeypatch.setattr(distributed, "_import_training_stack", lambda: steps.append("import"))
+
+    def wait_for_chief(self) -> bool:
+        steps.append("wait")
+        return False
+
+    monkeypatch.setattr(distributed.ChiefLink, "wait_for_chief", wait_for_chief)
+    with pytest.raises(SettingError, match="must be the address of a running chief"):
+        distributed.run_worker(load_definition(str(tmp_path / "small.toml")), tmp_path / "small",
+                               where=distributed.Endpoint("127.0.0.1", free_port()), tuner_id="w1")
+    assert steps == ["import", "wait"]
+
+
+def test_a_worker_waiting_for_the_chief_retries_its_connection_at_least_once_a_second(monkeypatch) -> None:
+    import grpc
+
+    given: list = []
+    real_channel = grpc.insecure_channel
+
+    def channel(target: str, options=None, **keywords):
+        given.extend(options or [])
+        return real_channel(target, options, **keywords)
+
+    monkeypatch.setattr(grpc, "insecure_channel", channel)
+    with bare_grpc_server() as port:
+        assert distributed.ChiefLink(distributed.Endpoint("127.0.0.1", port), "w1", timeout=30).wait_for_chief()
+    assert ("grpc.max_reconnect_backoff_ms", 1000) in given
+
+
 @pytest.mark.parametrize("engine", ["sequential", "population"])
 def test_a_worker_trains_with_the_engine_it_is_given(tmp_path, monkeypatch, engine: str) -> None:
     from regsearch import search
@@ -526,8 +560,11 @@ def test_a_chief_and_two_workers_run_every_configuration_exactly_once(tmp_path: 
         start(started, tmp_path, "chief", *shared, "--chief", "--workers", "2")
         start(started, tmp_path, "w1", *shared, "--worker", "--tuner-id", "w1")
         start(started, tmp_path, "w2", *shared, "--worker", "--tuner-id", "w2")
+        # The same search in one process, for the comparison below, while the three processes run.
+        local_code = main([str(tmp_path / "small.toml"), "--results", str(tmp_path / "local"), "--quiet"])
         codes = wait_all(started, PROCESS_SECONDS)
     assert codes == {"chief": 0, "w1": 0, "w2": 0}, logs(tmp_path)
+    assert local_code == 0
 
     folder = tmp_path / "shared" / "small"
     saved = {path: json.loads(path.read_text()) for path in sorted(folder.glob("tuner/*/trial_*/runs.json"))}
@@ -542,7 +579,6 @@ def test_a_chief_and_two_workers_run_every_configuration_exactly_once(tmp_path: 
     assert ran_by <= {f"{worker}@{phase}" for worker in ("w1", "w2") for phase in phases}
 
     # The chief's report holds the same configurations as a search in one process.
-    assert main([str(tmp_path / "small.toml"), "--results", str(tmp_path / "local"), "--quiet"]) == 0
     local = pd.read_csv(tmp_path / "local" / "small" / "trials.csv")
     chief = pd.read_csv(folder / "trials.csv")
     columns = param_columns(local)
@@ -572,7 +608,7 @@ def wait_for_line(path: Path, text: str, seconds: float = PROCESS_SECONDS, times
     while time.monotonic() < deadline:
         if path.is_file() and path.read_text(errors="replace").count(text) >= times:
             return
-        time.sleep(0.2)
+        time.sleep(0.05)  # a kill on this line lands soon after it (a run is about 0.4 s)
     raise AssertionError(f"{text!r} never appeared in {path}")
 
 
@@ -586,22 +622,32 @@ def same_runs(folder: Path, reference: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def faults_in_one_process(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
-    """The single-process reference run, made once for all test workers (pytest-xdist's recipe, with flock)."""
+def faults_in_one_process(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Callable[[], Path]:
+    """The single-process reference run, made once for all test workers (pytest-xdist's recipe, with flock).
+
+    Made when first asked for, so that a test can make it while its processes train (never before a kill: the
+    kill must land while the processes are where the test says).
+    """
     base = tmp_path_factory.getbasetemp()
     root = (base if worker_id == "master" else base.parent) / "faults_in_one_process"
     root.mkdir(exist_ok=True)
-    with open(root / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (root / "done").exists():
-            (root / "faults.toml").write_text(FAULTS)
-            assert main([str(root / "faults.toml"), "--results", str(root / "results"), "--quiet", *SEQUENTIAL]) == 0
-            (root / "done").touch()
-    return root / "results" / "faults"
+
+    def reference() -> Path:
+        with open(root / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (root / "done").exists():
+                (root / "faults.toml").write_text(FAULTS)
+                assert main([str(root / "faults.toml"), "--results", str(root / "results"), "--quiet",
+                             *SEQUENTIAL]) == 0
+                (root / "done").touch()
+        return root / "results" / "faults"
+
+    return reference
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_trial_loses_only_that_trial(tmp_path: Path, faults_in_one_process: Path) -> None:
+def test_a_worker_killed_mid_trial_loses_only_that_trial(tmp_path: Path,
+                                                       faults_in_one_process: Callable[[], Path]) -> None:
     (tmp_path / "faults.toml").write_text(FAULTS)
     shared = ["faults.toml", "--results", "shared", "--oracle-port", str(free_port()), *SEQUENTIAL]
     with processes(tmp_path) as started:
@@ -610,19 +656,21 @@ def test_a_worker_killed_mid_trial_loses_only_that_trial(tmp_path: Path, faults_
         start(started, tmp_path, "w2", *shared, "--worker", "--tuner-id", "w2")
         wait_for_line(tmp_path / "w1.log", " run 0: ")  # the first run of w1's trial has ended: it is in the second
         started[1][1].kill()
+        reference = faults_in_one_process()  # while the chief waits out w1's lease and w2 trains
         codes = wait_all(started, PROCESS_SECONDS)
     assert codes == {"chief": 0, "w1": -9, "w2": 0}, logs(tmp_path)
     chief = (tmp_path / "chief.log").read_text()
     assert "worker w1 lost (silent for over 6 s): trial grid-" in chief and " handed out again" in chief, chief
     folder = tmp_path / "shared" / "faults"
-    same_runs(folder, faults_in_one_process)
+    same_runs(folder, reference)
     workers = pd.read_csv(folder / "trials.csv").groupby("trial_id")["worker"].agg(set)
     assert set().union(*workers) <= {"w1", "w2"} and all(len(w) == 1 for w in workers)  # a trial's runs: one worker
-    assert (pd.read_csv(faults_in_one_process / "trials.csv")["worker"] == "tuner0").all()
+    assert (pd.read_csv(reference / "trials.csv")["worker"] == "tuner0").all()
 
 
 @pytest.mark.slow
-def test_workers_of_a_killed_chief_exit_and_a_restart_resumes(tmp_path: Path, faults_in_one_process: Path) -> None:
+def test_workers_of_a_killed_chief_exit_and_a_restart_resumes(tmp_path: Path,
+                                                             faults_in_one_process: Callable[[], Path]) -> None:
     (tmp_path / "faults.toml").write_text(FAULTS)
     shared = ["faults.toml", "--results", "shared", "--oracle-port", str(free_port()), *SEQUENTIAL]
     folder = tmp_path / "shared" / "faults"
@@ -649,10 +697,11 @@ def test_workers_of_a_killed_chief_exit_and_a_restart_resumes(tmp_path: Path, fa
     with processes(tmp_path) as started:
         start(started, tmp_path, "chief", *shared, "--chief", "--workers", "1")
         start(started, tmp_path, "w1", *shared, "--worker", "--tuner-id", "w1")
+        reference = faults_in_one_process()  # while the restarted processes start and train
         codes = wait_all(started, PROCESS_SECONDS)
     assert codes == {"chief": 0, "w1": 0}, logs(tmp_path)
     assert {path: path.stat().st_mtime_ns for path in finished} == finished  # nothing finished was run again
-    same_runs(folder, faults_in_one_process)
+    same_runs(folder, reference)
 
 
 @pytest.mark.slow
