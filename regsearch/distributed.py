@@ -89,6 +89,9 @@ BEATS_PER_LEASE = 6
 EXIT_GRACE_SECONDS = 10.0
 #: Blocking waits are cut into slices this long, so that Ctrl-C is seen between them.
 WAIT_SLICE_SECONDS = 0.25
+#: What a worker's call gets from a chief between two phases (a server stopping refuses new calls as CANCELLED):
+#: the call is made again until its time is up.
+RETRIED_CODES = ("CANCELLED", "UNAVAILABLE")
 WHERE = "command line"
 #: A worker waiting for its chief tries to connect at least once a second (gRPC's default backoff grows to 120 s,
 #: so a worker started well before its chief would notice it up to two minutes late).
@@ -545,9 +548,22 @@ class ChiefLink:
         return True
 
     def call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
-        """Calls one gRPC method of the chief, waiting for it at most ``timeout`` seconds (default: the link's)."""
-        future = method.future(request, wait_for_ready=True, timeout=self.timeout if timeout is None else timeout)
-        return self._wait(future, None)
+        """Calls one gRPC method of the chief, waiting for it at most ``timeout`` seconds (default: the link's).
+
+        A call the chief refuses while it changes phase (its server stopping, or not serving yet) is made again
+        until the time is up: the request names its phase, so the next phase's server answers it rightly.
+        """
+        import grpc
+
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            left = max(deadline - time.monotonic(), WAIT_SLICE_SECONDS)
+            try:
+                return self._wait(method.future(request, wait_for_ready=True, timeout=left), None)
+            except grpc.RpcError as error:
+                if error.code().name not in RETRIED_CODES or time.monotonic() + IDLE_WAIT_SECONDS >= deadline:
+                    raise
+            time.sleep(IDLE_WAIT_SECONDS)
 
     @staticmethod
     def _wait(future: Any, timeout: float | None) -> Any:

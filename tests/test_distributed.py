@@ -433,6 +433,62 @@ def test_a_call_to_a_chief_that_is_gone_ends_after_the_timeout() -> None:
                                                "(DEADLINE_EXCEEDED); it has finished or it is gone (restart it: it resumes)")
 
 
+class Answer:
+    """A gRPC future already settled: a result, or an error."""
+
+    def __init__(self, outcome) -> None:
+        self.outcome = outcome
+
+    def result(self, timeout=None):
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+    def cancel(self) -> bool:
+        return True
+
+
+class Refusal(Exception):
+    """An RpcError with a status code, as a gRPC future raises it."""
+
+    def __init__(self, code: str) -> None:
+        import grpc
+
+        super().__init__(code)
+        self.status = getattr(grpc.StatusCode, code)
+
+    def code(self):
+        return self.status
+
+
+class Method:
+    """A stub's method whose calls end as ``outcomes`` say, one after another."""
+
+    def __init__(self, *outcomes) -> None:
+        self.outcomes, self.calls = list(outcomes), 0
+
+    def future(self, request, **keywords):
+        self.calls += 1
+        return Answer(self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0])
+
+
+def test_a_call_the_chief_refuses_between_phases_is_made_again_until_the_timeout() -> None:
+    import grpc
+
+    refused = lambda code: type("Refused", (Refusal, grpc.RpcError), {})(code)  # noqa: E731
+    link = distributed.ChiefLink(distributed.Endpoint("127.0.0.1", free_port()), "w1", timeout=30)
+    method = Method(refused("CANCELLED"), refused("UNAVAILABLE"), "trial")
+    assert link.call(method, "request") == "trial" and method.calls == 3
+    method = Method(refused("UNKNOWN"), "trial")  # the chief failed the call: no second try
+    with pytest.raises(grpc.RpcError):
+        link.call(method, "request")
+    assert method.calls == 1
+    method = Method(refused("CANCELLED"))
+    with pytest.raises(grpc.RpcError) as raised:
+        link.call(method, "request", timeout=1)  # refused for as long as the call may wait: it gives up
+    assert raised.value.code() == grpc.StatusCode.CANCELLED and 1 < method.calls
+
+
 @contextlib.contextmanager
 def bare_grpc_server() -> Iterator[int]:
     """A gRPC server with no service: a worker's connection succeeds, nothing else does."""
