@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -616,11 +616,8 @@ def test_a_chief_and_two_workers_run_every_configuration_exactly_once(tmp_path: 
         start(started, tmp_path, "chief", *shared, "--chief", "--workers", "2")
         start(started, tmp_path, "w1", *shared, "--worker", "--tuner-id", "w1")
         start(started, tmp_path, "w2", *shared, "--worker", "--tuner-id", "w2")
-        # The same search in one process, for the comparison below, while the three processes run.
-        local_code = main([str(tmp_path / "small.toml"), "--results", str(tmp_path / "local"), "--quiet"])
         codes = wait_all(started, PROCESS_SECONDS)
     assert codes == {"chief": 0, "w1": 0, "w2": 0}, logs(tmp_path)
-    assert local_code == 0
 
     folder = tmp_path / "shared" / "small"
     saved = {path: json.loads(path.read_text()) for path in sorted(folder.glob("tuner/*/trial_*/runs.json"))}
@@ -635,6 +632,7 @@ def test_a_chief_and_two_workers_run_every_configuration_exactly_once(tmp_path: 
     assert ran_by <= {f"{worker}@{phase}" for worker in ("w1", "w2") for phase in phases}
 
     # The chief's report holds the same configurations as a search in one process.
+    assert main([str(tmp_path / "small.toml"), "--results", str(tmp_path / "local"), "--quiet"]) == 0
     local = pd.read_csv(tmp_path / "local" / "small" / "trials.csv")
     chief = pd.read_csv(folder / "trials.csv")
     columns = param_columns(local)
@@ -678,32 +676,22 @@ def same_runs(folder: Path, reference: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def faults_in_one_process(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Callable[[], Path]:
-    """The single-process reference run, made once for all test workers (pytest-xdist's recipe, with flock).
-
-    Made when first asked for, so that a test can make it while its processes train (never before a kill: the
-    kill must land while the processes are where the test says).
-    """
+def faults_in_one_process(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The single-process reference run, made once for all test workers (pytest-xdist's recipe, with flock)."""
     base = tmp_path_factory.getbasetemp()
     root = (base if worker_id == "master" else base.parent) / "faults_in_one_process"
     root.mkdir(exist_ok=True)
-
-    def reference() -> Path:
-        with open(root / "lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not (root / "done").exists():
-                (root / "faults.toml").write_text(FAULTS)
-                assert main([str(root / "faults.toml"), "--results", str(root / "results"), "--quiet",
-                             *SEQUENTIAL]) == 0
-                (root / "done").touch()
-        return root / "results" / "faults"
-
-    return reference
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "done").exists():
+            (root / "faults.toml").write_text(FAULTS)
+            assert main([str(root / "faults.toml"), "--results", str(root / "results"), "--quiet", *SEQUENTIAL]) == 0
+            (root / "done").touch()
+    return root / "results" / "faults"
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_trial_loses_only_that_trial(tmp_path: Path,
-                                                       faults_in_one_process: Callable[[], Path]) -> None:
+def test_a_worker_killed_mid_trial_loses_only_that_trial(tmp_path: Path, faults_in_one_process: Path) -> None:
     (tmp_path / "faults.toml").write_text(FAULTS)
     shared = ["faults.toml", "--results", "shared", "--oracle-port", str(free_port()), *SEQUENTIAL]
     with processes(tmp_path) as started:
@@ -712,21 +700,19 @@ def test_a_worker_killed_mid_trial_loses_only_that_trial(tmp_path: Path,
         start(started, tmp_path, "w2", *shared, "--worker", "--tuner-id", "w2")
         wait_for_line(tmp_path / "w1.log", " run 0: ")  # the first run of w1's trial has ended: it is in the second
         started[1][1].kill()
-        reference = faults_in_one_process()  # while the chief waits out w1's lease and w2 trains
         codes = wait_all(started, PROCESS_SECONDS)
     assert codes == {"chief": 0, "w1": -9, "w2": 0}, logs(tmp_path)
     chief = (tmp_path / "chief.log").read_text()
     assert "worker w1 lost (silent for over 6 s): trial grid-" in chief and " handed out again" in chief, chief
     folder = tmp_path / "shared" / "faults"
-    same_runs(folder, reference)
+    same_runs(folder, faults_in_one_process)
     workers = pd.read_csv(folder / "trials.csv").groupby("trial_id")["worker"].agg(set)
     assert set().union(*workers) <= {"w1", "w2"} and all(len(w) == 1 for w in workers)  # a trial's runs: one worker
-    assert (pd.read_csv(reference / "trials.csv")["worker"] == "tuner0").all()
+    assert (pd.read_csv(faults_in_one_process / "trials.csv")["worker"] == "tuner0").all()
 
 
 @pytest.mark.slow
-def test_workers_of_a_killed_chief_exit_and_a_restart_resumes(tmp_path: Path,
-                                                             faults_in_one_process: Callable[[], Path]) -> None:
+def test_workers_of_a_killed_chief_exit_and_a_restart_resumes(tmp_path: Path, faults_in_one_process: Path) -> None:
     (tmp_path / "faults.toml").write_text(FAULTS)
     shared = ["faults.toml", "--results", "shared", "--oracle-port", str(free_port()), *SEQUENTIAL]
     folder = tmp_path / "shared" / "faults"
@@ -753,11 +739,10 @@ def test_workers_of_a_killed_chief_exit_and_a_restart_resumes(tmp_path: Path,
     with processes(tmp_path) as started:
         start(started, tmp_path, "chief", *shared, "--chief", "--workers", "1")
         start(started, tmp_path, "w1", *shared, "--worker", "--tuner-id", "w1")
-        reference = faults_in_one_process()  # while the restarted processes start and train
         codes = wait_all(started, PROCESS_SECONDS)
     assert codes == {"chief": 0, "w1": 0}, logs(tmp_path)
     assert {path: path.stat().st_mtime_ns for path in finished} == finished  # nothing finished was run again
-    same_runs(folder, reference)
+    same_runs(folder, faults_in_one_process)
 
 
 @pytest.mark.slow
