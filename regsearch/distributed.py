@@ -89,7 +89,13 @@ BEATS_PER_LEASE = 6
 EXIT_GRACE_SECONDS = 10.0
 #: Blocking waits are cut into slices this long, so that Ctrl-C is seen between them.
 WAIT_SLICE_SECONDS = 0.25
+#: What a worker's call gets from a chief between two phases (a server stopping refuses new calls as CANCELLED):
+#: the call is made again until its time is up.
+RETRIED_CODES = ("CANCELLED", "UNAVAILABLE")
 WHERE = "command line"
+#: A worker waiting for its chief tries to connect at least once a second (gRPC's default backoff grows to 120 s,
+#: so a worker started well before its chief would notice it up to two minutes late).
+RECONNECT_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 250), ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -489,6 +495,7 @@ def run_worker(
     plan = definition if isinstance(definition, Plan) else make_plan(definition)
     definition = plan.definition
     link = ChiefLink(where, tuner_id, chief_timeout)
+    _import_training_stack()  # while the chief, started at the same time, imports it too
     if not link.wait_for_chief():
         raise SettingError("--oracle-ip/--oracle-port", f"the address of a running chief (none answered within "
                            f"{chief_timeout:g} s, --chief-timeout)", str(where), WHERE)
@@ -504,6 +511,15 @@ def run_worker(
         raise SearchFailedError(link.lost or link.gone_message(error)) from None
     finally:
         link.stop_beating()
+
+
+def _import_training_stack() -> None:
+    """Imports Keras Tuner (and with it Keras and its backend), which every phase's tuner needs.
+
+    A worker does this before it waits for the chief: a chief and workers started together then import at the
+    same time, and the first trial starts as soon as the chief serves instead of one import (seconds) later.
+    """
+    import keras_tuner  # noqa: F401 - imported for its side effect
 
 
 def _tuner_folder() -> str:
@@ -524,7 +540,7 @@ class ChiefLink:
         """Whether the chief's address accepts a connection within ``timeout`` (default: the link's)."""
         import grpc
 
-        with grpc.insecure_channel(str(self.where)) as channel:
+        with grpc.insecure_channel(str(self.where), options=RECONNECT_OPTIONS) as channel:
             try:
                 self._wait(grpc.channel_ready_future(channel), self.timeout if timeout is None else timeout)
             except grpc.FutureTimeoutError:
@@ -532,9 +548,22 @@ class ChiefLink:
         return True
 
     def call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
-        """Calls one gRPC method of the chief, waiting for it at most ``timeout`` seconds (default: the link's)."""
-        future = method.future(request, wait_for_ready=True, timeout=self.timeout if timeout is None else timeout)
-        return self._wait(future, None)
+        """Calls one gRPC method of the chief, waiting for it at most ``timeout`` seconds (default: the link's).
+
+        A call the chief refuses while it changes phase (its server stopping, or not serving yet) is made again
+        until the time is up: the request names its phase, so the next phase's server answers it rightly.
+        """
+        import grpc
+
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            left = max(deadline - time.monotonic(), WAIT_SLICE_SECONDS)
+            try:
+                return self._wait(method.future(request, wait_for_ready=True, timeout=left), None)
+            except grpc.RpcError as error:
+                if error.code().name not in RETRIED_CODES or time.monotonic() + IDLE_WAIT_SECONDS >= deadline:
+                    raise
+            time.sleep(IDLE_WAIT_SECONDS)
 
     @staticmethod
     def _wait(future: Any, timeout: float | None) -> Any:

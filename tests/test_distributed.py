@@ -333,6 +333,40 @@ def test_a_worker_with_no_chief_gives_up_after_its_timeout(tmp_path) -> None:
     assert not (tmp_path / "small").exists()
 
 
+def test_a_worker_imports_keras_tuner_before_it_waits_for_the_chief(tmp_path, monkeypatch) -> None:
+    from regsearch.definition import load_definition
+
+    (tmp_path / "small.toml").write_text(GRID)
+    steps: list[str] = []
+    monkeypatch.setattr(distributed, "_import_training_stack", lambda: steps.append("import"))
+
+    def wait_for_chief(self) -> bool:
+        steps.append("wait")
+        return False
+
+    monkeypatch.setattr(distributed.ChiefLink, "wait_for_chief", wait_for_chief)
+    with pytest.raises(SettingError, match="must be the address of a running chief"):
+        distributed.run_worker(load_definition(str(tmp_path / "small.toml")), tmp_path / "small",
+                               where=distributed.Endpoint("127.0.0.1", free_port()), tuner_id="w1")
+    assert steps == ["import", "wait"]
+
+
+def test_a_worker_waiting_for_the_chief_retries_its_connection_at_least_once_a_second(monkeypatch) -> None:
+    import grpc
+
+    given: list = []
+    real_channel = grpc.insecure_channel
+
+    def channel(target: str, options=None, **keywords):
+        given.extend(options or [])
+        return real_channel(target, options, **keywords)
+
+    monkeypatch.setattr(grpc, "insecure_channel", channel)
+    with bare_grpc_server() as port:
+        assert distributed.ChiefLink(distributed.Endpoint("127.0.0.1", port), "w1", timeout=30).wait_for_chief()
+    assert ("grpc.max_reconnect_backoff_ms", 1000) in given
+
+
 @pytest.mark.parametrize("engine", ["sequential", "population"])
 def test_a_worker_trains_with_the_engine_it_is_given(tmp_path, monkeypatch, engine: str) -> None:
     from regsearch import search
@@ -397,6 +431,62 @@ def test_a_call_to_a_chief_that_is_gone_ends_after_the_timeout() -> None:
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert link.gone_message(raised.value) == (f"worker w1: the chief at {link.where} did not answer within 1 s "
                                                "(DEADLINE_EXCEEDED); it has finished or it is gone (restart it: it resumes)")
+
+
+class Answer:
+    """A gRPC future already settled: a result, or an error."""
+
+    def __init__(self, outcome) -> None:
+        self.outcome = outcome
+
+    def result(self, timeout=None):
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+    def cancel(self) -> bool:
+        return True
+
+
+class Refusal(Exception):
+    """An RpcError with a status code, as a gRPC future raises it."""
+
+    def __init__(self, code: str) -> None:
+        import grpc
+
+        super().__init__(code)
+        self.status = getattr(grpc.StatusCode, code)
+
+    def code(self):
+        return self.status
+
+
+class Method:
+    """A stub's method whose calls end as ``outcomes`` say, one after another."""
+
+    def __init__(self, *outcomes) -> None:
+        self.outcomes, self.calls = list(outcomes), 0
+
+    def future(self, request, **keywords):
+        self.calls += 1
+        return Answer(self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0])
+
+
+def test_a_call_the_chief_refuses_between_phases_is_made_again_until_the_timeout() -> None:
+    import grpc
+
+    refused = lambda code: type("Refused", (Refusal, grpc.RpcError), {})(code)  # noqa: E731
+    link = distributed.ChiefLink(distributed.Endpoint("127.0.0.1", free_port()), "w1", timeout=30)
+    method = Method(refused("CANCELLED"), refused("UNAVAILABLE"), "trial")
+    assert link.call(method, "request") == "trial" and method.calls == 3
+    method = Method(refused("UNKNOWN"), "trial")  # the chief failed the call: no second try
+    with pytest.raises(grpc.RpcError):
+        link.call(method, "request")
+    assert method.calls == 1
+    method = Method(refused("CANCELLED"))
+    with pytest.raises(grpc.RpcError) as raised:
+        link.call(method, "request", timeout=1)  # refused for as long as the call may wait: it gives up
+    assert raised.value.code() == grpc.StatusCode.CANCELLED and 1 < method.calls
 
 
 @contextlib.contextmanager
@@ -572,7 +662,7 @@ def wait_for_line(path: Path, text: str, seconds: float = PROCESS_SECONDS, times
     while time.monotonic() < deadline:
         if path.is_file() and path.read_text(errors="replace").count(text) >= times:
             return
-        time.sleep(0.2)
+        time.sleep(0.05)  # a kill on this line lands soon after it (a run is about 0.4 s)
     raise AssertionError(f"{text!r} never appeared in {path}")
 
 
