@@ -22,9 +22,11 @@ A parent process imports regsearch, the backend and what a search imports as it
 goes once and forks each run (nothing of the backend runs in the parent, no
 thread), so an instant costs its own seconds, not an import. On JAX the runs
 share a persistent compilation cache: the uninterrupted run compiles every
-program, the killed runs and the resumes read them, and the instants are drawn
-over the uninterrupted run's duration less the seconds it spent compiling (JAX
-times each compilation), the duration of a run that reads them.
+program, and the instants are drawn over a second uninterrupted run, one that
+reads them (as the killed runs do; it must equal the first). Half the instants
+fall uniformly over that run, half inside its training windows (from its
+populations' progress calls), where a kill lands between two checkpoints of a
+population or between its rungs.
 ``--instants`` counts kills. Exit code 0 when every check held.
 """
 
@@ -166,15 +168,16 @@ protocol = "kfold"
 folds = 3
 """ + COMMON.format(epochs=200),
 }
-#: What ``tests/test_faults.py`` kills: "grid" and "hyperband" with a quarter of the epochs and half the hidden
-#: units (their uninterrupted run is mostly start-up, compiling and the report; the training left is short), the
-#: same phases, records and report, still a checkpoint every 0.1 s of training, and Hyperband's three rungs (at 25,
-#: 50 and 100 epochs: kills land mid-bracket). The full-size searches above give the recorded figures.
+#: What ``tests/test_faults.py`` kills: "grid" with a quarter of the epochs and half the hidden units (its
+#: uninterrupted run is mostly start-up, compiling and the report; the training left is short), and "hyperband"
+#: with half the hidden units and rungs at 250, 500 and 1000 epochs (JAX trains the 8 members' 100 epochs in 20 ms:
+#: a kill could not land inside that; these train for a few tenths of a second), the same phases, records and
+#: report, still a checkpoint every 0.1 s of training. The full-size searches above give the recorded figures.
 SEARCHES["grid-small"] = SEARCHES["grid"].replace("one grid phase", "one small grid phase").replace(
     "epochs = 300", "epochs = 75").replace("hidden = [16]", "hidden = [8]")
 SEARCHES["hyperband-small"] = SEARCHES["hyperband"].replace("faults: hyperband", "faults: small hyperband").replace(
-    "min_epochs = 75", "min_epochs = 25").replace("epochs = 300", "epochs = 100").replace(
-    "hidden = [16]", "hidden = [8]")
+    "min_epochs = 75", "min_epochs = 1000").replace("epochs = 300", "epochs = 4000").replace(
+    "patience = 40", "patience = 1000")
 
 
 #: Where the runs' folders go when it has this much room: memory, not a disk.
@@ -212,32 +215,9 @@ def child(definition: Path, results: Path, log: Path) -> int:
             told(done)
 
         progress.report = report
-        note_compiling(log.with_suffix(".compiled"))
         code = cli.main([str(definition), "--results", str(results), "--quiet"])
     finally:
         os._exit(code)
-
-
-def note_compiling(seconds_log: Path) -> None:
-    """On JAX, each program's compiling (or reading it from the cache) appends its seconds to ``seconds_log``."""
-    import keras
-
-    if keras.backend.backend() != "jax":
-        return
-    import jax
-    from jax._src.dispatch import BACKEND_COMPILE_EVENT
-
-    def note(event: str, duration: float, **_: object) -> None:
-        if event == BACKEND_COMPILE_EVENT:
-            with open(seconds_log, "a") as out:
-                out.write(f"{duration}\n")
-
-    jax.monitoring.register_event_duration_secs_listener(note)
-
-
-def compiling_seconds(seconds_log: Path) -> float:
-    """The seconds ``note_compiling`` noted."""
-    return sum(map(float, seconds_log.read_text().split())) if seconds_log.exists() else 0.0
 
 
 def id_of(done: progress.PopulationProgress) -> str:
@@ -278,6 +258,50 @@ def pace(log: Path) -> float:
             seconds += float(at) - previous[key][1]
         previous[key] = (int(trained), float(at))
     return epochs / seconds if seconds else float("nan")
+
+
+def training_windows(log: Path, start: float) -> list[tuple[float, float]]:
+    """When ``log``'s populations trained, in seconds after ``start``: each from its first call to its last.
+
+    A population's first call follows its program's compile and its first chunk of epochs.
+    """
+    spans: dict[tuple[str, str, int], list[float]] = {}
+    previous: dict[tuple[str, str], int] = {}
+    runs: dict[tuple[str, str], int] = {}
+    for line in log.read_text().splitlines() if log.exists() else []:
+        pid, population, trained, at = line.split()
+        key = (pid, population)
+        if key in previous and int(trained) < previous[key]:  # another population of the same size
+            runs[key] = runs.get(key, 0) + 1
+        previous[key] = int(trained)
+        spans.setdefault((pid, population, runs.get(key, 0)), []).append(float(at) - start)
+    return [(min(times), max(times)) for times in spans.values() if max(times) > min(times)]
+
+
+def draw_instant(rng: random.Random, seconds: float, windows: list[tuple[float, float]]) -> tuple[float, bool]:
+    """An instant to kill at, and whether it was drawn inside ``windows``.
+
+    Half the instants fall uniformly over the run, half inside its training windows (weighted by their length),
+    where a uniform draw would seldom land: there a kill falls between two checkpoints of a population, or between
+    its rungs.
+    """
+    if windows and rng.random() < 0.5:
+        lengths = [end - begin for begin, end in windows]
+        begin, end = rng.choices(windows, weights=lengths)[0]
+        return rng.uniform(begin, end), True
+    return rng.uniform(0, seconds), False
+
+
+#: A kill this soon after a population's progress call (calls come every chunk of epochs) fell while it trained.
+TRAINING_GAP = 0.25
+
+
+def training_when_killed(log: Path, calls_before: int, killed_at: float) -> bool:
+    """Whether the run killed at ``killed_at`` (monotonic) had called its progress listener within
+    ``TRAINING_GAP`` seconds before: a population was training (the run's calls are ``log``'s lines after the
+    first ``calls_before``)."""
+    calls = log.read_text().splitlines()[calls_before:] if log.exists() else []
+    return bool(calls) and killed_at - float(calls[-1].split()[3]) < TRAINING_GAP
 
 
 def wait_or_kill(pid: int, seconds: float) -> int | None:
@@ -375,16 +399,21 @@ def main(argv: list[str] | None = None) -> int:
     reference_work, reference_pace = work(root / "reference.log"), pace(root / "reference.log")
     print(f"{keras.backend.backend()}, search '{args.search}': uninterrupted {seconds:.1f} s, {len(reference)} runs, "
           f"{reference_work} member-epochs ({reference_pace:.0f} a second of training)")
+    timed, timed_start = "reference", start
     if keras.backend.backend() == "jax":
-        # The first run compiled every program; the killed runs read them from the cache, so the instants are drawn
-        # over the first run's duration less its compiling (else many would fall after such a run has ended). Every
-        # resume, a run that reads the cache, must equal the first run.
-        compiled = compiling_seconds(root / "reference.compiled")
-        seconds -= compiled
-        print(f"of which compiling {compiled:.1f} s; with the compiled programs cached: {seconds:.1f} s (the instants "
-              f"are drawn over it)")
-
-    kills = resumes = matched = 0
+        # The first run compiled every program; the killed runs read them from the cache. Instants are drawn over
+        # the duration, and the training windows, of a run that reads them too (else many would fall after such a
+        # run has ended, and none inside its training); it must equal the first.
+        timed, timed_start = "cached", time.monotonic()
+        code = wait_or_kill(child(definition, root / "cached", root / "cached.log"), 3600)
+        seconds = time.monotonic() - timed_start
+        if code != 0 or not frame(root / "cached" / name / "trials.csv").equals(reference):
+            print(f"the uninterrupted search with compiled programs cached failed or differs (exit code {code})")
+            return 1
+        print(f"uninterrupted with the compiled programs cached: {seconds:.1f} s (the instants are drawn over it)")
+    windows = training_windows(root / f"{timed}.log", timed_start)
+    print(f"training windows of the uninterrupted run: {len(windows)}, {sum(e - b for b, e in windows):.2f} s in all")
+    kills = resumes = matched = in_training = mid_training = 0
     failures: list[str] = []
     repeated: list[float] = []  # member-epochs trained again per kill, one value per resumed folder
     chain, chain_kills = 0, 0
@@ -405,14 +434,18 @@ def main(argv: list[str] | None = None) -> int:
         chain, chain_kills = chain + 1, 0
 
     while kills < args.instants:
-        instant = rng.uniform(0, seconds)
-        code = wait_or_kill(child(definition, root / f"run{chain}", root / f"run{chain}.log"), instant)
+        instant, inside = draw_instant(rng, seconds, windows)
+        log = root / f"run{chain}.log"
+        calls_before = len(log.read_text().splitlines()) if log.exists() else 0
+        code = wait_or_kill(child(definition, root / f"run{chain}", log), instant)
         folder = root / f"run{chain}" / name
         if code is not None:  # ended before its instant: a resume to its end
             finished(code)
             continue
         kills += 1
         chain_kills += 1
+        in_training += inside
+        mid_training += training_when_killed(log, calls_before, time.monotonic())
         broken = whole(root / f"run{chain}")
         if broken:
             failures.append(f"run{chain}, kill {chain_kills}: half-written: {', '.join(broken)}")
@@ -423,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
 
     interval = SEARCHES[args.search].split("checkpoint_seconds = ")[1].split()[0]
     print(f"{kills} kills at random instants; {matched} of {resumes} resumes equal to the uninterrupted run")
+    print(f"{in_training} of the kills at instants drawn inside the uninterrupted run's training windows; "
+          f"{mid_training} while a population trained (its last progress call less than {TRAINING_GAP} s before)")
     if repeated:
         print(f"member-epochs trained again per kill: mean {np.mean(repeated):.0f}, max {max(repeated):.0f} "
               f"(one checkpoint interval, {interval} s, is about {reference_pace * float(interval):.0f} at the "
