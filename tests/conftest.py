@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import pytest
 
-#: Node id prefixes, longest first (seconds on a 2-core machine, as measured when they were listed: 2026-12-07).
+#: Node id prefixes, longest first (seconds on a 2-core machine, as measured when they were listed).
 LONGEST_FIRST = (
-    "tests/test_faults.py::test_a_search_killed_at_20_random_instants",  # 94 and 83 s
-    "tests/test_searches.py::test_each_code_path_runs_end_to_end_on_jax",  # two processes, 66 and 48 s
+    "tests/test_searches.py::test_each_code_path_runs_end_to_end_on_jax",  # two processes, about 100 s each
+    "tests/test_faults.py::test_a_search_killed_at_20_random_instants",
     "tests/test_distributed.py::test_workers_of_a_killed_chief_exit_and_a_restart_resumes",
+    "tests/test_regularize.py::test_every_stock_tuner_runs_regsearch_hypermodels",
     "tests/test_population.py::test_the_population_tests_hold_on_jax",
     "tests/test_predictor.py::test_a_users_searches_save_whole_predictors",  # its module's three searches
-    "tests/test_distributed.py::test_a_chief_and_two_workers_run_every_configuration_exactly_once",
-    "tests/test_own_model.py::test_own_model_and_csv_run_end_to_end",
     "tests/test_distributed.py::test_a_worker_killed_mid_trial_loses_only_that_trial",
-    "tests/test_readme.py::test_the_regularize_example_runs",
     "tests/test_memory.py::test_resident_memory_stays_flat_across_trials",
-    "tests/test_distributed.py::test_ctrl_c_stops_a_worker_and_a_chief",
-    "tests/test_regularize.py::test_every_stock_tuner_runs_regsearch_hypermodels",
     "tests/test_resume.py::test_coarse_to_fine_killed_in_the_fine_phase_resumes",
     "tests/test_nested.py::test_a_nested_search_end_to_end",
+    "tests/test_own_model.py::test_own_model_and_csv_run_end_to_end",
+    "tests/test_distributed.py::test_a_chief_and_two_workers_run_every_configuration_exactly_once",
+    "tests/test_distributed.py::test_ctrl_c_stops_a_worker_and_a_chief",
     "tests/test_searches.py::test_each_search_runs_end_to_end_through_the_cli",
 )
 
