@@ -170,9 +170,10 @@ folds = 3
 }
 #: What ``tests/test_faults.py`` kills: "grid" with a quarter of the epochs and half the hidden units (its
 #: uninterrupted run is mostly start-up, compiling and the report; the training left is short), and "hyperband"
-#: with half the hidden units and rungs at 250, 500 and 1000 epochs (JAX trains the 8 members' 100 epochs in 20 ms:
-#: a kill could not land inside that; these train for a few tenths of a second), the same phases, records and
-#: report, still a checkpoint every 0.1 s of training. The full-size searches above give the recorded figures.
+#: with rungs at 1000, 2000 and 4000 epochs and a patience of 1000 (JAX trained the 8 members' 100 epochs of a
+#: smaller one in 20 ms, too short for a kill to land inside; these train for tenths of a second), the same phases,
+#: records and report, still a checkpoint every 0.1 s of training. The full-size searches above give the recorded
+#: figures.
 SEARCHES["grid-small"] = SEARCHES["grid"].replace("one grid phase", "one small grid phase").replace(
     "epochs = 300", "epochs = 75").replace("hidden = [16]", "hidden = [8]")
 SEARCHES["hyperband-small"] = SEARCHES["hyperband"].replace("faults: hyperband", "faults: small hyperband").replace(
@@ -222,25 +223,31 @@ def child(definition: Path, results: Path, log: Path) -> int:
 
 def id_of(done: progress.PopulationProgress) -> str:
     # The listener sees no population object; members and budget tell apart the populations of one process
-    # only together with the order of the lines, which work() reads.
+    # only together with the order of the lines, which populations() reads.
     return f"{done.members}x{done.epochs}"
 
 
-def work(log: Path) -> int:
-    """Member-epochs trained by the processes that wrote ``log``: each population's last line, summed.
+def populations(log: Path) -> list[list[tuple[int, float]]]:
+    """Each population's calls in ``log``, in order: (member-epochs trained so far, monotonic time) per call.
 
-    A population's lines grow until it is finished; a line lower than the one before starts another.
+    Lines are told apart by process and population size; a population's lines grow until it is finished, and a
+    line lower than the one before starts another population of that size.
     """
-    if not log.exists():
-        return 0
-    total, last = 0, {}
-    for line in log.read_text().splitlines():
-        pid, population, trained, _ = line.split()
+    found: list[list[tuple[int, float]]] = []
+    current: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for line in log.read_text().splitlines() if log.exists() else []:
+        pid, population, trained, at = line.split()
         key = (pid, population)
-        if key in last and int(trained) < last[key]:
-            total += last[key]
-        last[key] = int(trained)
-    return total + sum(last.values())
+        if key not in current or int(trained) < current[key][-1][0]:
+            current[key] = []
+            found.append(current[key])
+        current[key].append((int(trained), float(at)))
+    return found
+
+
+def work(log: Path) -> int:
+    """Member-epochs trained by the processes that wrote ``log``: each population's last call, summed."""
+    return sum(calls[-1][0] for calls in populations(log))
 
 
 def pace(log: Path) -> float:
@@ -249,14 +256,11 @@ def pace(log: Path) -> float:
     A population's first call compiles its program and trains one epoch: it is left out.
     """
     epochs = seconds = 0.0
-    previous: dict[tuple[str, str], tuple[int, float]] = {}
-    for line in log.read_text().splitlines():
-        pid, population, trained, at = line.split()
-        key = (pid, population)
-        if key in previous and int(trained) > previous[key][0]:
-            epochs += int(trained) - previous[key][0]
-            seconds += float(at) - previous[key][1]
-        previous[key] = (int(trained), float(at))
+    for calls in populations(log):
+        for (before, then), (trained, at) in zip(calls, calls[1:]):
+            if trained > before:
+                epochs += trained - before
+                seconds += at - then
     return epochs / seconds if seconds else float("nan")
 
 
@@ -265,17 +269,7 @@ def training_windows(log: Path, start: float) -> list[tuple[float, float]]:
 
     A population's first call follows its program's compile and its first chunk of epochs.
     """
-    spans: dict[tuple[str, str, int], list[float]] = {}
-    previous: dict[tuple[str, str], int] = {}
-    runs: dict[tuple[str, str], int] = {}
-    for line in log.read_text().splitlines() if log.exists() else []:
-        pid, population, trained, at = line.split()
-        key = (pid, population)
-        if key in previous and int(trained) < previous[key]:  # another population of the same size
-            runs[key] = runs.get(key, 0) + 1
-        previous[key] = int(trained)
-        spans.setdefault((pid, population, runs.get(key, 0)), []).append(float(at) - start)
-    return [(min(times), max(times)) for times in spans.values() if max(times) > min(times)]
+    return [(calls[0][1] - start, calls[-1][1] - start) for calls in populations(log) if calls[-1][1] > calls[0][1]]
 
 
 def draw_instant(rng: random.Random, seconds: float, windows: list[tuple[float, float]]) -> tuple[float, bool]:
