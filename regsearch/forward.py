@@ -13,36 +13,41 @@ pass over a few hundred rows.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Callable
 
 import keras
 import numpy as np
 
-__all__ = ["inference"]
+__all__ = ["inference_batches"]
 
 #: Compiled passes by model structure and the part of it they compute, newest last; at most ``KEEP`` are kept.
 _PASSES: OrderedDict[tuple[str, str], Callable[[Any, Any], Any]] = OrderedDict()
 KEEP = 8
 
 
-def inference(model: keras.Model, x: Any, *, chain: Sequence[keras.Model] | None = None, part: str = "outputs"
-              ) -> np.ndarray:
-    """``chain`` (default: ``[model]``) applied in turn to ``x`` in inference mode, each on its own weights.
+def inference_batches(model: keras.Model, x: Any, *, batch_size: int, chain: Sequence[keras.Model] | None = None,
+                      part: str = "outputs") -> Iterator[np.ndarray]:
+    """``chain`` (default: ``[model]``) applied in turn to ``x`` in inference mode, each on its own weights, one
+    batch of ``batch_size`` rows at a time.
 
     Args:
         model: The model whose structure keys the compiled pass.
-        x: One batch of inputs, in the structure the first model of ``chain`` takes.
+        x: The inputs, in the structure the first model of ``chain`` takes.
+        batch_size: Rows per pass.
         chain: Models built on ``model``'s layers, applied one after the other (a layer's probe).
         part: What ``chain`` computes of ``model`` (a layer's path), so that two chains of one model do not mix.
 
-    Returns:
-        The last model's output, as a NumPy array.
+    Yields:
+        The last model's output for each batch, in order, as a NumPy array.
     """
     chain = list(chain or [model])
+    forward = _compiled(model, part, chain)
     weights = [([v.value for v in m.trainable_variables], [v.value for v in m.non_trainable_variables])
                for m in chain]
-    return keras.ops.convert_to_numpy(_compiled(model, part, chain)(weights, x))
+    for start in range(0, len(keras.tree.flatten(x)[0]), batch_size):
+        batch = keras.tree.map_structure(lambda a: np.asarray(a[start:start + batch_size]), x)
+        yield keras.ops.convert_to_numpy(forward(weights, batch))
 
 
 def _compiled(model: keras.Model, part: str, chain: list[keras.Model]) -> Callable[[Any, Any], Any]:

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from regsearch.forward import inference
+from regsearch.forward import inference_batches
 
 
 def activation_sparsity(
@@ -29,12 +29,8 @@ def activation_sparsity(
     Returns:
         ``{"mean_activation": float, "zero_fraction": float}``; NaN for empty data.
     """
-    probes = _probes(model, layer_name)
-    n_rows = len(keras.tree.flatten(x)[0])
     total = zeros = count = 0.0
-    for start in range(0, n_rows, batch_size):
-        out = keras.tree.map_structure(lambda a: np.asarray(a[start : start + batch_size]), x)
-        out = inference(model, out, chain=probes, part=layer_name)
+    for out in inference_batches(model, x, batch_size=batch_size, chain=_probes(model, layer_name), part=layer_name):
         out = out.astype(np.float64, copy=False)
         total += float(out.sum())
         zeros += float(np.count_nonzero(out == 0.0))

@@ -22,7 +22,7 @@ import numpy as np
 from regsearch.engine import fit as engine_fit
 from regsearch.engine import split_validation
 from regsearch.errors import SettingError, one_of
-from regsearch.forward import inference
+from regsearch.forward import inference_batches
 from regsearch.outcomes import RowScores
 from regsearch.population.memory import EVALUATION_BATCH
 from regsearch.population.rungs import Rungs, RungScore
@@ -708,8 +708,7 @@ def row_scores(model: keras.Model, x: Any, y: Any, rows: np.ndarray | None = Non
     loss = keras.losses.get(loss) if isinstance(loss, str) else loss
     name = str(getattr(loss, "name", None) or getattr(loss, "__name__", ""))
     count = len(keras.tree.flatten(x)[0])
-    predictions = np.concatenate([inference(model, keras.tree.map_structure(lambda a: a[start:start + batch_size], x))
-                                  for start in range(0, count, batch_size)])
+    predictions = np.concatenate(list(inference_batches(model, x, batch_size=batch_size)))
     truth = np.asarray(y)
     if predictions.shape[-1] == 1 and truth.ndim == predictions.ndim - 1:
         truth = truth[..., None]
