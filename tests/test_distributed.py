@@ -475,15 +475,17 @@ class Method:
 def test_a_call_the_chief_refuses_between_phases_is_made_again_until_the_timeout() -> None:
     import grpc
 
-    refused = lambda code: type("Refused", (Refusal, grpc.RpcError), {})(code)  # noqa: E731
+    class Refused(Refusal, grpc.RpcError):
+        """A refusal that is a gRPC error (grpc is imported in tests only where used)."""
+
     link = distributed.ChiefLink(distributed.Endpoint("127.0.0.1", free_port()), "w1", timeout=30)
-    method = Method(refused("CANCELLED"), refused("UNAVAILABLE"), "trial")
+    method = Method(Refused("CANCELLED"), Refused("UNAVAILABLE"), "trial")
     assert link.call(method, "request") == "trial" and method.calls == 3
-    method = Method(refused("UNKNOWN"), "trial")  # the chief failed the call: no second try
+    method = Method(Refused("UNKNOWN"), "trial")  # the chief failed the call: no second try
     with pytest.raises(grpc.RpcError):
         link.call(method, "request")
     assert method.calls == 1
-    method = Method(refused("CANCELLED"))
+    method = Method(Refused("CANCELLED"))
     with pytest.raises(grpc.RpcError) as raised:
         link.call(method, "request", timeout=1)  # refused for as long as the call may wait: it gives up
     assert raised.value.code() == grpc.StatusCode.CANCELLED and 1 < method.calls

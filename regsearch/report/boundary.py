@@ -25,6 +25,8 @@ from regsearch.report.plots import new_axes
 __all__ = ["BoundaryGrid", "decision_boundary_data", "plot_decision_boundaries"]
 
 _COLORS = sns.color_palette("colorblind")
+#: How far the grid reaches beyond the points, in feature units.
+MARGIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ def _class_one_probability(output: Any, rows: int) -> np.ndarray:
 
 
 def decision_boundary_data(
-    model: Any, x: np.ndarray, *, resolution: int = 200, margin: float = 0.5
+    model: Any, x: np.ndarray, *, resolution: int = 200, margin: float = MARGIN
 ) -> BoundaryGrid:
     """Predicts class 1's probability over a grid covering the points ``x`` (2 features) plus ``margin``.
 
@@ -128,7 +130,7 @@ def plot_decision_boundaries(
     background = LinearSegmentedColormap.from_list("classes", [pale[0], (1.0, 1.0, 1.0), pale[1]])
     filled = None
     for axis, (name, model) in zip(axes, models.items()):
-        grid, test_probability = _grid_and_points_predicted(model, points, x_test, resolution=resolution, margin=0.5)
+        grid, test_probability = _grid_and_points_predicted(model, points, x_test, resolution=resolution, margin=MARGIN)
         filled = axis.contourf(grid.x0, grid.x1, grid.probability, levels=np.linspace(0, 1, 11), cmap=background,
                                vmin=0, vmax=1)
         axis.contour(grid.x0, grid.x1, grid.probability, levels=[0.5], colors="black", linewidths=1.5)
