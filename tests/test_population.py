@@ -147,6 +147,49 @@ def test_the_population_tests_hold_on_jax(tmp_path) -> None:
                                                                    "test_hypermodels.py"}
 
 
+def test_members_trained_in_shares_on_threads_equal_members_trained_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On JAX's CPU each core trains a share of the members through one program; elsewhere one thread trains all.
+
+    Five members of different strengths, seeds and patiences (so they stop apart), one dropped halfway: each
+    history and weight equals that of the same member trained in one share, bit for bit.
+    """
+    from regsearch import population
+
+    def train(threads: int) -> tuple[list, list, int]:
+        monkeypatch.setattr(population, "THREADS", threads)
+        models = [build(seed, l2, rate=0.0) for seed, l2 in ((0, 1e-1), (1, 1e-4), (2, 3e-2), (3, 1e-3), (4, 1e-2))]
+        pop = population.Population(models, (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=40, batch_size=8,
+                                    early_stopping=stopping(), patiences=[2, 40, 4, 40, 6], seeds=[5, 6, 7, 8, 9])
+        pop.advance(12)
+        pop.drop([3])
+        pop.advance()
+        return pop.finish(), [m.get_weights() for m in models], pop.program.shards
+
+    one, one_weights, one_shards = train(1)
+    two, two_weights, two_shards = train(2)
+    assert one_shards == 1
+    assert two_shards == (2 if keras.backend.backend() == "jax" else 1)  # 5 members padded to 8: two shares of 4
+    assert [o.epochs_run for o in two] == [o.epochs_run for o in one]
+    assert two[3].epochs_run == 12 and two[1].epochs_run == 40 and two[0].epochs_run < 40  # dropped; ran; stopped
+    for mine, theirs in zip(two, one):
+        assert mine.history == theirs.history and mine.best_epoch == theirs.best_epoch
+    for mine, theirs in zip(two_weights, one_weights):
+        assert all(np.array_equal(a, b) for a, b in zip(mine, theirs))
+
+
+def test_alive_members_are_dealt_out_evenly_among_the_shares() -> None:
+    from regsearch.population import balanced_order
+
+    alive = np.array([True, True, True, False, False, True, False, True, False, False, False, False])
+    order = balanced_order(alive, 3)
+    assert sorted(order) == list(range(12))
+    shares = np.split(order, 3)
+    assert [int(alive[share].sum()) for share in shares] == [2, 2, 1]  # 5 alive among 3 shares of 4
+    assert list(shares[0][:2]) == [0, 5] and list(shares[1][:2]) == [1, 7] and list(shares[2][:1]) == [2]
+    assert [int((~alive)[share].sum()) for share in np.split(balanced_order(~alive, 2), 2)] == [4, 3]
+    assert list(balanced_order(np.zeros(4, bool), 2)) == [0, 1, 2, 3]
+
+
 def test_a_diverging_member_stops_alone_and_the_rest_go_on() -> None:
     sgd = keras.optimizers.SGD
     models = [build(0, 1e-3, learning_rate=1e-2, optimizer=sgd), build(1, 1e-3, learning_rate=1e30, optimizer=sgd)]

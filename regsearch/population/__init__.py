@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 import warnings
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -49,6 +51,11 @@ CHUNK = 1000
 #: the population (and the next phase's) shares, so from about a dozen members at this many steps each.
 #: Shorter runs (a test's few epochs, a quick look) run as a plain graph. JAX always compiles.
 XLA_MIN_STEPS = 2000
+#: Threads that train shares of a population's members side by side through one compiled program, where the
+#: backend allows it (JAX on a CPU; a GPU and the TensorFlow backend take one). XLA runs a program on one core:
+#: the member loop is sequential and a small model's operations are too small to split, so a second share on a
+#: second core about halves an epoch's wall time (``benchmarks/RESULTS.md``). The cores this process may use.
+THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -288,8 +295,7 @@ class Population:
             self.members = {**self.members, "until": _to_backend(self._pause(epoch, alive, until)),
                             "alive": _to_backend(alive)}
             start = time.monotonic()
-            self.members, chunk_rows = self.program.train(self.members, self.data, self.val,
-                                                          self.program.metrics_init)
+            self.members, chunk_rows = self.program.train_members(self.members, alive, self.data, self.val)
             done = keras.ops.convert_to_numpy(self.members["done"])
             chunk_rows = keras.ops.convert_to_numpy(chunk_rows)
             self._seconds_per_epoch = (time.monotonic() - start) / max(int(done.sum()), 1)
@@ -481,10 +487,32 @@ class _Program:
     backend: Any
     settings: Settings
     metrics_init: Any
+    #: Compiled for ``size // shards`` members; :meth:`train_members` runs ``shards`` shares on as many threads.
     train: Callable[..., Any]
     evaluate: Callable[..., Any]
     eval_layout: Layout
     keep: contextlib.ExitStack
+    shards: int = 1
+
+    def train_members(self, members: Any, alive: np.ndarray, data: Any, val: Any) -> tuple[Any, Any]:
+        """``(members, rows)`` after one compiled call of :attr:`train` per share, the shares side by side.
+
+        The members that will train (``alive``) are dealt out in turn, so each
+        share holds as many of them as the others, give or take one; what each
+        member computes does not depend on its share.
+        """
+        if self.shards == 1:
+            return self.train(members, data, val, self.metrics_init)
+        order = balanced_order(alive, self.shards)
+
+        def share(rows: np.ndarray) -> Any:
+            picked = tree.map_structure(lambda a: keras.ops.take(a, rows, axis=0), members)
+            return self.train(picked, data, val, self.metrics_init)
+
+        results = list(_pool().map(share, np.split(order, self.shards)))
+        back = np.argsort(order)
+        return tree.map_structure(lambda *parts: keras.ops.take(keras.ops.concatenate(parts, axis=0), back, axis=0),
+                                  *results)
 
     def scores(self, weights: Any, numbers: np.ndarray, data: Any, val: Any) -> list[dict[str, dict[str, float]]]:
         """Each member's inference-mode logs on the training (``"train"``) and validation (``"validation"``) rows.
@@ -500,6 +528,36 @@ class _Program:
         parts = (("train", 0), ("validation", width)) if val is not None else (("train", 0),)
         return [{"validation": {}, **{part: {name: float(row[base + offset]) for name, offset in scalar}
                                       for part, base in parts}} for row in rows]
+
+
+def balanced_order(alive: np.ndarray, shards: int) -> np.ndarray:
+    """A permutation of the members whose ``shards`` equal consecutive parts each hold a turn's share of ``alive``.
+
+    The alive members are dealt out one per share in turn, and the others fill
+    the shares up to ``len(alive) // shards`` each.
+    """
+    per = len(alive) // shards
+    dealt = [list(np.flatnonzero(alive)[s::shards]) for s in range(shards)]
+    idle = iter(np.flatnonzero(~np.asarray(alive, bool)))
+    return np.asarray([k for rows in dealt for k in rows + [next(idle) for _ in range(per - len(rows))]], np.int32)
+
+
+def _shards(size: int, backend: Any) -> int:
+    """The most threads (at most :data:`THREADS`, as the backend allows) that split ``size`` members evenly."""
+    shards = max(1, min(backend.threads(THREADS), size))
+    while size % shards:
+        shards -= 1
+    return shards
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="regsearch-population")
+    return _POOL
 
 
 def _offsets(shapes: Sequence[tuple[int, ...]]) -> list[int]:
@@ -536,7 +594,7 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
 
     specs = (spec(data), spec(val))
     key = (keras.backend.backend(), structure, keys, specs, size, mode, chunk, batch_size,
-           val_batch_size, shuffle, rule, long_run)
+           val_batch_size, shuffle, rule, long_run, THREADS)
     if key in _PROGRAMS:
         _PROGRAMS.move_to_end(key)
         return _PROGRAMS[key]
@@ -569,12 +627,13 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
         return member_scores(backend, member, data, val, metrics_init, _memory.EVALUATION_BATCH)
 
     eval_layout = Layout(tuple(eval_specs), tuple(eval_specs.values()))
+    shards = _shards(size, backend)
     program = _Program(
         template=template, backend=backend, settings=settings, metrics_init=metrics_init,
-        train=backend.compile(one_member, size, mode, (chunk, layout.width),
+        train=backend.compile(one_member, size // shards, mode, (chunk, layout.width),
                               once=not (long_run or template.jit_compile is True)),
         evaluate=backend.compile(one_score, size, mode, (2 * eval_layout.width,), once=True),
-        eval_layout=eval_layout, keep=keep,
+        eval_layout=eval_layout, keep=keep, shards=shards,
     )
     if not kept:  # traced on a member's own model: used once, then its objects go back
         return program

@@ -7,6 +7,7 @@ member) or side by side under ``vmap`` (``"vmap"``: a GPU's width).
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 import jax
@@ -32,6 +33,11 @@ class Backend:
 
     def default_mode(self) -> str:
         return "loop" if jax.default_backend() == "cpu" else "vmap"
+
+    @staticmethod
+    def threads(cores: int) -> int:
+        """Threads that may run shares of a population through one program: each core on a CPU, one on a GPU."""
+        return cores if jax.default_backend() == "cpu" else 1
 
     def train_step(self, state: Any, batch: Any) -> tuple[Any, Any]:
         return self._logged("train_step", *self.model.train_step(state, batch))
@@ -77,7 +83,7 @@ class Backend:
                 once: bool = False) -> Callable[..., Any]:
         """``(members, data, val, metrics_init) -> (members, rows)`` over the member axis, jitted (``once`` too)."""
         if mode == "vmap":
-            return jax.jit(jax.vmap(member_chunk, in_axes=(0, None, None, None)))
+            return _compiled_once(jax.jit(jax.vmap(member_chunk, in_axes=(0, None, None, None))))
 
         def population(members: Any, data: Any, val: Any, metrics_init: Any) -> Any:
             def body(k: Any, carried: Any) -> Any:
@@ -89,4 +95,26 @@ class Backend:
             rows = jnp.zeros((size, *rows_shape), jnp.float32)
             return jax.lax.fori_loop(0, size, body, (members, rows))
 
-        return jax.jit(population)
+        return _compiled_once(jax.jit(population))
+
+
+def _compiled_once(jitted: Any) -> Callable[..., Any]:
+    """``jitted``, traced and compiled by the first call alone, then run to the end of its work by each call.
+
+    Threads run shares of a population through one program side by side
+    (:data:`regsearch.population.THREADS`): tracing reads and sets the
+    template model's Python objects, so one thread traces while the others
+    wait, and each waits for its own share (JAX dispatches asynchronously,
+    and a CPU runs the calls of one thread one after another).
+    """
+    lock = threading.Lock()
+    compiled = None
+
+    def run(*args: Any) -> Any:
+        nonlocal compiled
+        with lock:
+            if compiled is None:
+                compiled = jitted.lower(*args).compile()
+        return jax.block_until_ready(compiled(*args))
+
+    return run

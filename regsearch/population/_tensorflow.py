@@ -80,6 +80,11 @@ class Backend:
     def default_mode(self) -> str:
         return "loop"
 
+    @staticmethod
+    def threads(cores: int) -> int:
+        """One: the program swaps each member into the template's variables, which two threads would share."""
+        return 1
+
     def _swapped(self, state: Any, step: Callable[[Any], Any], groups: tuple[list, ...], batch: Any) -> tuple[Any, Any]:
         for variables, values in zip(groups, state):
             for variable, value in zip(variables, values):
