@@ -1,7 +1,7 @@
 """Where a moons member-epoch goes: the population program with its parts taken away one at a time.
 
-Usage: python benchmarks/member_epoch.py [--members 39] [--epochs 2000] [--calls 3] [--mode loop|vmap]
-       (KERAS_BACKEND=jax for the JAX backend)
+Usage: python benchmarks/member_epoch.py [--members 39] [--epochs 2000] [--calls 3] [--mode loop|vmap] [--threads N]
+       (KERAS_BACKEND=jax for the JAX backend; ``--threads``: regsearch.population.THREADS, the cores by default)
 
 The members are ``benchmarks/population.py``'s (Dense(500, relu) -> Dense(1,
 sigmoid), Adam, an L2 strength each; 30 training rows in one batch of 32, 70
@@ -132,9 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2000)
     parser.add_argument("--calls", type=int, default=3)
     parser.add_argument("--mode", choices=population.MODES, help="the backend's default where not given")
+    parser.add_argument("--threads", type=int, default=population.THREADS,
+                        help="threads per population where the backend splits one (JAX on a CPU)")
     args = parser.parse_args(argv)
+    population.THREADS = args.threads
     console = Console()
-    table = Table(title=f"{args.members} moons members x {args.epochs} epochs ({keras.backend.backend()}, {args.mode or 'default mode'}), "
+    table = Table(title=f"{args.members} moons members x {args.epochs} epochs ({keras.backend.backend()}, {args.mode or 'default mode'}, "
+                        f"{args.threads} thread(s)), "
                         f"fastest of {args.calls} steady calls")
     for column in ("variant", "first call s", "us / member-epoch", "part's cost us"):
         table.add_column(column, justify="right")

@@ -504,15 +504,16 @@ class _Program:
         if self.shards == 1:
             return self.train(members, data, val, self.metrics_init)
         order = balanced_order(alive, self.shards)
+        # On the host: an operation of the backend's own would be compiled for every shape of state on first use.
+        members = tree.map_structure(keras.ops.convert_to_numpy, members)
 
         def share(rows: np.ndarray) -> Any:
-            picked = tree.map_structure(lambda a: keras.ops.take(a, rows, axis=0), members)
-            return self.train(picked, data, val, self.metrics_init)
+            picked = tree.map_structure(lambda a: keras.ops.convert_to_tensor(a[rows]), members)
+            return tree.map_structure(keras.ops.convert_to_numpy, self.train(picked, data, val, self.metrics_init))
 
         results = list(_pool().map(share, np.split(order, self.shards)))
         back = np.argsort(order)
-        return tree.map_structure(lambda *parts: keras.ops.take(keras.ops.concatenate(parts, axis=0), back, axis=0),
-                                  *results)
+        return tree.map_structure(lambda *parts: keras.ops.convert_to_tensor(np.concatenate(parts)[back]), *results)
 
     def scores(self, weights: Any, numbers: np.ndarray, data: Any, val: Any) -> list[dict[str, dict[str, float]]]:
         """Each member's inference-mode logs on the training (``"train"``) and validation (``"validation"``) rows.
