@@ -148,33 +148,41 @@ def test_the_population_tests_hold_on_jax(tmp_path) -> None:
 
 
 def test_members_trained_in_shares_on_threads_equal_members_trained_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On JAX's CPU each core trains a share of the members through one program; elsewhere one thread trains all.
+    """Each core trains a share of the members: through one program on JAX, one traced per share on TensorFlow.
 
     Five members of different strengths, seeds and patiences (so they stop apart), one dropped halfway: each
-    history and weight equals that of the same member trained in one share, bit for bit.
+    history and weight equals that of the same member trained in one share, bit for bit. Under XLA (on
+    TensorFlow a plain graph, a short run's, keeps one share).
     """
     from regsearch import population
 
+    monkeypatch.setattr(population, "XLA_MIN_STEPS", 0)
+
     def train(threads: int) -> tuple[list, list, int]:
         monkeypatch.setattr(population, "THREADS", threads)
+        population._PROGRAMS.clear()
         models = [build(seed, l2, rate=0.0) for seed, l2 in ((0, 1e-1), (1, 1e-4), (2, 3e-2), (3, 1e-3), (4, 1e-2))]
         pop = population.Population(models, (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=40, batch_size=8,
                                     early_stopping=stopping(), patiences=[2, 40, 4, 40, 6], seeds=[5, 6, 7, 8, 9])
         pop.advance(12)
         pop.drop([3])
         pop.advance()
-        return pop.finish(), [m.get_weights() for m in models], pop.program.shards
+        return pop.finish(), [m.get_weights() for m in models], pop.program.trains
 
-    one, one_weights, one_shards = train(1)
-    two, two_weights, two_shards = train(2)
-    assert one_shards == 1
-    assert two_shards == (2 if keras.backend.backend() == "jax" else 1)  # 5 members padded to 8: two shares of 4
+    one, one_weights, (_,) = train(1)
+    two, two_weights, trains = train(2)
+    assert len(trains) == 2  # 5 members padded to 8: two shares of 4
+    # One program on JAX; on TensorFlow one per share, each on its own template (XLA would lock one template's
+    # variables for a whole call, and the shares would run one after the other).
+    assert len(set(trains)) == (1 if keras.backend.backend() == "jax" else 2)
     assert [o.epochs_run for o in two] == [o.epochs_run for o in one]
     assert two[3].epochs_run == 12 and two[1].epochs_run == 40 and two[0].epochs_run < 40  # dropped; ran; stopped
     for mine, theirs in zip(two, one):
         assert mine.history == theirs.history and mine.best_epoch == theirs.best_epoch
     for mine, theirs in zip(two_weights, one_weights):
         assert all(np.array_equal(a, b) for a, b in zip(mine, theirs))
+    monkeypatch.setattr(population, "XLA_MIN_STEPS", 10**9)  # a short run: on TensorFlow a plain graph
+    assert len(train(2)[2]) == (2 if keras.backend.backend() == "jax" else 1)
 
 
 def test_alive_members_are_dealt_out_evenly_among_the_shares() -> None:
@@ -442,7 +450,7 @@ def test_only_runs_long_enough_to_pay_back_the_compile_run_under_xla() -> None:
         model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"], jit_compile=jit_compile)
         opened = next(population.open_populations([model], (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=epochs,
                                                    batch_size=32, seeds=[0]))
-        return opened.program.train.xla
+        return opened.program.trains[0].xla
 
     assert compiled(longest_short) is False  # a plain graph: XLA's compile would cost more than it saves
     assert compiled(longest_short + 1) is True

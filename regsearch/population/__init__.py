@@ -51,10 +51,11 @@ CHUNK = 1000
 #: the population (and the next phase's) shares, so from about a dozen members at this many steps each.
 #: Shorter runs (a test's few epochs, a quick look) run as a plain graph. JAX always compiles.
 XLA_MIN_STEPS = 2000
-#: Threads that train shares of a population's members side by side through one compiled program, where the
-#: backend allows it (JAX on a CPU; a GPU and the TensorFlow backend take one). XLA runs a program on one core:
-#: the member loop is sequential and a small model's operations are too small to split, so a second share on a
-#: second core about halves an epoch's wall time (``benchmarks/RESULTS.md``). The cores this process may use.
+#: Threads that train shares of a population's members side by side, where the backend allows it (JAX on a CPU;
+#: TensorFlow under XLA, each share through a program traced on a template of its own; a GPU takes one). XLA
+#: runs a program on one core: the member loop is sequential and a small model's operations are too small to
+#: split, so a second share on a second core about halves an epoch's wall time (``benchmarks/RESULTS.md``).
+#: The cores this process may use.
 THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -487,12 +488,16 @@ class _Program:
     backend: Any
     settings: Settings
     metrics_init: Any
-    #: Compiled for ``size // shards`` members; :meth:`train_members` runs ``shards`` shares on as many threads.
-    train: Callable[..., Any]
+    #: One training program per share of the members, each compiled for ``size // shards`` of them (the same
+    #: program repeated where the backend's steps are stateless); :meth:`train_members` runs them side by side.
+    trains: tuple[Callable[..., Any], ...]
     evaluate: Callable[..., Any]
     eval_layout: Layout
     keep: contextlib.ExitStack
-    shards: int = 1
+
+    @property
+    def shards(self) -> int:
+        return len(self.trains)
 
     def train_members(self, members: Any, alive: np.ndarray, data: Any, val: Any) -> tuple[Any, Any]:
         """``(members, rows)`` after one compiled call of :attr:`train` per share, the shares side by side.
@@ -502,16 +507,16 @@ class _Program:
         member computes does not depend on its share.
         """
         if self.shards == 1:
-            return self.train(members, data, val, self.metrics_init)
+            return self.trains[0](members, data, val, self.metrics_init)
         order = balanced_order(alive, self.shards)
         # On the host: an operation of the backend's own would be compiled for every shape of state on first use.
         members = tree.map_structure(keras.ops.convert_to_numpy, members)
 
-        def share(rows: np.ndarray) -> Any:
+        def share(train: Callable[..., Any], rows: np.ndarray) -> Any:
             picked = tree.map_structure(lambda a: keras.ops.convert_to_tensor(a[rows]), members)
-            return tree.map_structure(keras.ops.convert_to_numpy, self.train(picked, data, val, self.metrics_init))
+            return tree.map_structure(keras.ops.convert_to_numpy, train(picked, data, val, self.metrics_init))
 
-        results = list(_pool().map(share, np.split(order, self.shards)))
+        results = list(_pool().map(share, self.trains, np.split(order, self.shards)))
         back = np.argsort(order)
         return tree.map_structure(lambda *parts: keras.ops.convert_to_tensor(np.concatenate(parts)[back]), *results)
 
@@ -543,9 +548,9 @@ def balanced_order(alive: np.ndarray, shards: int) -> np.ndarray:
     return np.asarray([k for rows in dealt for k in rows + [next(idle) for _ in range(per - len(rows))]], np.int32)
 
 
-def _shards(size: int, backend: Any) -> int:
+def _shards(size: int, backend: Any, once: bool) -> int:
     """The most threads (at most :data:`THREADS`, as the backend allows) that split ``size`` members evenly."""
-    shards = max(1, min(backend.threads(THREADS), size))
+    shards = max(1, min(backend.threads(THREADS, once), size))
     while size % shards:
         shards -= 1
     return shards
@@ -628,13 +633,16 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
         return member_scores(backend, member, data, val, metrics_init, _memory.EVALUATION_BATCH)
 
     eval_layout = Layout(tuple(eval_specs), tuple(eval_specs.values()))
-    shards = _shards(size, backend)
+    once = not (long_run or template.jit_compile is True)
+    shards = _shards(size, backend, once) if kept else 1
+    train = backend.compile(one_member, size // shards, mode, (chunk, layout.width), once=once)
     program = _Program(
         template=template, backend=backend, settings=settings, metrics_init=metrics_init,
-        train=backend.compile(one_member, size // shards, mode, (chunk, layout.width),
-                              once=not (long_run or template.jit_compile is True)),
+        trains=(train, *[train if backend.stateless else
+                         _share_program(model, first_batch, keys, module, keep, settings, size // shards, mode, once)
+                         for _ in range(1, shards)]),
         evaluate=backend.compile(one_score, size, mode, (2 * eval_layout.width,), once=True),
-        eval_layout=eval_layout, keep=keep, shards=shards,
+        eval_layout=eval_layout, keep=keep,
     )
     if not kept:  # traced on a member's own model: used once, then its objects go back
         return program
@@ -642,6 +650,22 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
     while len(_PROGRAMS) > KEEP:
         _PROGRAMS.popitem(last=False)[1].keep.close()
     return program
+
+
+def _share_program(model: keras.Model, first_batch: Any, keys: tuple[str, ...], module: Any, keep: contextlib.ExitStack,
+                   settings: Settings, size: int, mode: str, once: bool) -> Callable[..., Any]:
+    """One more share's training program, traced on a template of its own: a backend whose step writes the member's
+    state into the template's variables (TensorFlow) cannot run two shares through one template at once."""
+    template = _private_copy(model, first_batch)
+    set_row = keep.enter_context(_numbers.bound(template, keys, module.dropout))
+    backend = module.Backend(template, set_row)
+    template.reset_metrics()
+    set_row(np.zeros(len(keys), np.float32))
+
+    def one_member(member: Any, data: Any, val: Any, metrics_init: Any) -> Any:
+        return member_chunk(settings, backend, member, data, val, metrics_init)
+
+    return backend.compile(one_member, size, mode, (settings.chunk, settings.layout.width), once=once)
 
 
 def _log_specs(template: keras.Model, backend: Any, weights: tuple, metrics_init: Any, first_batch: Any,

@@ -2,7 +2,9 @@
 
 Members run one after another inside one ``lax.fori_loop`` (``"loop"``: on a
 CPU a stopped member costs nothing and a vectorized step is no faster per
-member) or side by side under ``vmap`` (``"vmap"``: a GPU's width).
+member) or side by side under ``vmap`` (``"vmap"``: a GPU's width). On a CPU
+each core runs a share of the members through the same program
+(:data:`regsearch.population.THREADS`).
 """
 
 from __future__ import annotations
@@ -34,9 +36,12 @@ class Backend:
     def default_mode(self) -> str:
         return "loop" if jax.default_backend() == "cpu" else "vmap"
 
+    #: Its steps are pure: threads run their shares of a population through one program.
+    stateless = True
+
     @staticmethod
-    def threads(cores: int) -> int:
-        """Threads that may run shares of a population through one program: each core on a CPU, one on a GPU."""
+    def threads(cores: int, once: bool) -> int:
+        """Threads that may run shares of a population: each core on a CPU, one on a GPU."""
         return cores if jax.default_backend() == "cpu" else 1
 
     def train_step(self, state: Any, batch: Any) -> tuple[Any, Any]:

@@ -4,7 +4,10 @@ TensorFlow's Keras optimizers have no ``stateless_apply``; a step here
 assigns the member's weights, optimizer and metric state to the model's
 variables, calls ``model.train_step`` and reads them back, all inside one
 ``tf.function`` (XLA where it compiles). Members run one after another in a
-``tf.while_loop``, so a stopped member costs nothing.
+``tf.while_loop``, so a stopped member costs nothing. Under XLA each core runs
+a share of the members (:data:`regsearch.population.THREADS`) through a program
+traced on a template of its own: XLA holds a template's variables for a whole
+call, so shares of one template would run one after the other.
 
 A short run (fewer than ``XLA_MIN_STEPS`` planned batches per member, see
 :mod:`regsearch.population`) runs as a plain graph whatever follows: XLA's
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import warnings
 from collections.abc import Iterator
 from typing import Any, Callable
@@ -80,10 +84,12 @@ class Backend:
     def default_mode(self) -> str:
         return "loop"
 
-    @staticmethod
-    def threads(cores: int) -> int:
-        """One: the program swaps each member into the template's variables, which two threads would share."""
-        return 1
+    #: A step writes the member's state into the template's variables: each thread needs a template of its own.
+    stateless = False
+
+    def threads(self, cores: int, once: bool) -> int:
+        """Each core under XLA; one for a plain graph (short runs: one more share's trace would cost more)."""
+        return cores if self.xla and not once else 1
 
     def _swapped(self, state: Any, step: Callable[[Any], Any], groups: tuple[list, ...], batch: Any) -> tuple[Any, Any]:
         for variables, values in zip(groups, state):
@@ -161,22 +167,33 @@ class Backend:
 
         def run(*args: Any) -> Any:
             nonlocal xla
-            with _traced_graphs_released(), _retracing_notice_silenced():
-                if xla is not None:
-                    try:
-                        return xla(*args)
-                    except _XLA_ERRORS as error:
-                        if "XLA" not in str(error) and "compil" not in str(error).lower():
-                            raise
-                        # Nothing has run: XLA fails while compiling, before the first step.
-                        warnings.warn(f"regsearch: XLA could not compile this model, running as a plain graph "
-                                      f"({type(error).__name__}).", stacklevel=4)
-                        xla = None
-                        run.xla = False
-                return graph(*args)
+            if xla is not None:
+                try:
+                    return _traced_alone(xla, args)
+                except _XLA_ERRORS as error:
+                    if "XLA" not in str(error) and "compil" not in str(error).lower():
+                        raise
+                    # Nothing has run: XLA fails while compiling, before the first step.
+                    warnings.warn(f"regsearch: XLA could not compile this model, running as a plain graph "
+                                  f"({type(error).__name__}).", stacklevel=4)
+                    xla = None
+                    run.xla = False
+            return _traced_alone(graph, args)
 
         run.xla = xla is not None  # whether the program runs under XLA (tests, benchmarks)
         return run
+
+
+#: Held while a program is traced: threads running shares of a population (:data:`regsearch.population.THREADS`)
+#: trace one at a time, so that each releases only the gradients its own trace registered.
+_TRACING = threading.Lock()
+
+
+def _traced_alone(function: Any, args: tuple) -> Any:
+    """``function(*args)``, its trace (the first call's) taken under :data:`_TRACING`, its run outside it."""
+    with _TRACING, _traced_graphs_released(), _retracing_notice_silenced():
+        concrete = function.get_concrete_function(*args)
+    return concrete(*args)
 
 
 def uses_xla(model: keras.Model) -> bool:
