@@ -6,9 +6,12 @@ Usage: python benchmarks/member_epoch.py [--members 39] [--epochs 2000] [--calls
 The members are ``benchmarks/population.py``'s (Dense(500, relu) -> Dense(1,
 sigmoid), Adam, an L2 strength each; 30 training rows in one batch of 32, 70
 validation rows). Each variant trains the same P members for ``--epochs``
-epochs (no member stops: patience above the epochs) in one process; the cost
-is the fastest of ``--calls`` steady calls (the program kept, fresh models),
-per member-epoch, every variant compiled with XLA as a long search's program is. Variants, each the one before less one part:
+epochs and for twice as many (no member stops: patience above the epochs) in
+one process, the fastest of ``--calls`` steady calls each (the program kept,
+fresh models): the difference is the cost per member-epoch, and what is left of
+the shorter call each member's setup and finish (its optimizer's variables,
+stacking its state, writing its weights back). Every variant is compiled with
+XLA, as a long search's program is. Variants, each the one before less one part:
 
 - ``as a search runs it``: validation in batches of 32 (3 ``test_step`` calls),
   early stopping on ``val_loss`` (restoring the best weights, so the best
@@ -53,20 +56,30 @@ VARIANTS = {
 
 
 def steady_cost(size: int, epochs: int, calls: int, mode: str | None, validation: bool,
-                validation_batch_size: int | None, stopping: bool) -> tuple[float, float]:
-    """(first call s, fastest steady call us per member-epoch)."""
+                validation_batch_size: int | None, stopping: bool) -> tuple[float, float, float]:
+    """(first call s, us per member-epoch, ms per member set up and finished).
+
+    The fastest of ``calls`` steady calls at ``epochs`` and at twice as many: the difference is the epochs'
+    cost alone, the rest each member's setup (its optimizer's variables, stacking its state) and finish.
+    """
     population._PROGRAMS.clear()
-    stop = (keras.callbacks.EarlyStopping(monitor="val_loss", patience=epochs + 1, restore_best_weights=True)
+    stop = (keras.callbacks.EarlyStopping(monitor="val_loss", patience=2 * epochs + 1, restore_best_weights=True)
             if stopping else None)
-    times = []
-    for _ in range(calls + 1):
+
+    def call(run_epochs: int) -> float:
         models = members(size)
         start = time.perf_counter()
-        population.train_population(models, TRAIN, TEST if validation else None, epochs=epochs, batch_size=32,
+        population.train_population(models, TRAIN, TEST if validation else None, epochs=run_epochs, batch_size=32,
                                     validation_batch_size=validation_batch_size, early_stopping=stop,
                                     seeds=list(range(size)), mode=mode)
-        times.append(time.perf_counter() - start)
-    return times[0], 1e6 * min(times[1:]) / (size * epochs)
+        return time.perf_counter() - start
+
+    first = call(epochs)
+    call(2 * epochs)  # its own chunk's program
+    short = min(call(epochs) for _ in range(calls))
+    long = min(call(2 * epochs) for _ in range(calls))
+    per_epoch = (long - short) / epochs
+    return first, 1e6 * per_epoch / size, 1e3 * (short - epochs * per_epoch) / size
 
 
 def hand_written_floor(size: int, epochs: int, calls: int) -> dict[str, float]:
@@ -140,13 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     table = Table(title=f"{args.members} moons members x {args.epochs} epochs ({keras.backend.backend()}, {args.mode or 'default mode'}, "
                         f"{args.threads} thread(s)), "
                         f"fastest of {args.calls} steady calls")
-    for column in ("variant", "first call s", "us / member-epoch", "part's cost us"):
+    for column in ("variant", "first call s", "us / member-epoch", "part's cost us", "ms / member set up"):
         table.add_column(column, justify="right")
     previous = None
     for name, variant in VARIANTS.items():
-        first, cost = steady_cost(args.members, args.epochs, args.calls, args.mode, **variant)
+        first, cost, setup = steady_cost(args.members, args.epochs, args.calls, args.mode, **variant)
         part = "" if previous is None else f"{previous - cost:.1f}"
-        table.add_row(name, f"{first:.2f}", f"{cost:.1f}", part)
+        table.add_row(name, f"{first:.2f}", f"{cost:.1f}", part, f"{setup:.1f}")
         previous = cost
     console.print(table)
     if keras.backend.backend() == "jax":

@@ -147,12 +147,14 @@ def test_the_population_tests_hold_on_jax(tmp_path) -> None:
                                                                    "test_hypermodels.py"}
 
 
-def test_members_trained_in_shares_on_threads_equal_members_trained_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each core trains a share of the members: through one program on JAX, one traced per share on TensorFlow.
+@pytest.mark.parametrize("rate", [0.0, 0.2], ids=["xla", "dropout"])  # on TensorFlow's CPU: XLA, a plain graph
+def test_members_trained_in_shares_on_threads_equal_members_trained_alone(rate: float,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a long run each core trains a share of the members: through one program on JAX, one per share on TF.
 
     Five members of different strengths, seeds and patiences (so they stop apart), one dropped halfway: each
-    history and weight equals that of the same member trained in one share, bit for bit. Under XLA (on
-    TensorFlow a plain graph, a short run's, keeps one share).
+    history and weight equals that of the same member trained in one share, bit for bit, its dropout masks
+    included. A short run keeps one share on TensorFlow.
     """
     from regsearch import population
 
@@ -161,7 +163,7 @@ def test_members_trained_in_shares_on_threads_equal_members_trained_alone(monkey
     def train(threads: int) -> tuple[list, list, int]:
         monkeypatch.setattr(population, "THREADS", threads)
         population._PROGRAMS.clear()
-        models = [build(seed, l2, rate=0.0) for seed, l2 in ((0, 1e-1), (1, 1e-4), (2, 3e-2), (3, 1e-3), (4, 1e-2))]
+        models = [build(seed, l2, rate=rate) for seed, l2 in ((0, 1e-1), (1, 1e-4), (2, 3e-2), (3, 1e-3), (4, 1e-2))]
         pop = population.Population(models, (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=40, batch_size=8,
                                     early_stopping=stopping(), patiences=[2, 40, 4, 40, 6], seeds=[5, 6, 7, 8, 9])
         pop.advance(12)
@@ -181,7 +183,7 @@ def test_members_trained_in_shares_on_threads_equal_members_trained_alone(monkey
         assert mine.history == theirs.history and mine.best_epoch == theirs.best_epoch
     for mine, theirs in zip(two_weights, one_weights):
         assert all(np.array_equal(a, b) for a, b in zip(mine, theirs))
-    monkeypatch.setattr(population, "XLA_MIN_STEPS", 10**9)  # a short run: on TensorFlow a plain graph
+    monkeypatch.setattr(population, "XLA_MIN_STEPS", 10**9)  # a short run
     assert len(train(2)[2]) == (2 if keras.backend.backend() == "jax" else 1)
 
 

@@ -52,9 +52,9 @@ CHUNK = 1000
 #: Shorter runs (a test's few epochs, a quick look) run as a plain graph. JAX always compiles.
 XLA_MIN_STEPS = 2000
 #: Threads that train shares of a population's members side by side, where the backend allows it (JAX on a CPU;
-#: TensorFlow under XLA, each share through a program traced on a template of its own; a GPU takes one). XLA
-#: runs a program on one core: the member loop is sequential and a small model's operations are too small to
-#: split, so a second share on a second core about halves an epoch's wall time (``benchmarks/RESULTS.md``).
+#: TensorFlow in a long run, each share through a program traced on a template of its own; a GPU takes one).
+#: XLA runs a program on one core: the member loop is sequential and a small model's operations are too small
+#: to split, so a second share on a second core about halves an epoch's wall time (``benchmarks/RESULTS.md``).
 #: The cores this process may use.
 THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 

@@ -4,10 +4,12 @@ TensorFlow's Keras optimizers have no ``stateless_apply``; a step here
 assigns the member's weights, optimizer and metric state to the model's
 variables, calls ``model.train_step`` and reads them back, all inside one
 ``tf.function`` (XLA where it compiles). Members run one after another in a
-``tf.while_loop``, so a stopped member costs nothing. Under XLA each core runs
-a share of the members (:data:`regsearch.population.THREADS`) through a program
-traced on a template of its own: XLA holds a template's variables for a whole
-call, so shares of one template would run one after the other.
+``tf.while_loop``, so a stopped member costs nothing. In a long run each core
+runs a share of the members (:data:`regsearch.population.THREADS`) through a
+program traced on a template of its own: a share writes its members into its
+template's variables (and XLA holds them for a whole call), so shares of one
+template would collide or run one after the other. A short run keeps one share:
+a second trace would cost more than the second core saves.
 
 A short run (fewer than ``XLA_MIN_STEPS`` planned batches per member, see
 :mod:`regsearch.population`) runs as a plain graph whatever follows: XLA's
@@ -87,9 +89,10 @@ class Backend:
     #: A step writes the member's state into the template's variables: each thread needs a template of its own.
     stateless = False
 
-    def threads(self, cores: int, once: bool) -> int:
-        """Each core under XLA; one for a plain graph (short runs: one more share's trace would cost more)."""
-        return cores if self.xla and not once else 1
+    @staticmethod
+    def threads(cores: int, once: bool) -> int:
+        """Each core, for a run long enough to pay back a trace per share (:data:`regsearch.population.XLA_MIN_STEPS`)."""
+        return 1 if once else cores
 
     def _swapped(self, state: Any, step: Callable[[Any], Any], groups: tuple[list, ...], batch: Any) -> tuple[Any, Any]:
         for variables, values in zip(groups, state):
