@@ -133,8 +133,8 @@ def test_the_population_tests_hold_on_jax(tmp_path) -> None:
     # compile of the same program is read back instead of run twice.
     env = jax_environment(tmp_path / "jax-cache")
     # The members' semantics; the tuners' side runs on JAX in tests/test_searches.py (a named search per code path).
-    selected = (f"alone or model_fit or scores or without_validation or diverging or mixed or {CHECKPOINTS_ON_JAX} "
-                f"or {HYPERMODELS_ON_JAX}")
+    selected = (f"(alone or model_fit or scores or without_validation or diverging or mixed or {CHECKPOINTS_ON_JAX} "
+                f"or {HYPERMODELS_ON_JAX}) and not tf_xla")
     others = [str(Path(__file__).with_name(name)) for name in ("test_checkpoints.py", "test_hypermodels.py")]
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-rA",
                            __file__, *others, "-k", selected],
@@ -147,7 +147,8 @@ def test_the_population_tests_hold_on_jax(tmp_path) -> None:
                                                                    "test_hypermodels.py"}
 
 
-@pytest.mark.parametrize("rate", [0.0, 0.2], ids=["xla", "dropout"])  # on TensorFlow's CPU: XLA, a plain graph
+# On TensorFlow's CPU: XLA, a plain graph. On JAX both are XLA: the JAX process below runs the second only.
+@pytest.mark.parametrize("rate", [0.0, 0.2], ids=["tf_xla", "dropout"])
 def test_members_trained_in_shares_on_threads_equal_members_trained_alone(rate: float,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """In a long run each core trains a share of the members: through one program on JAX, one per share on TF.
