@@ -500,7 +500,7 @@ class _Program:
         return len(self.trains)
 
     def train_members(self, members: Any, alive: np.ndarray, data: Any, val: Any) -> tuple[Any, Any]:
-        """``(members, rows)`` after one compiled call of :attr:`train` per share, the shares side by side.
+        """``(members, rows)`` after one compiled call of :attr:`trains` per share, the shares side by side.
 
         The members that will train (``alive``) are dealt out in turn, so each
         share holds as many of them as the others, give or take one; what each
@@ -516,7 +516,7 @@ class _Program:
             picked = tree.map_structure(lambda a: keras.ops.convert_to_tensor(a[rows]), members)
             return tree.map_structure(keras.ops.convert_to_numpy, train(picked, data, val, self.metrics_init))
 
-        results = list(_pool().map(share, self.trains, np.split(order, self.shards)))
+        results = list(_pool(self.shards).map(share, self.trains, np.split(order, self.shards)))
         back = np.argsort(order)
         return tree.map_structure(lambda *parts: keras.ops.convert_to_tensor(np.concatenate(parts)[back]), *results)
 
@@ -556,14 +556,14 @@ def _shards(size: int, backend: Any, once: bool) -> int:
     return shards
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: dict[int, ThreadPoolExecutor] = {}
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="regsearch-population")
-    return _POOL
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The process's threads for ``workers`` shares side by side, made once per size."""
+    if workers not in _POOL:
+        _POOL[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regsearch-population")
+    return _POOL[workers]
 
 
 def _offsets(shapes: Sequence[tuple[int, ...]]) -> list[int]:
@@ -657,6 +657,8 @@ def _share_program(model: keras.Model, first_batch: Any, keys: tuple[str, ...], 
     """One more share's training program, traced on a template of its own: a backend whose step writes the member's
     state into the template's variables (TensorFlow) cannot run two shares through one template at once."""
     template = _private_copy(model, first_batch)
+    if template is None:  # the first share's copy was made: Keras rebuilds a model from its config the same way
+        raise RuntimeError("population: a second private copy of the model could not be made for a share.")
     set_row = keep.enter_context(_numbers.bound(template, keys, module.dropout))
     backend = module.Backend(template, set_row)
     template.reset_metrics()
