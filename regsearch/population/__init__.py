@@ -11,7 +11,8 @@ member's model holds its trained (or best) weights, as after ``regsearch.fit``.
 
 The program is written once (:mod:`.loop`, in ``keras.ops``) over a backend's
 pure steps: the model's own stateless ``train_step`` on JAX, its stateful one
-with the member's state swapped in on TensorFlow. Where a checkpoint folder is
+with the member's state swapped in on TensorFlow. On a CPU each core trains a
+share of the members (:data:`THREADS`). Where a checkpoint folder is
 set (:mod:`.checkpoints`), a population writes its whole state every few
 seconds of training and resumes from it when opened again.
 """
