@@ -612,13 +612,10 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
         template._symbolic_build(data_batch=first_batch)  # its metrics' variables
     module = _backend_module()
     keep = contextlib.ExitStack()
-    set_row = keep.enter_context(_numbers.bound(template, keys, module.dropout))  # for the program's whole life
-    backend = module.Backend(template, set_row)
+    backend = _bound_backend(template, keys, module, keep)
     mode = mode or backend.default_mode()
-    template.reset_metrics()
     metrics_init = [keras.ops.convert_to_tensor(v) for v in _values(template.metrics_variables)]
     weights = (_values(template.trainable_variables), _values(template.non_trainable_variables))
-    set_row(np.zeros(len(keys), np.float32))
     val_batch = None if val is None else tree.map_structure(lambda t: t[:val_batch_size], val)
     train_specs, test_specs, eval_specs = _log_specs(template, backend, weights, metrics_init, first_batch, val_batch)
     specs = list(train_specs.items()) + [(f"val_{n}", s) for n, s in test_specs.items()]
@@ -627,20 +624,18 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
                         shuffle=shuffle, rule=rule, layout=layout,
                         monitor=None if rule is None else layout.column(rule.monitor))
 
-    def one_member(member: Any, data: Any, val: Any, metrics_init: Any) -> Any:
-        return member_chunk(settings, backend, member, data, val, metrics_init)
-
     def one_score(member: Any, data: Any, val: Any, metrics_init: Any) -> Any:
         return member_scores(backend, member, data, val, metrics_init, _memory.EVALUATION_BATCH)
 
     eval_layout = Layout(tuple(eval_specs), tuple(eval_specs.values()))
     once = not (long_run or template.jit_compile is True)
     shards = _shards(size, backend, once) if kept else 1
-    train = backend.compile(one_member, size // shards, mode, (chunk, layout.width), once=once)
+    train = _training_program(settings, backend, size // shards, mode, once)
     program = _Program(
         template=template, backend=backend, settings=settings, metrics_init=metrics_init,
         trains=(train, *[train if backend.stateless else
-                         _share_program(model, first_batch, keys, module, keep, settings, size // shards, mode, once)
+                         _training_program(settings, _share_backend(model, first_batch, keys, module, keep),
+                                           size // shards, mode, once)
                          for _ in range(1, shards)]),
         evaluate=backend.compile(one_score, size, mode, (2 * eval_layout.width,), once=True),
         eval_layout=eval_layout, keep=keep,
@@ -653,17 +648,27 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
     return program
 
 
-def _share_program(model: keras.Model, first_batch: Any, keys: tuple[str, ...], module: Any, keep: contextlib.ExitStack,
-                   settings: Settings, size: int, mode: str, once: bool) -> Callable[..., Any]:
-    """One more share's training program, traced on a template of its own: a backend whose step writes the member's
-    state into the template's variables (TensorFlow) cannot run two shares through one template at once."""
-    template = _private_copy(model, first_batch)
-    if template is None:  # the first share's copy was made: Keras rebuilds a model from its config the same way
-        raise RuntimeError("population: a second private copy of the model could not be made for a share.")
+def _bound_backend(template: keras.Model, keys: tuple[str, ...], module: Any, keep: contextlib.ExitStack) -> Any:
+    """The backend's steps on ``template``, which reads the numbers in ``keys`` from a row for ``keep``'s life."""
     set_row = keep.enter_context(_numbers.bound(template, keys, module.dropout))
     backend = module.Backend(template, set_row)
     template.reset_metrics()
     set_row(np.zeros(len(keys), np.float32))
+    return backend
+
+
+def _share_backend(model: keras.Model, first_batch: Any, keys: tuple[str, ...], module: Any,
+                   keep: contextlib.ExitStack) -> Any:
+    """One more share's backend, on a template of its own: a backend whose step writes the member's state into
+    the template's variables (TensorFlow) cannot run two shares through one template at once."""
+    template = _private_copy(model, first_batch)
+    if template is None:  # the first share's copy was made: Keras rebuilds a model from its config the same way
+        raise RuntimeError("population: a second private copy of the model could not be made for a share.")
+    return _bound_backend(template, keys, module, keep)
+
+
+def _training_program(settings: Settings, backend: Any, size: int, mode: str, once: bool) -> Callable[..., Any]:
+    """``backend``'s compiled training chunk for ``size`` members (:func:`.loop.member_chunk`)."""
 
     def one_member(member: Any, data: Any, val: Any, metrics_init: Any) -> Any:
         return member_chunk(settings, backend, member, data, val, metrics_init)
