@@ -41,6 +41,8 @@ from regsearch import population  # noqa: E402
 X, Y = make_moons(100, noise=0.2, random_state=1)
 TRAIN = (X[:30].astype("float32"), Y[:30].astype("float32"))
 TEST = (X[30:].astype("float32"), Y[30:].astype("float32"))
+#: The cores regsearch trains on by default (a population's threads).
+CORES = population.THREADS
 
 
 def moons_member(seed: int, strength: float) -> keras.Model:
@@ -81,9 +83,6 @@ def population_costs(build: callable, epochs: int, mode: str | None, threads: in
     steady = min(together(build(), epochs, mode) for _ in range(calls))
     population.THREADS = CORES
     return first, steady
-
-
-CORES = population.THREADS
 
 
 def part_sizes(console: Console, sizes: list[int], epochs: int, modes: list[str | None], threads: list[int]) -> None:
