@@ -1,6 +1,6 @@
 """``python -m regsearch``: see :mod:`regsearch.cli`."""
 
-from regsearch.cli import main
+from regsearch.cli import command
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(command())

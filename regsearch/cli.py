@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ from regsearch.damaged import DamagedFileError
 from regsearch.errors import SearchFailedError, SettingError
 from regsearch.results import BASELINE_MODEL, BEST_MODEL, DEFINITION_COPY
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "command", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 #: Ctrl-C: 128 + SIGINT, as a shell reports it.
@@ -109,6 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     distributed.add_argument("--chief-timeout", type=float, metavar="SECONDS",
                              help="a worker gives up when the chief has not answered for this long (default: 60)")
     return parser
+
+
+def command() -> int:
+    """The ``regsearch`` command and ``python -m regsearch``: :func:`main` on ``sys.argv``, then a quick exit.
+
+    As it exits, Python collects its garbage once more over every object still alive: about a second once
+    TensorFlow is loaded (``benchmarks/exit.py``). Frozen (:func:`gc.freeze`), they are left to the operating
+    system; exit handlers still run and every file regsearch writes is closed by then. Only for a process that
+    ends here: an in-process caller of :func:`main` keeps collecting what its searches leave.
+    """
+    code = main()
+    gc.freeze()
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

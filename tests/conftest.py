@@ -5,9 +5,16 @@ test that starts last. pytest-xdist hands tests out in collection order (``--max
 one at a time, each worker holding one in hand), so starting the long ones first is greedy longest-first
 scheduling: the short tests fill the gaps at the end instead of a long one starting when the other worker is done.
 The order changes no test's outcome: none depends on another or on which worker runs it.
+
+Once the tests are collected, every object alive (the imported libraries: TensorFlow, JAX, Keras, pandas...) is
+frozen out of the garbage collector's reach: a full collection, which Keras Tuner's stock tuners ask for twice per
+trial, then scans what the tests create only. In ``tests/test_engine.py`` and ``tests/test_hypermodels.py`` (one
+process, 2026-12-07) the collector's time went from 23.7 s of 126 s to 11.4 s.
 """
 
 from __future__ import annotations
+
+import gc
 
 import pytest
 
@@ -40,3 +47,8 @@ def rank(item: pytest.Item) -> int:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)  # stable: within a rank, the files' own order (module fixtures stay shared)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    gc.collect()  # garbage frozen would never be freed
+    gc.freeze()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from regsearch.cli import build_parser, main
+from regsearch.cli import build_parser, command, main
 from regsearch.definition import known_searches
 
 TINY = """\
@@ -156,6 +157,19 @@ def test_list_shows_every_named_search(capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     for name in known_searches():
         assert name in out
+
+
+def test_the_command_runs_main_on_its_arguments_and_leaves_what_is_alive_to_the_exit(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``regsearch`` and ``python -m regsearch``: main's exit code, then every object frozen (Python's last
+    collection at exit skips them; ``benchmarks/exit.py`` measures the second it saves)."""
+    monkeypatch.setattr(sys, "argv", ["regsearch", "moons_l3"])
+    frozen = gc.get_freeze_count()
+    alive = [object() for _ in range(3)], {"a": [1]}  # tracked objects created after any earlier freeze
+    assert command() == 2
+    assert "'moons_l3'" in capsys.readouterr().err
+    assert gc.get_freeze_count() > frozen and not any(o is alive for o in gc.get_objects())  # not collectable
 
 
 def test_parser_options() -> None:
