@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 import pytest
@@ -151,7 +153,7 @@ def test_the_population_tests_hold_on_jax(tmp_path) -> None:
 @pytest.mark.parametrize("rate", [0.0, 0.2], ids=["tf_xla", "dropout"])
 def test_members_trained_in_shares_on_threads_equal_members_trained_alone(rate: float,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """In a long run each core trains a share of the members: through one program on JAX, one per share on TF.
+    """In a long run each core trains a share of the members through one program, traced once.
 
     Five members of different strengths, seeds and patiences (so they stop apart), one dropped halfway: each
     history and weight equals that of the same member trained in one share, bit for bit, its dropout masks
@@ -161,7 +163,7 @@ def test_members_trained_in_shares_on_threads_equal_members_trained_alone(rate: 
 
     monkeypatch.setattr(population, "XLA_MIN_STEPS", 0)
 
-    def train(threads: int) -> tuple[list, list, int]:
+    def train(threads: int) -> tuple[list, list, Any]:
         monkeypatch.setattr(population, "THREADS", threads)
         population._PROGRAMS.clear()
         models = [build(seed, l2, rate=rate) for seed, l2 in ((0, 1e-1), (1, 1e-4), (2, 3e-2), (3, 1e-3), (4, 1e-2))]
@@ -170,14 +172,24 @@ def test_members_trained_in_shares_on_threads_equal_members_trained_alone(rate: 
         pop.advance(12)
         pop.drop([3])
         pop.advance()
-        return pop.finish(), [m.get_weights() for m in models], pop.program.trains
+        return pop.finish(), [m.get_weights() for m in models], pop.program
 
-    one, one_weights, (_,) = train(1)
-    two, two_weights, trains = train(2)
+    one, one_weights, alone = train(1)
+    two, two_weights, program = train(2)
+    trains = program.trains
+    assert len(alone.trains) == 1
     assert len(trains) == 2  # 5 members padded to 8: two shares of 4
-    # One program on JAX; on TensorFlow one per share, each on its own template (XLA would lock one template's
-    # variables for a whole call, and the shares would run one after the other).
-    assert len(set(trains)) == (1 if keras.backend.backend() == "jax" else 2)
+    # One program on JAX. On TensorFlow each share writes into a template of its own (XLA would lock one
+    # template's variables for a whole call, and the shares would run one after the other), through the first
+    # share's trace: one trace in all, run on each template's variables.
+    if keras.backend.backend() == "jax":
+        assert trains[0] is trains[1]
+    else:
+        assert trains[1].program is trains[0] and trains[1].fallback is None
+        assert (trains[0].jit or trains[0].graph).experimental_get_tracing_count() == 1
+        assert trains[0].xla is (rate == 0)
+        # The second share's steps ran on its own template's variables (its optimizer counted their steps).
+        assert trains[1].template is not program.template and int(trains[1].template.optimizer.iterations) > 0
     assert [o.epochs_run for o in two] == [o.epochs_run for o in one]
     assert two[3].epochs_run == 12 and two[1].epochs_run == 40 and two[0].epochs_run < 40  # dropped; ran; stopped
     for mine, theirs in zip(two, one):
@@ -185,7 +197,50 @@ def test_members_trained_in_shares_on_threads_equal_members_trained_alone(rate: 
     for mine, theirs in zip(two_weights, one_weights):
         assert all(np.array_equal(a, b) for a, b in zip(mine, theirs))
     monkeypatch.setattr(population, "XLA_MIN_STEPS", 10**9)  # a short run
-    assert len(train(2)[2]) == (2 if keras.backend.backend() == "jax" else 1)
+    assert len(train(2)[2].trains) == (2 if keras.backend.backend() == "jax" else 1)
+
+
+class _Offset(keras.layers.Layer):
+    """A user's layer reading a TensorFlow variable of its own, which Keras does not track."""
+
+    def build(self, input_shape: tuple) -> None:
+        import tensorflow as tf
+
+        self.offset = tf.Variable(0.25, trainable=False)
+
+    def call(self, inputs: object) -> object:
+        return inputs + self.offset
+
+
+def test_a_trace_reading_a_resource_of_its_own_compiles_a_program_per_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the first share's trace reads a resource that is not a template variable, it cannot be redirected to
+    another template: that share traces its own program, and trains as in one share."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow's shares each have a template; JAX's steps are stateless")
+    from regsearch import population
+
+    monkeypatch.setattr(population, "XLA_MIN_STEPS", 0)
+
+    def train(threads: int) -> tuple[list, Any]:
+        monkeypatch.setattr(population, "THREADS", threads)
+        population._PROGRAMS.clear()
+        models = []
+        for seed, l2 in ((0, 1e-1), (1, 1e-3)):
+            keras.utils.set_random_seed(seed)
+            inputs = keras.Input((2,))
+            hidden = keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(l2))(inputs)
+            model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(_Offset()(hidden)))
+            model.compile(optimizer="adam", loss="binary_crossentropy")
+            models.append(model)
+        pop = population.Population(models, (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=6, batch_size=8, seeds=[3, 4])
+        pop.advance()
+        return [o.history for o in pop.finish()], pop.program
+
+    alone, _ = train(1)
+    shared, program = train(2)
+    assert len(program.trains) == 2 and program.trains[1].fallback is not None
+    assert program.trains[1].fallback is not program.trains[0]
+    assert shared == alone
 
 
 def test_alive_members_are_dealt_out_evenly_among_the_shares() -> None:

@@ -489,8 +489,9 @@ class _Program:
     backend: Any
     settings: Settings
     metrics_init: Any
-    #: One training program per share of the members, each compiled for ``size // shards`` of them (the same
-    #: program repeated where the backend's steps are stateless); :meth:`train_members` runs them side by side.
+    #: One training program per share of the members, each compiled for ``size // shards`` of them (one program
+    #: traced and compiled once, run on a template of each share's own where the backend's steps write to one);
+    #: :meth:`train_members` runs them side by side.
     trains: tuple[Callable[..., Any], ...]
     evaluate: Callable[..., Any]
     eval_layout: Layout
@@ -631,12 +632,14 @@ def _program(model: keras.Model, structure: str, keys: tuple[str, ...], data: An
     once = not (long_run or template.jit_compile is True)
     shards = _shards(size, backend, once) if kept else 1
     train = _training_program(settings, backend, size // shards, mode, once)
+
+    def share() -> Callable[..., Any]:
+        return backend.shared(train, lambda: _share_backend(model, first_batch, keys, module, keep),
+                              lambda other: _training_program(settings, other, size // shards, mode, once))
+
     program = _Program(
         template=template, backend=backend, settings=settings, metrics_init=metrics_init,
-        trains=(train, *[train if backend.stateless else
-                         _training_program(settings, _share_backend(model, first_batch, keys, module, keep),
-                                           size // shards, mode, once)
-                         for _ in range(1, shards)]),
+        trains=(train, *[share() for _ in range(1, shards)]),
         evaluate=backend.compile(one_score, size, mode, (2 * eval_layout.width,), once=True),
         eval_layout=eval_layout, keep=keep,
     )

@@ -39,9 +39,11 @@ cache frees its graph.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import warnings
+import weakref
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -85,9 +87,6 @@ class Backend:
 
     def default_mode(self) -> str:
         return "loop"
-
-    #: A step writes the member's state into the template's variables: each thread needs a template of its own.
-    stateless = False
 
     @staticmethod
     def threads(cores: int, once: bool) -> int:
@@ -165,38 +164,133 @@ class Backend:
             # An empty leaf (a group without varying numbers) has nothing to write, and TF refuses to.
             return a if a.shape.num_elements() == 0 else tf.tensor_scatter_nd_update(a, [[k]], [b])
 
-        graph = tf.function(population, autograph=False)
-        xla = None if once or not self.xla else tf.function(population, jit_compile=True, autograph=False)
+        return _Compiled(population, xla=self.xla and not once)
 
-        def run(*args: Any) -> Any:
-            nonlocal xla
-            if xla is not None:
-                try:
-                    return _traced_alone(xla, args)
-                except _XLA_ERRORS as error:
-                    if "XLA" not in str(error) and "compil" not in str(error).lower():
-                        raise
-                    # Nothing has run: XLA fails while compiling, before the first step.
-                    warnings.warn(f"regsearch: XLA could not compile this model, running as a plain graph "
-                                  f"({type(error).__name__}).", stacklevel=4)
-                    xla = None
-                    run.xla = False
-            return _traced_alone(graph, args)
+    def shared(self, program: "_Compiled", share_backend: Callable[[], "Backend"],
+               compile_on: Callable[["Backend"], Callable[..., Any]]) -> Callable[..., Any]:
+        """``program`` for one more share. A step writes the member's state into the template's variables, so a
+        share needs a template of its own (``share_backend()``, an identical copy); it runs ``program``'s trace
+        and compiled code on that template's variables. Where the trace reads a resource that is not one of its
+        template's variables, the share compiles its own program instead (``compile_on``)."""
+        other = share_backend()
+        return _OnTemplate(program, other.model, _variable_pairs(self.model, other.model), lambda: compile_on(other))
 
-        run.xla = xla is not None  # whether the program runs under XLA (tests, benchmarks)
-        return run
+
+def _template_variables(model: keras.Model) -> list:
+    """Every variable a step can read or write: the model's, its optimizer's and its metrics', each once."""
+    seen: dict[int, Any] = {}
+    for variable in (*model.variables, *model.optimizer.variables, *model.metrics_variables):
+        seen.setdefault(id(variable), variable)
+    return list(seen.values())
+
+
+def _variable_pairs(model: keras.Model, copy: keras.Model) -> dict[int, Any]:
+    """``id(handle)`` of each of ``model``'s variables -> the handle of ``copy``'s at the same place (their paths
+    may differ by the numbers Keras appends to generated names)."""
+    mine, theirs = _template_variables(model), _template_variables(copy)
+    if [(tuple(v.shape), v.dtype) for v in mine] != [(tuple(v.shape), v.dtype) for v in theirs]:
+        raise RuntimeError("population: a share's copy of the model differs from the first share's in its variables.")
+    return {id(a.handle): b.handle for a, b in zip(mine, theirs)}
+
+
+class _Compiled:
+    """A population program: XLA where it compiles (else a plain graph, with a warning), traced on first call.
+
+    Called with ``redirect`` (a share on another template, :meth:`Backend.shared`), the same trace runs on the other
+    template's variables: each variable the trace captured is read at call time (``replace_capture_with_deferred_capture``,
+    TensorFlow's call-time captures) from the calling thread's redirect. XLA's compiled program depends on the
+    variables' shapes, not on which they are, so it is compiled once too.
+    """
+
+    def __init__(self, population: Callable[..., Any], xla: bool) -> None:
+        self.graph = tf.function(population, autograph=False)
+        self.jit = tf.function(population, jit_compile=True, autograph=False) if xla else None
+
+    @property
+    def xla(self) -> bool:
+        """Whether the program runs under XLA (tests, benchmarks)."""
+        return self.jit is not None
+
+    def __call__(self, *args: Any, redirect: dict[int, Any] | None = None) -> Any:
+        while self.jit is not None:
+            try:
+                return _traced_alone(self.jit, args, redirect)
+            except _XLA_ERRORS as error:
+                if "XLA" not in str(error) and "compil" not in str(error).lower():
+                    raise
+                # Nothing has run: XLA fails while compiling, before the first step.
+                warnings.warn(f"regsearch: XLA could not compile this model, running as a plain graph "
+                              f"({type(error).__name__}).", stacklevel=4)
+                self.jit = None
+        return _traced_alone(self.graph, args, redirect)
+
+
+class _OnTemplate:
+    """A :class:`_Compiled` program run on another template's variables (or, where it cannot be, that template's
+    own program)."""
+
+    def __init__(self, program: _Compiled, template: keras.Model, redirect: dict[int, Any],
+                 own: Callable[[], Callable[..., Any]]) -> None:
+        self.program, self.template, self.redirect, self.own = program, template, redirect, own
+        self.fallback: Callable[..., Any] | None = None
+
+    @property
+    def xla(self) -> bool:
+        return (self.fallback or self.program).xla
+
+    def __call__(self, *args: Any) -> Any:
+        if self.fallback is None:
+            try:
+                return self.program(*args, redirect=self.redirect)
+            except _NotRedirectable:
+                self.fallback = self.own()
+        return self.fallback(*args)
+
+
+class _NotRedirectable(Exception):
+    """A trace reads a resource that is not one of its template's variables: it cannot run on another template."""
 
 
 #: Held while a program is traced: threads running shares of a population (:data:`regsearch.population.THREADS`)
 #: trace one at a time, so that each releases only the gradients its own trace registered.
 _TRACING = threading.Lock()
+#: The calling thread's redirect: the ids of the first template's variable handles -> another template's.
+_REDIRECT = threading.local()
+#: Concrete functions whose captured variables are read at call time (True), or cannot be (False).
+_DEFERRED: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()
 
 
-def _traced_alone(function: Any, args: tuple) -> Any:
-    """``function(*args)``, its trace (the first call's) taken under :data:`_TRACING`, its run outside it."""
+def _traced_alone(function: Any, args: tuple, redirect: dict[int, Any] | None = None) -> Any:
+    """``function(*args)``, its trace (the first call's) taken under :data:`_TRACING`, its run outside it,
+    reading its variables from ``redirect``'s template where given."""
     with _TRACING, _traced_graphs_released(), _retracing_notice_silenced():
         concrete = function.get_concrete_function(*args)
-    return concrete(*args)
+        if redirect is not None and not _captures_deferred(concrete, redirect):
+            raise _NotRedirectable
+    _REDIRECT.handles = redirect
+    try:
+        return concrete(*args)
+    finally:
+        _REDIRECT.handles = None
+
+
+def _captures_deferred(concrete: Any, redirect: dict[int, Any]) -> bool:
+    """Makes each variable ``concrete`` captured a call-time capture, read from the calling thread's redirect;
+    False where it captured a resource that is not among ``redirect``'s (the function is then left as it was)."""
+    if concrete not in _DEFERRED:
+        resources = [c for c in concrete.captured_inputs if getattr(c, "dtype", None) == tf.resource]
+        _DEFERRED[concrete] = all(id(handle) in redirect for handle in resources)
+        if _DEFERRED[concrete]:
+            for handle in resources:
+                concrete.replace_capture_with_deferred_capture(
+                    handle, functools.partial(_redirected, handle), spec=tf.TensorSpec([], tf.resource))
+    return _DEFERRED[concrete]
+
+
+def _redirected(handle: Any) -> Any:
+    """The handle a call in this thread reads for ``handle``: its redirect's, else ``handle`` itself."""
+    handles = getattr(_REDIRECT, "handles", None)
+    return handle if handles is None else handles[id(handle)]
 
 
 def uses_xla(model: keras.Model) -> bool:
