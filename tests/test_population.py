@@ -243,6 +243,34 @@ def test_a_trace_reading_a_resource_of_its_own_compiles_a_program_per_share(monk
     assert shared == alone
 
 
+def test_a_program_traces_each_step_once_wherever_it_takes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """30 training rows in batches of 8 and 70 validation rows: the first batch, the loop and the smaller last
+    batch each take a step, traced once for all three, as an unknown number of rows."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("JAX traces the model's stateless steps")
+    from regsearch import population
+    from regsearch.population import _tensorflow
+
+    traced = {"_train": 0, "_test": 0}
+
+    def counting(name: str) -> object:
+        step = getattr(_tensorflow.Backend, name)
+
+        def counted(self: object, state: object, batch: object) -> object:
+            traced[name] += 1
+            return step(self, state, batch)
+        return counted
+
+    for name in traced:
+        monkeypatch.setattr(_tensorflow.Backend, name, counting(name))
+    population._PROGRAMS.clear()
+    pop = population.Population([build(0, 1e-3, rate=0.0), build(1, 1e-2, rate=0.0)], (X_TRAIN, Y_TRAIN),
+                                (X_VAL, Y_VAL), epochs=3, batch_size=8, seeds=[0, 1])
+    pop.advance()
+    assert traced == {"_train": 1, "_test": 2}  # validation: the program's, and one for the logs' shapes
+    assert all(o.epochs_run == 3 for o in pop.finish())
+
+
 def test_alive_members_are_dealt_out_evenly_among_the_shares() -> None:
     from regsearch.population import balanced_order
 

@@ -4,12 +4,15 @@ TensorFlow's Keras optimizers have no ``stateless_apply``; a step here
 assigns the member's weights, optimizer and metric state to the model's
 variables, calls ``model.train_step`` and reads them back, all inside one
 ``tf.function`` (XLA where it compiles). Members run one after another in a
-``tf.while_loop``, so a stopped member costs nothing. In a long run each core
-runs a share of the members (:data:`regsearch.population.THREADS`) through a
-program traced on a template of its own: a share writes its members into its
-template's variables (and XLA holds them for a whole call), so shares of one
-template would collide or run one after the other. A short run keeps one share:
-a second trace would cost more than the second core saves.
+``tf.while_loop``, so a stopped member costs nothing. A program traces each step
+once, however many places it takes it (:func:`_traced_once`). In a long run each
+core runs a share of the members (:data:`regsearch.population.THREADS`) on a
+template of its own: a share writes its members into its template's variables
+(and XLA holds them for a whole call), so shares of one template would collide
+or run one after the other. The shares run one trace and one compiled program,
+each reading its own template's variables (:class:`_Compiled`). A short run
+keeps one share: copying a second template would cost more than the second
+core saves.
 
 A short run (fewer than ``XLA_MIN_STEPS`` planned batches per member, see
 :mod:`regsearch.population`) runs as a plain graph whatever follows: XLA's
@@ -90,7 +93,7 @@ class Backend:
 
     @staticmethod
     def threads(cores: int, once: bool) -> int:
-        """Each core, for a run long enough to pay back a trace per share (:data:`regsearch.population.XLA_MIN_STEPS`)."""
+        """Each core, for a run long enough to pay back a template per share (:data:`regsearch.population.XLA_MIN_STEPS`)."""
         return 1 if once else cores
 
     def _swapped(self, state: Any, step: Callable[[Any], Any], groups: tuple[list, ...], batch: Any) -> tuple[Any, Any]:
@@ -104,16 +107,23 @@ class Backend:
             logs = epoch_logs(logs, self.model.get_metrics_result)
         return logs, tuple([variable.value for variable in variables] for variables in groups)
 
-    def train_step(self, state: Any, batch: Any) -> tuple[Any, Any]:
+    def _train(self, state: Any, batch: Any) -> tuple[Any, Any]:
         return self._swapped(state, self.model.train_step, self.groups, batch)
 
-    def test_step(self, state: Any, batch: Any) -> tuple[Any, Any]:
+    def _test(self, state: Any, batch: Any) -> tuple[Any, Any]:
         return self._swapped(state, self.model.test_step, (self.groups[0], self.groups[1], self.groups[3]), batch)
+
+    def train_step(self, state: Any, batch: Any) -> tuple[Any, Any]:
+        return _traced_once(self._train, state, batch)
+
+    def test_step(self, state: Any, batch: Any) -> tuple[Any, Any]:
+        return _traced_once(self._test, state, batch)
 
     def log_specs(self, step: str, state: Any, batch: Any) -> dict[str, tuple[int, ...]]:
         from regsearch.population.loop import checked_logs
 
-        traced = tf.function(lambda s, b: getattr(self, step)(s, b)[0], autograph=False)
+        traced = tf.function(lambda s, b: getattr(self, {"train_step": "_train", "test_step": "_test"}[step])(s, b)[0],
+                             autograph=False)
         with _traced_graphs_released():
             logs = traced.get_concrete_function(state, batch).structured_outputs
         return {name: tuple(value.shape) for name, value in checked_logs(step, logs).items()}
@@ -264,7 +274,10 @@ def _traced_alone(function: Any, args: tuple, redirect: dict[int, Any] | None = 
     """``function(*args)``, its trace (the first call's) taken under :data:`_TRACING`, its run outside it,
     reading its variables from ``redirect``'s template where given."""
     with _TRACING, _traced_graphs_released(), _retracing_notice_silenced():
-        concrete = function.get_concrete_function(*args)
+        try:
+            concrete = function.get_concrete_function(*args)
+        finally:
+            _STEPS.clear()
         if redirect is not None and not _captures_deferred(concrete, redirect):
             raise _NotRedirectable
     _REDIRECT.handles = redirect
@@ -291,6 +304,35 @@ def _redirected(handle: Any) -> Any:
     """The handle a call in this thread reads for ``handle``: its redirect's, else ``handle`` itself."""
     handles = getattr(_REDIRECT, "handles", None)
     return handle if handles is None else handles[id(handle)]
+
+
+#: The steps traced in the programs being traced (under :data:`_TRACING`), by graph; emptied after each trace,
+#: so that nothing keeps a traced graph alive.
+_STEPS: dict[Any, dict[Any, Any]] = {}
+
+
+def _traced_once(step: Callable[[Any, Any], Any], state: Any, batch: Any) -> Any:
+    """``step(state, batch)``, traced once per program and called wherever the program takes a step.
+
+    A program takes its step in up to three places (the first batch, the loop over full batches, the smaller
+    last batch) and its validation step in as many: traced at each, a step's Python (a recurrent layer's, a
+    gradient's) ran three times. A step reads its batch with an unknown number of rows (:meth:`Backend._swapped`),
+    so one trace serves every batch size; XLA compiles the calls as the steps written out.
+    """
+    graph = tf.compat.v1.get_default_graph()
+    if not getattr(graph, "building_function", False):
+        return step(state, batch)
+    while getattr(graph.outer_graph, "building_function", False):  # a loop's body: traced in the program itself
+        graph = graph.outer_graph
+    steps = _STEPS.setdefault(graph, {})
+    if step not in steps:
+        def spec(t: Any, rows: bool = False) -> tf.TensorSpec:
+            return tf.TensorSpec([None, *t.shape[1:]] if rows else t.shape, t.dtype)
+
+        with graph.as_default():
+            steps[step] = tf.function(step, autograph=False).get_concrete_function(
+                tf.nest.map_structure(spec, state), tf.nest.map_structure(lambda t: spec(t, rows=True), batch))
+    return steps[step](state, batch)
 
 
 def uses_xla(model: keras.Model) -> bool:
