@@ -53,7 +53,7 @@ CHUNK = 1000
 #: Shorter runs (a test's few epochs, a quick look) run as a plain graph. JAX always compiles.
 XLA_MIN_STEPS = 2000
 #: Threads that train shares of a population's members side by side, where the backend allows it (JAX on a CPU;
-#: TensorFlow in a long run, each share through a program traced on a template of its own; a GPU takes one).
+#: TensorFlow in a long run, each share on a template of its own through the first share's program; a GPU takes one).
 #: XLA runs a program on one core: the member loop is sequential and a small model's operations are too small
 #: to split, so a second share on a second core about halves an epoch's wall time (``benchmarks/RESULTS.md``).
 #: The cores this process may use.
