@@ -248,6 +248,24 @@ def test_a_trace_reading_a_resource_of_its_own_compiles_a_program_per_share(monk
     assert shared == alone
 
 
+def test_a_share_runs_the_first_shares_trace_only_on_a_copy_whose_variables_match_one_for_one() -> None:
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow's shares each have a template; JAX's steps are stateless")
+    from regsearch.population._tensorflow import _template_variables, _variable_pairs
+
+    first, copy, wider = build(0, 1e-3, rate=0.0), build(1, 1e-2, rate=0.0), build(2, 1e-3, rate=0.0)
+    for model in (first, copy, wider):
+        model.optimizer.build(model.trainable_variables)
+    wider = keras.Model(wider.inputs, keras.layers.Dense(1)(keras.layers.Dense(17)(wider.inputs[0])))
+    wider.compile(optimizer="adam", loss="binary_crossentropy")
+    wider.optimizer.build(wider.trainable_variables)
+    pairs = _variable_pairs(first, copy)
+    mine, theirs = _template_variables(first), _template_variables(copy)
+    assert len(pairs) == len(mine) > len(first.weights)  # the optimizer's and the metrics' variables too
+    assert [pairs[id(a.handle)] is b.handle for a, b in zip(mine, theirs)] == [True] * len(mine)
+    assert _variable_pairs(first, wider) is None
+
+
 def test_a_program_traces_each_step_once_wherever_it_takes_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """30 training rows in batches of 8 and 70 validation rows: the first batch, the loop and the smaller last
     batch each take a step, traced once for all three, as an unknown number of rows."""

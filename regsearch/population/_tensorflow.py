@@ -180,10 +180,14 @@ class Backend:
                compile_on: Callable[["Backend"], Callable[..., Any]]) -> Callable[..., Any]:
         """``program`` for one more share. A step writes the member's state into the template's variables, so a
         share needs a template of its own (``share_backend()``, an identical copy); it runs ``program``'s trace
-        and compiled code on that template's variables. Where the trace reads a resource that is not one of its
-        template's variables, the share compiles its own program instead (``compile_on``)."""
+        and compiled code on that template's variables. Where the copy's variables do not match one for one, or
+        the trace reads a resource that is not one of its template's variables, the share compiles its own
+        program instead (``compile_on``)."""
         other = share_backend()
-        return _OnTemplate(program, other.model, _variable_pairs(self.model, other.model), lambda: compile_on(other))
+        pairs = _variable_pairs(self.model, other.model)
+        if pairs is None:
+            return compile_on(other)
+        return _OnTemplate(program, other.model, pairs, lambda: compile_on(other))
 
 
 def _template_variables(model: keras.Model) -> list:
@@ -194,12 +198,12 @@ def _template_variables(model: keras.Model) -> list:
     return list(seen.values())
 
 
-def _variable_pairs(model: keras.Model, copy: keras.Model) -> dict[int, Any]:
+def _variable_pairs(model: keras.Model, copy: keras.Model) -> dict[int, Any] | None:
     """``id(handle)`` of each of ``model``'s variables -> the handle of ``copy``'s at the same place (their paths
-    may differ by the numbers Keras appends to generated names)."""
+    may differ by the numbers Keras appends to generated names); None where their shapes or types differ."""
     mine, theirs = _template_variables(model), _template_variables(copy)
     if [(tuple(v.shape), v.dtype) for v in mine] != [(tuple(v.shape), v.dtype) for v in theirs]:
-        raise RuntimeError("population: a share's copy of the model differs from the first share's in its variables.")
+        return None
     return {id(a.handle): b.handle for a, b in zip(mine, theirs)}
 
 
