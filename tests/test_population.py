@@ -253,12 +253,12 @@ def test_a_share_runs_the_first_shares_trace_only_on_a_copy_whose_variables_matc
         pytest.skip("TensorFlow's shares each have a template; JAX's steps are stateless")
     from regsearch.population._tensorflow import _template_variables, _variable_pairs
 
-    first, copy, wider = build(0, 1e-3, rate=0.0), build(1, 1e-2, rate=0.0), build(2, 1e-3, rate=0.0)
+    inputs = keras.Input((2,))
+    wider = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(17)(inputs)))
+    wider.compile(optimizer="adam", loss="binary_crossentropy")
+    first, copy = build(0, 1e-3, rate=0.0), build(1, 1e-2, rate=0.0)
     for model in (first, copy, wider):
         model.optimizer.build(model.trainable_variables)
-    wider = keras.Model(wider.inputs, keras.layers.Dense(1)(keras.layers.Dense(17)(wider.inputs[0])))
-    wider.compile(optimizer="adam", loss="binary_crossentropy")
-    wider.optimizer.build(wider.trainable_variables)
     pairs = _variable_pairs(first, copy)
     mine, theirs = _template_variables(first), _template_variables(copy)
     assert len(pairs) == len(mine) > len(first.weights)  # the optimizer's and the metrics' variables too

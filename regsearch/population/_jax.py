@@ -36,7 +36,6 @@ class Backend:
     def default_mode(self) -> str:
         return "loop" if jax.default_backend() == "cpu" else "vmap"
 
-    #: Its steps are pure: threads run their shares of a population through one program.
     @staticmethod
     def shared(program: Callable[..., Any], share_backend: Callable[[], Any], compile_on: Callable[[Any], Any]) -> Any:
         """``program`` itself: its steps are stateless, so one program serves every share (no template per share)."""

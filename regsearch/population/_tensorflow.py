@@ -122,8 +122,8 @@ class Backend:
     def log_specs(self, step: str, state: Any, batch: Any) -> dict[str, tuple[int, ...]]:
         from regsearch.population.loop import checked_logs
 
-        traced = tf.function(lambda s, b: getattr(self, {"train_step": "_train", "test_step": "_test"}[step])(s, b)[0],
-                             autograph=False)
+        untraced = {"train_step": self._train, "test_step": self._test}[step]  # a trace of its own, not _traced_once
+        traced = tf.function(lambda s, b: untraced(s, b)[0], autograph=False)
         with _traced_graphs_released():
             logs = traced.get_concrete_function(state, batch).structured_outputs
         return {name: tuple(value.shape) for name, value in checked_logs(step, logs).items()}
