@@ -566,6 +566,60 @@ def test_only_runs_long_enough_to_pay_back_the_compile_run_under_xla() -> None:
     assert compiled(3, jit_compile=True) is True  # the user's own jit_compile=True is kept
 
 
+def test_a_short_runs_programs_skip_grapplers_rewrites_and_a_long_plain_graph_keeps_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the TensorFlow backend's plain graph")
+    from regsearch import population
+    from regsearch.population import XLA_MIN_STEPS, _tensorflow
+
+    entered = []
+    real = _tensorflow._graph_rewrites_skipped
+    monkeypatch.setattr(_tensorflow, "_graph_rewrites_skipped", lambda: entered.append(1) or real())
+
+    def program(epochs: int) -> Any:
+        population._PROGRAMS.clear()
+        models = [build(seed, 1e-3) for seed in (0, 1)]  # dropout: a plain graph, short run or long
+        return next(population.open_populations(models, (X_TRAIN, Y_TRAIN), (X_VAL, Y_VAL), epochs=epochs,
+                                                 batch_size=32, seeds=[0, 1]))
+
+    short = program(3)
+    assert short.program.trains[0].rewrites is False and short.program.evaluate.rewrites is False
+    short.advance(3)
+    short.finish()
+    assert entered  # its calls ran inside the block
+    long = program(XLA_MIN_STEPS // 4 + 1)
+    assert long.program.trains[0].xla is False and long.program.trains[0].rewrites is True
+    assert long.program.evaluate.rewrites is False  # scoring runs once per population, whatever its length
+
+
+def test_grapplers_rewrites_are_skipped_in_the_calling_thread_only_and_restored() -> None:
+    """The private eager-context API :func:`regsearch.population._tensorflow._graph_rewrites_skipped` relies on."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow's eager context")
+    import threading
+
+    from tensorflow.core.protobuf import config_pb2
+    from tensorflow.python.eager import context
+
+    from regsearch.population._tensorflow import _graph_rewrites_skipped
+
+    def grappler_off() -> bool:
+        options = context.context().function_call_options
+        return config_pb2.ConfigProto.FromString(options.config_proto_serialized).graph_options.rewrite_options \
+            .disable_meta_optimizer
+
+    before = context.context().function_call_options.config_proto_serialized
+    other = []
+    with _graph_rewrites_skipped():
+        assert grappler_off()
+        thread = threading.Thread(target=lambda: other.append(grappler_off()))
+        thread.start()
+        thread.join()
+    assert other == [False]
+    assert not grappler_off() and context.context().function_call_options.config_proto_serialized == before
+
+
 def test_a_listener_hears_every_chunk_with_members_alive_and_epochs_done(monkeypatch: pytest.MonkeyPatch) -> None:
     from regsearch import population
     from regsearch.population.progress import reporting

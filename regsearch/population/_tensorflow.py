@@ -174,7 +174,7 @@ class Backend:
             # An empty leaf (a group without varying numbers) has nothing to write, and TF refuses to.
             return a if a.shape.num_elements() == 0 else tf.tensor_scatter_nd_update(a, [[k]], [b])
 
-        return _Compiled(population, xla=self.xla and not once)
+        return _Compiled(population, xla=self.xla and not once, rewrites=not once)
 
     def shared(self, program: "_Compiled", share_backend: Callable[[], "Backend"],
                compile_on: Callable[["Backend"], Callable[..., Any]]) -> Callable[..., Any]:
@@ -214,11 +214,15 @@ class _Compiled:
     template's variables: each variable the trace captured is read at call time (``replace_capture_with_deferred_capture``,
     TensorFlow's call-time captures) from the calling thread's redirect. XLA's compiled program depends on the
     variables' shapes, not on which they are, so it is compiled once too.
+
+    ``rewrites``: the plain graph is instantiated with Grappler's rewrites. A program run once per population
+    (a short run) is instantiated without them (:func:`_graph_rewrites_skipped`).
     """
 
-    def __init__(self, population: Callable[..., Any], xla: bool) -> None:
+    def __init__(self, population: Callable[..., Any], xla: bool, rewrites: bool = True) -> None:
         self.graph = tf.function(population, autograph=False)
         self.jit = tf.function(population, jit_compile=True, autograph=False) if xla else None
+        self.rewrites = rewrites
 
     @property
     def xla(self) -> bool:
@@ -236,7 +240,7 @@ class _Compiled:
                 warnings.warn(f"regsearch: XLA could not compile this model, running as a plain graph "
                               f"({type(error).__name__}).", stacklevel=4)
                 self.jit = None
-        return _traced_alone(self.graph, args, redirect)
+        return _traced_alone(self.graph, args, redirect, rewrites=self.rewrites)
 
 
 class _OnTemplate:
@@ -274,9 +278,10 @@ _REDIRECT = threading.local()
 _DEFERRED: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()
 
 
-def _traced_alone(function: Any, args: tuple, redirect: dict[int, Any] | None = None) -> Any:
+def _traced_alone(function: Any, args: tuple, redirect: dict[int, Any] | None = None, rewrites: bool = True) -> Any:
     """``function(*args)``, its trace (the first call's) taken under :data:`_TRACING`, its run outside it,
-    reading its variables from ``redirect``'s template where given."""
+    reading its variables from ``redirect``'s template where given; without Grappler's rewrites unless
+    ``rewrites``."""
     with _TRACING, _traced_graphs_released(), _retracing_notice_silenced():
         try:
             concrete = function.get_concrete_function(*args)
@@ -286,9 +291,35 @@ def _traced_alone(function: Any, args: tuple, redirect: dict[int, Any] | None = 
             raise _NotRedirectable
     _REDIRECT.handles = redirect
     try:
-        return concrete(*args)
+        with contextlib.nullcontext() if rewrites else _graph_rewrites_skipped():
+            return concrete(*args)
     finally:
         _REDIRECT.handles = None
+
+
+@contextlib.contextmanager
+def _graph_rewrites_skipped() -> Iterator[None]:
+    """Functions this thread calls in the block are instantiated without Grappler's rewrites.
+
+    Instantiating a plain graph runs Grappler over it (constant folding, arithmetic and layout rewrites, op
+    fusion): about half a second for a population program of the moons model, more than its whole run when it
+    runs once for a few epochs (``benchmarks/first_call.py``). The options are the calling thread's
+    (``FunctionCallOptions``, whose configuration a function's call carries to its instantiation), with Grappler
+    off; a function is instantiated once per configuration, so each call of such a program must pass the same.
+    TensorFlow's eager context is private API, used here only (``tests/test_population.py`` checks it).
+    """
+    from tensorflow.core.protobuf import config_pb2
+    from tensorflow.python.eager import context
+
+    eager = context.context()
+    saved = eager.function_call_options
+    config = config_pb2.ConfigProto.FromString(saved.config_proto_serialized)
+    config.graph_options.rewrite_options.disable_meta_optimizer = True
+    eager.function_call_options = context.FunctionCallOptions(executor_type=saved.executor_type, config_proto=config)
+    try:
+        yield
+    finally:
+        eager.function_call_options = saved
 
 
 def _captures_deferred(concrete: Any, redirect: dict[int, Any]) -> bool:

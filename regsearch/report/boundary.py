@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import seaborn as sns
@@ -21,6 +21,9 @@ from matplotlib.lines import Line2D
 
 from regsearch.errors import SettingError
 from regsearch.report.plots import new_axes
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = ["BoundaryGrid", "decision_boundary_data", "plot_decision_boundaries"]
 
@@ -50,11 +53,11 @@ def _class_one_probability(output: Any, rows: int) -> np.ndarray:
 
 
 def decision_boundary_data(
-    model: Any, x: np.ndarray, *, resolution: int = 200, margin: float = MARGIN
+    model: keras.Model, x: np.ndarray, *, resolution: int = 200, margin: float = MARGIN
 ) -> BoundaryGrid:
     """Predicts class 1's probability over a grid covering the points ``x`` (2 features) plus ``margin``.
 
-    The whole grid is predicted in one batch.
+    The whole grid is predicted in one batch, by the Keras ``model`` in inference mode.
 
     Raises:
         SettingError: If ``x`` does not have two features or the model is no binary classifier.
@@ -64,12 +67,13 @@ def decision_boundary_data(
 
 
 def _grid_and_points_predicted(
-    model: Any, x: np.ndarray, points: np.ndarray, *, resolution: int, margin: float
+    model: keras.Model, x: np.ndarray, points: np.ndarray, *, resolution: int, margin: float
 ) -> tuple[BoundaryGrid, np.ndarray]:
-    """``decision_boundary_data`` and class 1's probability at ``points``, from one ``predict`` call.
+    """``decision_boundary_data`` and class 1's probability at ``points``, from one inference pass.
 
-    One call traces the model's predict function once (a second call with
-    another number of rows would trace it again: most of a small model's cost).
+    One pass over every row (:func:`regsearch.forward.inference_batches`): on TensorFlow an eager call, on JAX a
+    pass compiled once per model structure. Keras's ``predict`` traced a predict function for each new model,
+    most of a small model's cost.
     """
     covered = np.asarray(x, dtype=float)
     if covered.ndim != 2 or covered.shape[1] != 2 or len(covered) == 0:
@@ -79,8 +83,11 @@ def _grid_and_points_predicted(
     x0, x1 = np.linspace(low[0], high[0], resolution), np.linspace(low[1], high[1], resolution)
     mesh0, mesh1 = np.meshgrid(x0, x1)
     grid = np.column_stack([mesh0.ravel(), mesh1.ravel()])
+    from regsearch.forward import inference_batches  # Keras, where a model is predicted
+
     rows = np.vstack([grid, np.asarray(points, dtype=float).reshape(-1, 2)]).astype("float32")
-    probability = _class_one_probability(model.predict(rows, batch_size=len(rows), verbose=0), len(rows))
+    probability = _class_one_probability(np.concatenate(list(inference_batches(model, rows, batch_size=len(rows)))),
+                                         len(rows))
     return (BoundaryGrid(x0=x0, x1=x1, probability=probability[: len(grid)].reshape(resolution, resolution)),
             probability[len(grid):])
 
