@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     results = Path("results")
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_intermixed_args(argv)  # `report --results DIR NAME` too
         results = Path(args.results)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as run, for provenance.json
         if args.command == "list":

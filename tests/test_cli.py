@@ -281,7 +281,8 @@ def test_report_rebuilds_from_saved_runs_without_training(
         (folder / name).unlink()
     (tiny_results / "index.html").unlink()
 
-    assert main(["report", "tiny", "--results", str(tiny_results), "--quiet"]) == 0
+    # The names may come after the options too, as in `regsearch report --results DIR tiny`.
+    assert main(["report", "--results", str(tiny_results), "--quiet", "tiny"]) == 0
 
     pd.testing.assert_frame_equal(pd.read_csv(folder / "trials.csv"), trials)
     for name in rebuilt:  # the decision boundary from the saved models, over the data generated again
