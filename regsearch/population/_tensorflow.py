@@ -161,18 +161,20 @@ class Backend:
                                              members, member), chunk_rows[None]
 
             def body(k: Any, members: Any, rows: Any) -> Any:
-                member, chunk_rows = member_chunk(tf.nest.map_structure(lambda a: a[k], members), data, val,
-                                                  metrics_init)
-                members = tf.nest.map_structure(lambda a, b: _put(a, b, k), members, member)
-                return k + 1, members, tf.tensor_scatter_nd_update(rows, [[k]], [chunk_rows])
+                # One gather and one scatter a leaf (``a[k]`` and ``[[k]]`` cost Python-side packing at each).
+                at = tf.reshape(k, [1, 1])
+                member, chunk_rows = member_chunk(tf.nest.map_structure(lambda a: tf.gather(a, k), members), data,
+                                                  val, metrics_init)
+                members = tf.nest.map_structure(lambda a, b: _put(a, b, at), members, member)
+                return k + 1, members, tf.tensor_scatter_nd_update(rows, at, chunk_rows[None])
 
             rows = tf.zeros([size, *rows_shape], tf.float32)
             _, members, rows = tf.while_loop(lambda k, *_: k < size, body, (tf.constant(0), members, rows))
             return members, rows
 
-        def _put(a: Any, b: Any, k: Any) -> Any:
+        def _put(a: Any, b: Any, at: Any) -> Any:
             # An empty leaf (a group without varying numbers) has nothing to write, and TF refuses to.
-            return a if a.shape.num_elements() == 0 else tf.tensor_scatter_nd_update(a, [[k]], [b])
+            return a if a.shape.num_elements() == 0 else tf.tensor_scatter_nd_update(a, at, b[None])
 
         return _Compiled(population, xla=self.xla and not once, rewrites=not once)
 
