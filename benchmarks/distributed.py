@@ -1,10 +1,10 @@
-"""One process against a chief with one and with two workers, on loopback, side by side in one run.
+"""One process against a chief with each count of workers (one and two by default), on loopback, side by side in one run.
 
     python benchmarks/distributed.py [--search moons_l2] [--epochs 300] [--repeats 2]
-                                     [--engine sequential population]
+                                     [--engine sequential population] [--workers 1 2]
 
 Runs the README's distributed recipe (``--chief --workers W`` and W
-``--worker`` processes, one results folder) for W = 1 and 2, and the same
+``--worker`` processes, one results folder) for each W of ``--workers``, and the same
 search in one process, for each engine; prints each one's wall time (from
 start to the chief's exit), where it went (start-up until the first trial
 began, the span from the first trial's start to the last one's end, and
@@ -77,15 +77,16 @@ def trials(folder: Path, search: str) -> pd.DataFrame:
     return frame[columns].sort_values(["phase", "trial_id", "repeat"]).reset_index(drop=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--search", default="moons_l2")
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--engine", nargs="+", default=["sequential", "population"], choices=("sequential", "population"))
-    args = parser.parse_args()
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="the worker counts beside the chief")
+    args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="regsearch-distributed-"))
-    variants = {"one process": 0, "chief + 1 worker": 1, "chief + 2 workers": 2}
+    variants = {"one process": 0, **{f"chief + {w} worker{'s' * (w > 1)}": w for w in args.workers}}
     print(f"{args.search} --epochs {args.epochs} --repeats {args.repeats} ({os.cpu_count()} cores); folders in {work}")
     for engine in args.engine:
         seconds = {name: run(work / engine / str(workers), args, workers, engine) for name, workers in variants.items()}
@@ -97,8 +98,8 @@ def main() -> None:
             first, span, after = timeline(folder, args.search)
             print(f"{name:>18}: {seconds[name]:6.1f} s  (start-up {first:5.1f}, trials {span:5.1f}, report {after:4.1f})"
                   f"   trials.csv equals the single process's: {same}")
-        two, one, single = seconds["chief + 2 workers"], seconds["chief + 1 worker"], seconds["one process"]
-        print(f"2 workers / 1 worker: {two / one:.2f}   1 worker / one process: {one / single:.2f}")
+        single = seconds["one process"]
+        print("   ".join(f"{name} / one process: {seconds[name] / single:.2f}" for name in variants if name != "one process"))
 
 
 if __name__ == "__main__":
