@@ -307,7 +307,7 @@ def _graph_rewrites_skipped() -> Iterator[None]:
 
     Instantiating a plain graph runs Grappler over it (constant folding, arithmetic and layout rewrites, op
     fusion): about half a second for a population program of the moons model, more than its whole run when it
-    runs once for a few epochs (``benchmarks/first_call.py``). The options are the calling thread's
+    runs once for a few epochs (``benchmarks/short_run.py``). The options are the calling thread's
     (``FunctionCallOptions``, whose configuration a function's call carries to its instantiation), with Grappler
     off; a function is instantiated once per configuration, so each call of such a program must pass the same.
     TensorFlow's eager context is private API, used here only (``tests/test_population.py`` checks it).
