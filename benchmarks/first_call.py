@@ -23,11 +23,17 @@ the epochs and scoring) per variant and the ratio to ``now``. The epochs are the
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -50,20 +56,21 @@ def a_program_per_share(self, program, share_backend, compile_on):  # noqa: ANN0
     return compile_on(share_backend())
 
 
+#: Per variant, what it replaces in ``regsearch.population._tensorflow``: a dotted name there -> its stand-in.
 VARIANTS = {
     "now": {},
     "a trace per call site": {"_traced_once": step_traced_at_each_site},
-    "... and a trace per share": {"_traced_once": step_traced_at_each_site, "shared": a_program_per_share},
+    "... and a trace per share": {"_traced_once": step_traced_at_each_site, "Backend.shared": a_program_per_share},
 }
 
 
-def one_call(row: peers.Row, data: tuple, members: int, epochs: int, variant: dict) -> float:
-    originals = {"_traced_once": _tensorflow._traced_once, "shared": _tensorflow.Backend.shared}
-    if "_traced_once" in variant:
-        _tensorflow._traced_once = variant["_traced_once"]
-    if "shared" in variant:
-        _tensorflow.Backend.shared = variant["shared"]
-    try:
+def one_call(row: peers.Row, data: tuple, members: int, epochs: int, variant: dict[str, Any]) -> float:
+    """Seconds of one population call on fresh programs, with ``variant``'s stand-ins in ``_tensorflow``."""
+    with contextlib.ExitStack() as patches:
+        for name, stand_in in variant.items():
+            *owner, attribute = name.split(".")
+            target = functools.reduce(getattr, owner, _tensorflow)
+            patches.enter_context(mock.patch.object(target, attribute, stand_in))
         population._PROGRAMS.clear()
         x_train, y_train, x_val, y_val = data
         models = []
@@ -74,9 +81,23 @@ def one_call(row: peers.Row, data: tuple, members: int, epochs: int, variant: di
         population.train_population(models, (x_train, y_train), (x_val, y_val), epochs=epochs, batch_size=32,
                                     seeds=list(range(members)), evaluate=True)
         return time.perf_counter() - start
-    finally:
-        _tensorflow._traced_once = originals["_traced_once"]
-        _tensorflow.Backend.shared = originals["shared"]
+
+
+def medians_by_row(rows: str, variants: dict[str, dict[str, Any]], members: int, epochs: int,
+                   rounds: int) -> Iterator[tuple[str, dict[str, float]]]:
+    """Each row of ``rows`` (comma-separated peers rows, ``--quick`` data) and its median seconds per variant,
+    the variants interleaved round by round."""
+    for name in rows.split(","):
+        row = peers.quick(peers.FULL[name])
+        with tempfile.TemporaryDirectory() as folder:
+            peers.prepare(row, Path(folder))
+            data = peers.read_data(row, Path(folder))
+        one_call(row, data, 2, 1, {})  # the row's first program in this process: warms Keras and TensorFlow alike
+        seconds: dict[str, list[float]] = {v: [] for v in variants}
+        for _ in range(rounds):
+            for variant, stand_ins in variants.items():
+                seconds[variant].append(one_call(row, data, members, epochs, stand_ins))
+        yield name, {v: statistics.median(s) for v, s in seconds.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,22 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     if keras.backend.backend() != "tensorflow":
         raise SystemExit("first_call.py measures the TensorFlow backend (KERAS_BACKEND=tensorflow)")
     population.XLA_MIN_STEPS = 0  # a long run: XLA where the model allows it, a share per core
-    import tempfile
-
     print(f"{population.THREADS} cores; {args.members} members, {args.epochs} epochs; median of {args.rounds}")
     print("| row | " + " | ".join(VARIANTS) + " | ratios to now |")
     print("|---|" + "---:|" * (len(VARIANTS) + 1))
-    for name in args.rows.split(","):
-        row = peers.quick(peers.FULL[name])
-        with tempfile.TemporaryDirectory() as folder:
-            peers.prepare(row, Path(folder))
-            data = peers.read_data(row, Path(folder))
-        one_call(row, data, 2, 1, {})  # the row's first program in this process: warms Keras and TensorFlow alike
-        seconds: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        for _ in range(args.rounds):
-            for variant, patch in VARIANTS.items():
-                seconds[variant].append(one_call(row, data, args.members, args.epochs, patch))
-        medians = {v: statistics.median(s) for v, s in seconds.items()}
+    for name, medians in medians_by_row(args.rows, VARIANTS, args.members, args.epochs, args.rounds):
         ratios = " / ".join(f"{medians[v] / medians['now']:.2f}" for v in VARIANTS)
         print(f"| {name} | " + " | ".join(f"{medians[v]:.2f}" for v in VARIANTS) + f" | {ratios} |", flush=True)
     return 0

@@ -24,10 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,31 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import keras  # noqa: E402
 
-import peers  # noqa: E402
-from regsearch import population  # noqa: E402
-from regsearch.population import _tensorflow  # noqa: E402
+from first_call import medians_by_row  # noqa: E402
 
-STRENGTHS = (1e-2, 1e-3, 1e-4, 1e-5)
-VARIANTS = {"now": _tensorflow._graph_rewrites_skipped, "with Grappler": contextlib.nullcontext}
-
-
-def one_call(row: peers.Row, data: tuple, members: int, epochs: int, skipped: object) -> float:
-    """Seconds of one population call on fresh programs, with ``skipped`` as the block a short run's calls enter."""
-    original = _tensorflow._graph_rewrites_skipped
-    _tensorflow._graph_rewrites_skipped = skipped
-    try:
-        population._PROGRAMS.clear()
-        x_train, y_train, x_val, y_val = data
-        models = []
-        for k in range(members):
-            keras.utils.set_random_seed(k)
-            models.append(peers.architecture(row.name, STRENGTHS[k % len(STRENGTHS)], tuple(x_train.shape[1:])))
-        start = time.perf_counter()
-        population.train_population(models, (x_train, y_train), (x_val, y_val), epochs=epochs, batch_size=32,
-                                    seeds=list(range(members)), evaluate=True)
-        return time.perf_counter() - start
-    finally:
-        _tensorflow._graph_rewrites_skipped = original
+#: Per variant, what it replaces in ``regsearch.population._tensorflow`` (``first_call.one_call``).
+VARIANTS = {"now": {}, "with Grappler": {"_graph_rewrites_skipped": contextlib.nullcontext}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,17 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.members} members, {args.epochs} epochs (a short run: a plain graph); median of {args.rounds}")
     print("| row | " + " | ".join(VARIANTS) + " | ratio to now |")
     print("|---|" + "---:|" * (len(VARIANTS) + 1))
-    for name in args.rows.split(","):
-        row = peers.quick(peers.FULL[name])
-        with tempfile.TemporaryDirectory() as folder:
-            peers.prepare(row, Path(folder))
-            data = peers.read_data(row, Path(folder))
-        one_call(row, data, 2, 1, VARIANTS["now"])  # the row's first program in this process: warms both alike
-        seconds: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        for _ in range(args.rounds):
-            for variant, skipped in VARIANTS.items():
-                seconds[variant].append(one_call(row, data, args.members, args.epochs, skipped))
-        medians = {v: statistics.median(s) for v, s in seconds.items()}
+    for name, medians in medians_by_row(args.rows, VARIANTS, args.members, args.epochs, args.rounds):
         print(f"| {name} | " + " | ".join(f"{medians[v]:.2f}" for v in VARIANTS)
               + f" | {medians['with Grappler'] / medians['now']:.2f} |", flush=True)
     return 0
